@@ -1,0 +1,5 @@
+"""`python -m jailpy`"""
+
+from jailpy.cli import main
+
+main(prog_name="jailpy")

@@ -1,0 +1,119 @@
+"""Public Python API; the CLI is a thin layer over it.
+
+    from jailpy import Sandbox, load_policy
+    box = Sandbox(load_policy("default"))
+    result = box.run(["python3", "-c", "print(1)"])
+    result.exit_code
+
+A Sandbox holds a resolved Policy and can run any number of commands; each
+run() is one fresh sandbox. Programs that start many sandboxes resolve the
+profile once and pay only the per-run cost (fork, namespaces, mounts, exec).
+"""
+
+from __future__ import annotations
+
+import os
+import signal as _signal
+from dataclasses import replace
+
+from .errors import SetupError
+from .plan import Caller, Plan, build_plan
+from .policy import Policy
+from .profile.loader import Layer
+from .runtime.launcher import HostStep, Result, launch
+
+__all__ = ["Sandbox", "Result", "load_policy", "run"]
+
+
+def load_policy(profile: str | None = None, overrides: Layer | None = None,
+                caller: Caller | None = None) -> Policy:
+    """Resolve a profile name or path (default: 'default') into a Policy."""
+    from .profile import resolve_policy
+
+    caller = caller or Caller.current()
+    return resolve_policy(profile, caller.env, caller.uid, caller.gid, caller.cwd, overrides)
+
+
+class Sandbox:
+    """Runs commands under one Policy."""
+
+    def __init__(self, policy: Policy | None = None):
+        self.policy = policy if policy is not None else load_policy()
+
+    def plan(self, argv: list[str], caller: Caller | None = None) -> Plan:
+        return build_plan(self.policy, argv, caller or Caller.current())
+
+    def run(self, argv: list[str], *, forward_signals: bool = False,
+            pass_fds: tuple[int, ...] = ()) -> Result:
+        """Run argv in a fresh sandbox and wait for it.
+
+        forward_signals installs handlers (main thread only) that relay
+        SIGTERM, SIGINT, ... to the sandbox, as the CLI does; a library
+        caller usually wants to keep its own handlers.
+        """
+        if not argv:
+            raise SetupError("no command given", origin="run")
+        policy = self.policy
+        if pass_fds:
+            policy = replace(policy, process=replace(policy.process,
+                                                     pass_fds=policy.process.pass_fds + pass_fds))
+        plan = build_plan(policy, argv, Caller.current())
+        steps = self._host_steps(plan)
+        if not forward_signals:
+            return launch(plan, steps)
+        with _SignalRelay() as relay:
+            return launch(plan, steps, on_started=relay.attach)
+
+    @staticmethod
+    def _host_steps(plan: Plan) -> tuple[HostStep, ...]:
+        steps: list[HostStep] = []
+        if plan.map_all:
+            from .runtime import userns
+
+            userns.check_full_range(plan.uid_outside, plan.gid_outside)
+            steps.append(lambda pid: userns.write_full_range_maps(
+                pid, plan.uid_inside, plan.uid_outside, plan.gid_inside, plan.gid_outside))
+        return tuple(steps)
+
+
+def run(argv: list[str], profile: str | None = None) -> Result:
+    """One-shot convenience: resolve `profile` and run argv in it."""
+    return Sandbox(load_policy(profile)).run(argv)
+
+
+class _SignalRelay:
+    """Forward catchable termination/terminal signals to the sandbox's pid 1."""
+
+    from .runtime.init import FORWARDED as SIGNALS
+
+    def __init__(self) -> None:
+        self.target: int | None = None
+        self.pending: list[int] = []
+        self.saved: dict[int, object] = {}
+
+    def __enter__(self) -> "_SignalRelay":
+        for sig in self.SIGNALS:
+            self.saved[sig] = _signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.saved.items():
+            _signal.signal(sig, handler)
+
+    def attach(self, pid: int) -> None:
+        self.target = pid
+        for sig in self.pending:
+            self._send(sig)
+        self.pending.clear()
+
+    def _handle(self, sig: int, frame: object) -> None:
+        if self.target is None:
+            self.pending.append(sig)
+        else:
+            self._send(sig)
+
+    def _send(self, sig: int) -> None:
+        try:
+            os.kill(self.target, sig)  # type: ignore[arg-type]
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,1 @@
+"""Kernel interfaces: ctypes bindings and constants (the only libc-by-hand code)."""

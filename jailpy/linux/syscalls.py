@@ -1,0 +1,206 @@
+"""Thin ctypes bindings for the Linux calls Python's os module lacks.
+
+This is the only module that talks to libc by hand. Every wrapper raises
+OSError with the real errno, so callers can report which operation failed and
+why without knowing about ctypes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+# Namespace flags (linux/sched.h).
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# mount(2) flags.
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MNT_DETACH = 0x2
+
+# New mount API (linux/mount.h).
+OPEN_TREE_CLONE = 0x1
+OPEN_TREE_CLOEXEC = 0o2000000
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+AT_SYMLINK_NOFOLLOW = 0x100
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+FSOPEN_CLOEXEC = 0x1
+FSMOUNT_CLOEXEC = 0x1
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+
+# openat2 resolve flags (linux/openat2.h).
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+CLOSE_RANGE_CLOEXEC = 0x4
+
+# prctl options used before python-prctl is worth importing.
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+
+_NUMBERS = {
+    "x86_64": {
+        "pivot_root": 155, "setns": 308, "unshare": 272, "openat2": 437,
+        "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
+        "fsmount": 432, "mount_setattr": 442, "close_range": 436,
+        "seccomp": 317,
+    },
+    "aarch64": {
+        "pivot_root": 41, "setns": 268, "unshare": 97, "openat2": 437,
+        "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
+        "fsmount": 432, "mount_setattr": 442, "close_range": 436,
+        "seccomp": 277,
+    },
+}
+NR = _NUMBERS.get(platform.machine(), _NUMBERS["x86_64"])
+
+
+def _check(result: int, what: str, path: str | None = None) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}", path)
+    return result
+
+
+def _b(path: str | None) -> bytes | None:
+    return None if path is None else os.fsencode(path)
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
+          data: str | None = None) -> None:
+    res = _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
+    _check(res, "mount", target)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(_libc.umount2(_b(target), ctypes.c_int(flags)), "umount", target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(_syscall(NR["pivot_root"], _b(new_root), _b(put_old)), "pivot_root", new_root)
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    res = _syscall(NR["openat2"], ctypes.c_int(dirfd), _b(path), ctypes.byref(how),
+                   ctypes.c_size_t(ctypes.sizeof(how)))
+    return _check(res, "openat2", path)
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    res = _syscall(NR["open_tree"], ctypes.c_int(dirfd), _b(path), ctypes.c_uint(flags))
+    return _check(res, "open_tree", path)
+
+
+def move_mount(from_fd: int, to_fd: int) -> None:
+    """Attach the detached mount `from_fd` on top of the object `to_fd` refers to."""
+    res = _syscall(NR["move_mount"], ctypes.c_int(from_fd), b"", ctypes.c_int(to_fd), b"",
+                   ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH))
+    _check(res, "move_mount")
+
+
+def fsopen(fstype: str) -> int:
+    return _check(_syscall(NR["fsopen"], _b(fstype), ctypes.c_uint(FSOPEN_CLOEXEC)),
+                  "fsopen", fstype)
+
+
+def fsconfig(fd: int, cmd: int, key: str | None = None, value: str | None = None) -> None:
+    res = _syscall(NR["fsconfig"], ctypes.c_int(fd), ctypes.c_uint(cmd), _b(key), _b(value),
+                   ctypes.c_int(0))
+    _check(res, "fsconfig", key)
+
+
+def fsmount(fd: int, attr_flags: int) -> int:
+    res = _syscall(NR["fsmount"], ctypes.c_int(fd), ctypes.c_uint(FSMOUNT_CLOEXEC),
+                   ctypes.c_uint(attr_flags))
+    return _check(res, "fsmount")
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(fd: int, attr_set: int, recursive: bool) -> None:
+    attr = _MountAttr(attr_set, 0, 0, 0)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    res = _syscall(NR["mount_setattr"], ctypes.c_int(fd), b"", ctypes.c_uint(flags),
+                   ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    _check(res, "mount_setattr")
+
+
+def close_range_cloexec(first: int) -> None:
+    """Mark every fd >= first close-on-exec in one call."""
+    res = _syscall(NR["close_range"], ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF),
+                   ctypes.c_uint(CLOSE_RANGE_CLOEXEC))
+    _check(res, "close_range")
+
+
+def prctl(option: int, arg2: int = 0) -> None:
+    res = _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(0),
+                      ctypes.c_ulong(0), ctypes.c_ulong(0))
+    _check(res, "prctl")
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
+
+
+def seccomp_set_filter(program: bytes, flags: int = 0) -> None:
+    """Load a raw classic-BPF program (array of struct sock_filter)."""
+
+    class _SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    SECCOMP_SET_MODE_FILTER = 1
+    res = _syscall(NR["seccomp"], ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(flags),
+                   ctypes.byref(prog))
+    _check(res, "seccomp")

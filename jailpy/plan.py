@@ -1,0 +1,133 @@
+"""Policy -> Plan: everything decided before the first syscall.
+
+The Plan is ordered, pure data computed from a Policy, the command line and
+facts about the caller (ids, environment, cwd). Keeping the decisions here
+means tests can check what a sandbox *will* do without a kernel, and the
+runtime stays a straight-line executor.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .linux import syscalls as sc
+from .policy import MountOp, Policy
+
+_NS_FLAGS = (
+    ("user", sc.CLONE_NEWUSER), ("mount", sc.CLONE_NEWNS), ("ipc", sc.CLONE_NEWIPC),
+    ("uts", sc.CLONE_NEWUTS), ("net", sc.CLONE_NEWNET), ("cgroup", sc.CLONE_NEWCGROUP),
+    ("pid", sc.CLONE_NEWPID),
+)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Facts about the invoking process that a Plan depends on."""
+
+    uid: int
+    gid: int
+    env: dict[str, str]
+    cwd: str | None
+    cwd_identity: tuple[int, int] | None = None
+
+    @classmethod
+    def current(cls) -> "Caller":
+        try:
+            cwd = os.getcwd()
+            st = os.stat(cwd)
+            identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            cwd, identity = None, None
+        return cls(os.getuid(), os.getgid(), dict(os.environ), cwd, identity)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The ordered set-up a sandbox goes through, as data."""
+
+    argv: tuple[str, ...]
+    unshare_flags: int
+    uid_inside: int
+    gid_inside: int
+    uid_outside: int
+    gid_outside: int
+    map_all: bool
+    mount_ops: tuple[MountOp, ...]
+    root_readonly: bool
+    env: dict[str, str]
+    cwd: str | None
+    cwd_identity: tuple[int, int] | None
+    hostname: str | None
+    new_session: bool
+    die_with_parent: bool
+    pass_fds: tuple[int, ...]
+    argv0: str | None
+    keep_caps: tuple[str, ...] = ()
+    policy: Policy = field(default_factory=Policy, compare=False)
+
+    @property
+    def new_pid_ns(self) -> bool:
+        return bool(self.unshare_flags & sc.CLONE_NEWPID)
+
+    @property
+    def new_mount_ns(self) -> bool:
+        return bool(self.unshare_flags & sc.CLONE_NEWNS)
+
+
+def sandbox_environment(policy: Policy, caller_env: dict[str, str]) -> dict[str, str]:
+    """Apply clear/keep/unset/set, in that order, to the caller's environment."""
+    spec = policy.environment
+    if spec.clear:
+        env = {}
+        patterns = [k for k in spec.keep if any(c in k for c in "*?[")]
+        for name in spec.keep:
+            if name in caller_env:
+                env[name] = caller_env[name]
+        if patterns:
+            from fnmatch import fnmatchcase
+
+            for name, value in caller_env.items():
+                if any(fnmatchcase(name, p) for p in patterns):
+                    env[name] = value
+    else:
+        env = dict(caller_env)
+    for name in spec.unset:
+        env.pop(name, None)
+    env.update(spec.set)
+    return env
+
+
+def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller) -> Plan:
+    """Decide everything about one sandbox run; makes no syscalls."""
+    flags = 0
+    for name, flag in _NS_FLAGS:
+        if getattr(policy.namespaces, name):
+            flags |= flag
+    ident = policy.identity
+    uid_inside = caller.uid if ident.uid is None else ident.uid
+    gid_inside = caller.gid if ident.gid is None else ident.gid
+    # An explicit cwd must exist inside; the caller's cwd is used only when
+    # the very same directory is visible inside (checked by identity).
+    explicit_cwd = policy.process.cwd
+    return Plan(
+        argv=tuple(argv),
+        unshare_flags=flags,
+        uid_inside=uid_inside,
+        gid_inside=gid_inside,
+        uid_outside=caller.uid,
+        gid_outside=caller.gid,
+        map_all=ident.map_all,
+        mount_ops=policy.filesystem.ops,
+        root_readonly=policy.filesystem.root_readonly,
+        env=sandbox_environment(policy, caller.env),
+        cwd=explicit_cwd or caller.cwd,
+        cwd_identity=None if explicit_cwd else caller.cwd_identity,
+        hostname=policy.process.hostname if policy.namespaces.uts else None,
+        new_session=policy.process.new_session,
+        die_with_parent=policy.process.die_with_parent,
+        pass_fds=policy.process.pass_fds,
+        argv0=policy.process.argv0,
+        keep_caps=policy.capabilities.keep,
+        policy=policy,
+    )

@@ -1,0 +1,1 @@
+"""The runtime: executes a Plan with real namespaces, mounts and processes."""

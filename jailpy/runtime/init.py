@@ -1,0 +1,74 @@
+"""pid 1 of the sandbox: reap everything, forward signals, mirror the target.
+
+A pid namespace's init has duties an ordinary program does not fulfil:
+orphans are re-parented to it, and the kernel drops signals it has no handler
+for. This loop blocks the signals it forwards and collects them with
+sigwaitinfo, so nothing is lost between fork and the first wait, and it never
+runs Python signal handlers at odd moments.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+#: Signals a supervisor or user may aim at the sandbox; forwarded to the target.
+FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
+             signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+#: Signals a terminal delivers to its foreground process group by itself.
+TERMINAL_GENERATED = (signal.SIGINT, signal.SIGQUIT, signal.SIGWINCH)
+
+
+def block_forwarded() -> set[int]:
+    """Block SIGCHLD and the forwarded signals; returns the previous mask."""
+    return signal.pthread_sigmask(signal.SIG_BLOCK, (*FORWARDED, signal.SIGCHLD))
+
+
+def supervise(target: int, is_pid1: bool, forward_terminal: bool) -> int:
+    """Wait for `target`, reaping every other child; returns its raw wait status.
+
+    When the target ends, everything left in the sandbox is killed first, so
+    no daemonised leftover outlives the command that started it.
+    """
+    waited = (*FORWARDED, signal.SIGCHLD)
+    skip = () if forward_terminal else TERMINAL_GENERATED
+    status: int | None = None
+    while status is None:
+        info = signal.sigwaitinfo(waited)
+        if info.si_signo != signal.SIGCHLD:
+            if info.si_signo not in skip:
+                try:
+                    os.kill(target, info.si_signo)
+                except ProcessLookupError:
+                    pass
+            continue
+        status = _reap(target)
+    if is_pid1:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _reap_all()
+    return status
+
+
+def _reap(target: int) -> int | None:
+    """Collect every exited child; the target's status if it was among them."""
+    found = None
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return found
+        if pid == 0:
+            return found
+        if pid == target:
+            found = status
+
+
+def _reap_all() -> None:
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return

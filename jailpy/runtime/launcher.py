@@ -1,0 +1,224 @@
+"""Process choreography: supervisor -> namespace child -> pid 1 -> target.
+
+    supervisor (host)       forks the namespace child; when the plan needs
+                            host-side help (newuidmap, a network helper) it
+                            does that work after the child has unshared and
+                            then says "go"; forwards signals; reports status
+    namespace child         unshare(USER|NS|...|PID), writes its own id maps,
+                            forks pid 1 and waits for it (it lives outside
+                            the new pid namespace, so nothing inside sees it)
+    pid 1                   builds the root, sets hostname, brings up lo,
+                            forks the target, then reaps and forwards signals
+    target                  session, cwd, fds, caps, execve
+
+Everything before execve reports failures over the report pipe as
+structured errors; the supervisor turns them into JailpyError.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import EXIT_JAILPY_FAILURE, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, SetupError
+from ..linux import syscalls as sc
+from ..plan import Plan
+# Everything the processes inside need is imported here, before any pivot_root:
+# after it, the interpreter's own files may not be visible any more.
+from . import caps, channel, init, mounts, netdev, target, userns
+
+#: Host-side work run by the supervisor once the child has unshared; gets its pid.
+HostStep = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Result:
+    """How the sandboxed command ended."""
+
+    exit_code: int
+    signal: int | None
+    wall_time: float
+    user_time: float
+    system_time: float
+
+
+def launch(plan: Plan, host_steps: tuple[HostStep, ...] = (),
+           on_started: Callable[[int], None] | None = None) -> Result:
+    """Run the plan to completion; raises JailpyError for set-up failures."""
+    start = time.monotonic()
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC) if host_steps else (-1, -1)
+    supervisor = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        _child_main(plan, supervisor, report_w, go_r)
+    os.close(report_w)
+    failure: BaseException | None = None
+    try:
+        if host_steps:
+            os.close(go_r)
+            failure = _run_host_steps(pid, host_steps, report_r, go_w)
+        messages = channel.receive(report_r, first_only=on_started is not None)
+        if on_started is not None:
+            for message in messages:
+                if "started" in message:
+                    on_started(message["started"])
+            messages += channel.receive(report_r)
+    finally:
+        os.close(report_r)
+        _, wait_status, usage = _wait4(pid)
+    if failure is not None:
+        raise failure
+    return _result(messages, wait_status, usage, start)
+
+
+def _run_host_steps(pid: int, steps: tuple[HostStep, ...], report_r: int,
+                    go_w: int) -> BaseException | None:
+    """Wait for 'unshared', run host-side steps, then release the child."""
+    try:
+        first = channel.receive(report_r, first_only=True)
+        if not first or "unshared" not in first[0]:
+            return channel.error_from(first[0]) if first and "error" in first[0] else None
+        for step in steps:
+            step(pid)
+        os.write(go_w, b"g")
+        return None
+    except BaseException as exc:  # the child sees EOF on go and exits quietly
+        os.kill(pid, signal.SIGKILL)
+        return exc
+    finally:
+        os.close(go_w)
+
+
+def _wait4(pid: int):
+    while True:
+        try:
+            return os.wait4(pid, 0)
+        except ChildProcessError:
+            return pid, EXIT_JAILPY_FAILURE << 8, None
+
+
+def _result(messages: list[dict], wait_status: int, usage, start: float) -> Result:
+    for message in messages:
+        if "error" in message:
+            raise channel.error_from(message)
+    raw = next((m["status"] for m in messages if "status" in m), None)
+    if raw is None:
+        code = os.waitstatus_to_exitcode(wait_status)
+        raise SetupError(f"the sandbox set-up process ended unexpectedly (status {code})",
+                         origin="launcher", hint="run with --debug for details")
+    sig = os.WTERMSIG(raw) if os.WIFSIGNALED(raw) else None
+    code = 128 + sig if sig else os.WEXITSTATUS(raw)
+    return Result(code, sig, time.monotonic() - start,
+                  usage.ru_utime if usage else 0.0, usage.ru_stime if usage else 0.0)
+
+
+# --- inside --------------------------------------------------------------------
+
+
+def _child_main(plan: Plan, supervisor: int, report_w: int, go_r: int) -> None:
+    """The namespace child; never returns."""
+    code = EXIT_JAILPY_FAILURE
+    try:
+        if plan.new_session:
+            os.setsid()  # terminal signals reach only the supervisor, which forwards them
+        init.block_forwarded()
+        if plan.die_with_parent:
+            sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != supervisor:
+                os._exit(EXIT_JAILPY_FAILURE)
+        _unshare(plan)
+        if go_r >= 0:
+            channel.send(report_w, unshared=os.getpid())
+            if os.read(go_r, 1) != b"g":
+                os._exit(EXIT_JAILPY_FAILURE)
+        elif plan.unshare_flags & sc.CLONE_NEWUSER:
+            userns.write_own_maps(plan.uid_inside, plan.uid_outside, plan.gid_inside,
+                                  plan.gid_outside)
+        pid1 = os.fork()
+        if pid1 == 0:
+            _pid1_main(plan, report_w)
+        channel.send(report_w, started=pid1)
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        while True:
+            try:
+                _, status = os.waitpid(pid1, 0)
+                break
+            except ChildProcessError:
+                status = EXIT_JAILPY_FAILURE << 8
+                break
+        code = os.waitstatus_to_exitcode(status) & 0xFF
+    except BaseException as exc:
+        channel.send_error(report_w, exc)
+    os._exit(code)
+
+
+def _unshare(plan: Plan) -> None:
+    try:
+        sc.unshare(plan.unshare_flags)
+    except OSError as exc:
+        hint = ("unprivileged user namespaces may be disabled: see 'jailpy check'"
+                if exc.errno in (errno.EPERM, errno.ENOSPC, errno.EINVAL) else None)
+        raise SetupError(f"cannot create namespaces: {exc.strerror}", origin="namespaces",
+                         hint=hint) from exc
+
+
+def _pid1_main(plan: Plan, report_w: int) -> None:
+    """pid 1 of the new pid namespace (or a plain reaper without one); never returns."""
+    try:
+        if plan.die_with_parent:
+            sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if plan.new_mount_ns:
+            mounts.build_root(plan.mount_ops, plan.root_readonly)
+        if plan.hostname is not None:
+            sc.sethostname(plan.hostname)
+        if plan.unshare_flags & sc.CLONE_NEWNET:
+            netdev.bring_up_loopback()
+        if not plan.new_pid_ns:
+            sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        target = os.fork()
+        if target == 0:
+            _target_main(plan, report_w)
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        caps.drop_capabilities()
+        status = init.supervise(target, is_pid1=plan.new_pid_ns,
+                                forward_terminal=plan.new_session)
+        channel.send(report_w, status=status)
+        os._exit(0)
+    except BaseException as exc:
+        channel.send_error(report_w, exc)
+        os._exit(EXIT_JAILPY_FAILURE)
+
+
+def _target_main(plan: Plan, report_w: int) -> None:
+    """Final preparation and execve of the command; never returns."""
+    argv0 = plan.argv[0]
+    try:
+        target.prepare_target(plan, keep_fds=(report_w,))
+        argv = list(plan.argv)
+        if plan.argv0 is not None:
+            argv[0] = plan.argv0
+        os.execvpe(argv0, argv, plan.env)
+    except FileNotFoundError:
+        channel.send(report_w, error="CommandError", message=f"{argv0}: command not found",
+                     origin=None, exit_code=EXIT_NOT_FOUND)
+        os._exit(EXIT_NOT_FOUND)
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        channel.send(report_w, error="CommandError",
+                     message=f"{argv0}: cannot execute: {exc.strerror}", origin=None,
+                     exit_code=EXIT_NOT_EXECUTABLE)
+        os._exit(EXIT_NOT_EXECUTABLE)
+    except OSError as exc:
+        if exc.errno == errno.ENOEXEC:
+            channel.send(report_w, error="CommandError",
+                         message=f"{argv0}: cannot execute: {exc.strerror}", origin=None,
+                         exit_code=EXIT_NOT_EXECUTABLE)
+            os._exit(EXIT_NOT_EXECUTABLE)
+        channel.send_error(report_w, exc)
+    except BaseException as exc:
+        channel.send_error(report_w, exc)
+    os._exit(EXIT_JAILPY_FAILURE)

@@ -1,0 +1,305 @@
+"""Build the sandbox root filesystem and switch into it.
+
+Layout during set-up (all inside the sandbox's own mount namespace):
+
+    /            a scratch tmpfs (the "base"), mounted over the host's /tmp
+    /oldroot     the host's root, where bind sources are resolved
+    /newroot     the sandbox root tmpfs, where destinations are resolved
+
+Keeping the host root and the sandbox root as siblings means a destination
+resolved with RESOLVE_IN_ROOT inside /newroot can never reach /oldroot, even
+through a symlink planted in a bind source (`link -> /oldroot/etc`,
+`link -> ../../..`): the walk is clamped to /newroot by the kernel. Mounts are
+attached through file descriptors (open_tree/fsmount + move_mount), so the
+object that was checked is the object that gets covered; no path is looked up
+twice.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from contextlib import contextmanager
+from typing import Iterator
+
+from ..errors import SetupError
+from ..linux import syscalls as sc
+from ..policy import MountOp
+
+_RESOLVE = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
+_BASE = "/tmp"
+
+#: Device nodes the minimal /dev gets, bound from the host (mknod is refused in a userns).
+_DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+_DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+              ("ptmx", "pts/ptmx"), ("core", "/proc/kcore"))
+#: procfs entries that stay read-only even for root inside (defence in depth).
+_PROC_READONLY = ("sys", "sysrq-trigger", "irq", "bus")
+
+
+def _fail(op: MountOp, what: str, exc: OSError | None = None) -> SetupError:
+    detail = f"{what}: {os.strerror(exc.errno)}" if exc and exc.errno else what
+    return SetupError(detail, origin=op.origin or f"{op.kind} {op.dest}")
+
+
+@contextmanager
+def _fd(fd: int) -> Iterator[int]:
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+class RootBuilder:
+    """Applies ordered mount ops to a fresh root, then pivots into it."""
+
+    def __init__(self) -> None:
+        sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
+        sc.mount("jailpy-base", _BASE, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=0755")
+        os.mkdir(f"{_BASE}/newroot", 0o755)
+        os.mkdir(f"{_BASE}/oldroot", 0o755)
+        sc.mount("jailpy-root", f"{_BASE}/newroot", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV,
+                 "mode=0755")
+        os.chdir(_BASE)
+        sc.pivot_root(".", "oldroot")
+        os.chdir("/")
+        self.host = os.open("/oldroot", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.root = os.open("/newroot", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    # -- path resolution -------------------------------------------------
+
+    def open_host(self, path: str, flags: int = os.O_PATH) -> int:
+        """Open a host path with the host's own view of absolute symlinks."""
+        return sc.openat2(self.host, path, flags, sc.RESOLVE_IN_ROOT)
+
+    def open_inside(self, path: str, flags: int = os.O_PATH) -> int:
+        return sc.openat2(self.root, path, flags, _RESOLVE)
+
+    def _parent_dir(self, path: str) -> tuple[int, str]:
+        """Open (creating as needed) the parent directory of `path` inside the root."""
+        parent, _, name = path.rstrip("/").rpartition("/")
+        if not name:
+            raise OSError(errno.EINVAL, "refusing to operate on /")
+        return self.ensure_dir(parent or "/"), name
+
+    def ensure_dir(self, path: str, mode: int = 0o755) -> int:
+        """mkdir -p inside the root, one component at a time, never leaving it."""
+        try:
+            return self.open_inside(path, os.O_PATH | os.O_DIRECTORY)
+        except FileNotFoundError:
+            pass
+        parent_fd, name = self._parent_dir(path)
+        with _fd(parent_fd):
+            try:
+                os.mkdir(name, mode, dir_fd=parent_fd)
+            except FileExistsError:
+                pass  # a dangling symlink or a race: the open below decides
+        return self.open_inside(path, os.O_PATH | os.O_DIRECTORY)
+
+    def ensure_file(self, path: str) -> int:
+        try:
+            return self.open_inside(path)
+        except FileNotFoundError:
+            pass
+        parent_fd, name = self._parent_dir(path)
+        with _fd(parent_fd):
+            try:
+                fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY
+                             | os.O_CLOEXEC, 0o644, dir_fd=parent_fd)
+                os.close(fd)
+            except FileExistsError:
+                pass
+        return self.open_inside(path)
+
+    # -- mount helpers ---------------------------------------------------
+
+    def _attach(self, mount_fd: int, dest_fd: int) -> None:
+        with _fd(mount_fd), _fd(dest_fd):
+            sc.move_mount(mount_fd, dest_fd)
+
+    def _new_fs(self, fstype: str, options: dict[str, str | None], attrs: int) -> int:
+        with _fd(sc.fsopen(fstype)) as ctx:
+            for key, value in options.items():
+                if value is None:
+                    sc.fsconfig(ctx, sc.FSCONFIG_SET_FLAG, key)
+                else:
+                    sc.fsconfig(ctx, sc.FSCONFIG_SET_STRING, key, value)
+            sc.fsconfig(ctx, sc.FSCONFIG_CMD_CREATE)
+            return sc.fsmount(ctx, attrs)
+
+    def mount_fs(self, dest: str, fstype: str, options: dict[str, str | None],
+                 attrs: int) -> None:
+        mount_fd = self._new_fs(fstype, options, attrs)
+        try:
+            dest_fd = self.ensure_dir(dest)
+        except BaseException:
+            os.close(mount_fd)
+            raise
+        self._attach(mount_fd, dest_fd)
+
+    def bind(self, source: str, dest: str, readonly: bool, devices: bool) -> None:
+        with _fd(self.open_host(source)) as src_fd:
+            is_dir = stat.S_ISDIR(os.fstat(src_fd).st_mode)
+            tree = sc.open_tree(src_fd, "", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
+                                | sc.AT_EMPTY_PATH | sc.AT_RECURSIVE)
+        try:
+            attrs = sc.MOUNT_ATTR_NOSUID
+            attrs |= 0 if devices else sc.MOUNT_ATTR_NODEV
+            attrs |= sc.MOUNT_ATTR_RDONLY if readonly else 0
+            # Only sets bits: locked nosuid/nodev/noexec of the source stay as they are.
+            sc.mount_setattr(tree, attrs, recursive=True)
+            dest_fd = self.ensure_dir(dest) if is_dir else self.ensure_file(dest)
+        except BaseException:
+            os.close(tree)
+            raise
+        self._attach(tree, dest_fd)
+
+    def make_readonly(self, dest: str) -> None:
+        """Make the mount tree at dest read-only; binds dest onto itself if needed."""
+        with _fd(self.open_inside(dest)) as fd:
+            tree = sc.open_tree(fd, "", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
+                                | sc.AT_EMPTY_PATH | sc.AT_RECURSIVE)
+        try:
+            sc.mount_setattr(tree, sc.MOUNT_ATTR_RDONLY, recursive=True)
+        except BaseException:
+            os.close(tree)
+            raise
+        self._attach(tree, self.open_inside(dest))
+
+    # -- op kinds ----------------------------------------------------------
+
+    def apply(self, op: MountOp) -> None:
+        try:
+            getattr(self, "_op_" + op.kind.replace("-", "_"))(op)
+        except SetupError:
+            raise
+        except FileNotFoundError as exc:
+            if op.optional:
+                return
+            raise _fail(op, "source does not exist" if op.source and exc.filename == op.source
+                        else "path does not exist", exc) from exc
+        except OSError as exc:
+            raise _fail(op, f"{op.kind} failed", exc) from exc
+
+    def _op_bind(self, op: MountOp) -> None:
+        self._bind_op(op, readonly=False, devices=False)
+
+    def _op_ro_bind(self, op: MountOp) -> None:
+        self._bind_op(op, readonly=True, devices=False)
+
+    def _op_dev_bind(self, op: MountOp) -> None:
+        self._bind_op(op, readonly=False, devices=True)
+
+    def _bind_op(self, op: MountOp, readonly: bool, devices: bool) -> None:
+        assert op.source is not None
+        try:
+            self.bind(op.source, op.dest, readonly, devices)
+        except FileNotFoundError as exc:
+            exc.filename = op.source
+            raise
+
+    def _op_tmpfs(self, op: MountOp) -> None:
+        options = {"mode": format(0o755 if op.mode is None else op.mode, "o")}
+        if op.size is not None:
+            options["size"] = str(op.size)
+        self.mount_fs(op.dest, "tmpfs", options, sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV)
+
+    def _op_proc(self, op: MountOp) -> None:
+        hardened = sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC
+        self.mount_fs(op.dest, "proc", {}, hardened)
+        for entry in _PROC_READONLY:
+            try:
+                self.make_readonly(f"{op.dest}/{entry}")
+            except FileNotFoundError:
+                continue
+
+    def _op_mqueue(self, op: MountOp) -> None:
+        self.mount_fs(op.dest, "mqueue", {},
+                      sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC)
+
+    def _op_dev(self, op: MountOp) -> None:
+        dev = op.dest.rstrip("/") or "/dev"
+        self.mount_fs(dev, "tmpfs", {"mode": "0755"}, sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NOEXEC)
+        for node in _DEV_NODES:
+            self.bind(f"/dev/{node}", f"{dev}/{node}", readonly=False, devices=True)
+        self.mount_fs(f"{dev}/pts", "devpts",
+                      {"newinstance": None, "ptmxmode": "0666", "mode": "0620"},
+                      sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NOEXEC)
+        self.mount_fs(f"{dev}/shm", "tmpfs", {"mode": "1777"},
+                      sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV)
+        with _fd(self.open_inside(dev)) as dev_fd:
+            for name, target in _DEV_LINKS:
+                os.symlink(target, name, dir_fd=dev_fd)
+        if os.isatty(0):
+            # The controlling terminal is reachable as /dev/console, as on a real system.
+            self.bind(os.ttyname(0), f"{dev}/console", readonly=False, devices=True)
+
+    def _op_symlink(self, op: MountOp) -> None:
+        assert op.source is not None
+        parent_fd, name = self._parent_dir(op.dest)
+        with _fd(parent_fd):
+            try:
+                os.symlink(op.source, name, dir_fd=parent_fd)
+            except FileExistsError:
+                if os.readlink(name, dir_fd=parent_fd) != op.source:
+                    raise
+
+    def _op_dir(self, op: MountOp) -> None:
+        mode = 0o755 if op.mode is None else op.mode
+        os.close(self.ensure_dir(op.dest, mode))
+        if op.mode is not None:
+            self._chmod(op.dest, op.mode)
+
+    def _op_file(self, op: MountOp) -> None:
+        parent_fd, name = self._parent_dir(op.dest)
+        mode = 0o644 if op.mode is None else op.mode
+        with _fd(parent_fd):
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, mode, dir_fd=parent_fd)
+        with _fd(fd):
+            os.write(fd, (op.content or "").encode())
+            os.fchmod(fd, mode)
+
+    def _op_remount_ro(self, op: MountOp) -> None:
+        self.make_readonly(op.dest)
+
+    def _op_chmod(self, op: MountOp) -> None:
+        assert op.mode is not None
+        self._chmod(op.dest, op.mode)
+
+    def _chmod(self, dest: str, mode: int) -> None:
+        with _fd(self.open_inside(dest)) as fd:
+            os.chmod(f"/oldroot/proc/self/fd/{fd}", mode)
+
+    # -- finish --------------------------------------------------------------
+
+    def enter(self, root_readonly: bool) -> None:
+        """Detach the host root and make /newroot the only root there is."""
+        if root_readonly:
+            with _fd(self.open_inside("/")) as fd:
+                sc.mount_setattr(fd, sc.MOUNT_ATTR_RDONLY, recursive=False)
+        os.close(self.host)
+        sc.umount2("/oldroot", sc.MNT_DETACH)
+        os.fchdir(self.root)
+        os.close(self.root)
+        sc.pivot_root(".", ".")
+        sc.umount2(".", sc.MNT_DETACH)
+        os.chdir("/")
+
+
+def build_root(ops: tuple[MountOp, ...], root_readonly: bool) -> None:
+    """Create the sandbox root from ops and pivot into it (call in pid 1)."""
+    try:
+        builder = RootBuilder()
+    except OSError as exc:
+        raise SetupError(f"cannot create the sandbox root: {exc.strerror}",
+                         origin="mount namespace") from exc
+    for op in ops:
+        builder.apply(op)
+    try:
+        builder.enter(root_readonly)
+    except OSError as exc:
+        raise SetupError(f"cannot enter the sandbox root: {exc.strerror}",
+                         origin="pivot_root") from exc

@@ -1,0 +1,102 @@
+"""UID/GID maps for the sandbox's user namespace.
+
+The common case (one id mapped) needs no helper: a process may map its own
+id in a namespace it just created, so the child writes its own maps and no
+round trip to the supervisor is needed. Mapping a whole subordinate range
+needs the setuid helpers newuidmap/newgidmap, run by the supervisor.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from ..errors import SetupError
+
+_HINT_UIDMAP = ("install the 'uidmap' package and give the user a range in /etc/subuid and "
+                "/etc/subgid (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER)")
+
+
+def write_own_maps(uid_inside: int, uid_outside: int, gid_inside: int, gid_outside: int) -> None:
+    """Map exactly the caller's ids; setgroups is denied, as the kernel requires."""
+    try:
+        with open("/proc/self/setgroups", "w") as f:
+            f.write("deny")
+        with open("/proc/self/uid_map", "w") as f:
+            f.write(f"{uid_inside} {uid_outside} 1")
+        with open("/proc/self/gid_map", "w") as f:
+            f.write(f"{gid_inside} {gid_outside} 1")
+    except OSError as exc:
+        raise SetupError(f"cannot write the id maps: {exc.strerror}", origin="user namespace",
+                         hint="check that unprivileged user namespaces are enabled "
+                         "(jailpy check)") from exc
+
+
+@dataclass(frozen=True)
+class SubordinateRange:
+    start: int
+    count: int
+
+
+def subordinate_range(path: str, uid: int) -> SubordinateRange | None:
+    """The caller's first range in /etc/subuid or /etc/subgid, matched by name or id."""
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = None
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if len(parts) == 3 and parts[0] in (name, str(uid)):
+                    return SubordinateRange(int(parts[1]), int(parts[2]))
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def full_range_lines(inside: int, outside: int, sub: SubordinateRange) -> list[str]:
+    """Map `inside` to the caller's id and surround it with the subordinate range."""
+    lines = [f"{inside} {outside} 1"]
+    below = min(inside, sub.count)
+    if below:
+        lines.append(f"0 {sub.start} {below}")
+    above = sub.count - below
+    if above:
+        lines.append(f"{inside + 1} {sub.start + below} {above}")
+    return lines
+
+
+def check_full_range(uid: int, gid: int) -> tuple[SubordinateRange, SubordinateRange]:
+    """Fail early, with a hint, when the full-range map cannot work here."""
+    for tool in ("newuidmap", "newgidmap"):
+        if shutil.which(tool) is None:
+            raise SetupError(f"{tool} is not installed", origin="identity.map_all",
+                             hint=_HINT_UIDMAP)
+    subuid = subordinate_range("/etc/subuid", uid)
+    subgid = subordinate_range("/etc/subgid", uid)
+    if subuid is None or subgid is None:
+        missing = "/etc/subuid" if subuid is None else "/etc/subgid"
+        raise SetupError(f"no subordinate id range for uid {uid} in {missing}",
+                         origin="identity.map_all", hint=_HINT_UIDMAP)
+    return subuid, subgid
+
+
+def write_full_range_maps(pid: int, uid_inside: int, uid_outside: int, gid_inside: int,
+                          gid_outside: int) -> None:
+    """Run newuidmap/newgidmap for `pid` (called by the supervisor)."""
+    subuid, subgid = check_full_range(uid_outside, gid_outside)
+    for tool, inside, outside, sub in (("newuidmap", uid_inside, uid_outside, subuid),
+                                       ("newgidmap", gid_inside, gid_outside, subgid)):
+        args = [tool, str(pid)]
+        for line in full_range_lines(inside, outside, sub):
+            args.extend(line.split())
+        proc = subprocess.run(args, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SetupError(f"{tool} failed: {proc.stderr.strip() or proc.returncode}",
+                             origin="identity.map_all", hint=_HINT_UIDMAP)
+    if os.path.exists(f"/proc/{pid}/setgroups"):
+        pass  # newgidmap decides about setgroups itself
