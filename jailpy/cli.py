@@ -118,23 +118,42 @@ def _run_options(func):
 @click.option("--pass-fd", "pass_fds", type=int, multiple=True, metavar="N",
               help="Keep file descriptor N open in the sandbox.")
 @click.option("--net", "net_mode", metavar="MODE", help="Network: none, host.")
+@click.option("--explain", is_flag=True, help="Print the resolved plan and run nothing.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for jailpy's own errors.")
 @click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
 @click.pass_context
 def run_cmd(ctx: click.Context, profile: str | None, command: tuple[str, ...], debug: bool,
-            pass_fds: tuple[int, ...], **opts: Any) -> None:
+            explain: bool, pass_fds: tuple[int, ...], **opts: Any) -> None:
     """Run CMD in a sandbox."""
     try:
         from .api import Sandbox, load_policy
 
         overrides = _overrides_layer(ctx.meta["jailpy.order"], opts)
         policy = load_policy(profile, overrides)
+        if explain:
+            from .explain import explain as render
+
+            click.echo(render(Sandbox(policy).plan(list(command))), nl=False)
+            return
         result = Sandbox(policy).run(list(command), forward_signals=True, pass_fds=pass_fds)
     except JailpyError as err:
         _fail(err, debug)
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(result.exit_code)
+
+
+@main.command("check")
+def check_cmd() -> None:
+    """Report what this machine supports, with a fix for each missing piece."""
+    from .diagnostics import collect
+
+    rows = collect()
+    for row in rows:
+        mark = "ok  " if row.ok else "MISSING"
+        click.echo(f"{mark:<8} {row.area:<10} {row.name}: {row.detail}")
+        if row.hint and not row.ok:
+            click.echo(f"{'':<8} {'':<10} fix: {row.hint}")
 
 
 def _overrides_layer(order: list[str], opts: dict[str, Any]):

@@ -178,8 +178,9 @@ class RootBuilder:
         except FileNotFoundError as exc:
             if op.optional:
                 return
-            raise _fail(op, "source does not exist" if op.source and exc.filename == op.source
-                        else "path does not exist", exc) from exc
+            what = ("source does not exist" if op.source and exc.filename == op.source
+                    else f"{exc.filename or op.dest}: no such file or directory")
+            raise _fail(op, what) from exc
         except OSError as exc:
             raise _fail(op, f"{op.kind} failed", exc) from exc
 

@@ -1,0 +1,77 @@
+"""`jailpy check`: what this machine supports, with a fix for each gap.
+
+Each feature area contributes a function returning Check rows; this module
+only collects and renders them, so adding a backend means adding one
+function to CHECK_PROVIDERS, not editing a monolith.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Check:
+    area: str
+    name: str
+    ok: bool
+    detail: str
+    hint: str | None = None
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def core_checks() -> list[Check]:
+    """User namespaces, id-mapping helpers and the kernel mount API."""
+    rows = []
+    max_userns = _read("/proc/sys/user/max_user_namespaces")
+    clone = _read("/proc/sys/kernel/unprivileged_userns_clone")
+    apparmor = _read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
+    userns_ok = max_userns not in (None, "0") and clone != "0" and apparmor != "1"
+    detail = f"max_user_namespaces={max_userns}"
+    if clone is not None:
+        detail += f", unprivileged_userns_clone={clone}"
+    if apparmor is not None:
+        detail += f", apparmor_restrict_unprivileged_userns={apparmor}"
+    hint = None
+    if not userns_ok:
+        hint = ("enable them: sysctl user.max_user_namespaces=15000 "
+                "kernel.unprivileged_userns_clone=1 (and allow them in AppArmor/container seccomp)")
+    rows.append(Check("core", "user namespaces", userns_ok, detail, hint))
+    release = os.uname().release
+    version = tuple(int(x) for x in release.split(".")[:2] if x.isdigit())
+    rows.append(Check("core", "mount API (open_tree, mount_setattr)", version >= (5, 12),
+                      f"kernel {release}",
+                      None if version >= (5, 12) else "jailpy needs Linux 5.12 or newer"))
+    from .runtime.userns import subordinate_range
+
+    helpers = all(shutil.which(t) for t in ("newuidmap", "newgidmap"))
+    sub = subordinate_range("/etc/subuid", os.getuid())
+    rows.append(Check("identity", "newuidmap/newgidmap", helpers,
+                      "installed" if helpers else "missing",
+                      None if helpers else "install the 'uidmap' package (needed for --map-all)"))
+    rows.append(Check("identity", "subordinate ids", sub is not None,
+                      f"{sub.count} ids from {sub.start}" if sub else "no range in /etc/subuid",
+                      None if sub else "usermod --add-subuids 100000-165535 "
+                      "--add-subgids 100000-165535 $USER (needed for --map-all)"))
+    return rows
+
+
+#: Providers of check rows, in display order. Feature areas append theirs.
+CHECK_PROVIDERS: list[Callable[[], list[Check]]] = [core_checks]
+
+
+def collect() -> list[Check]:
+    rows: list[Check] = []
+    for provider in CHECK_PROVIDERS:
+        rows.extend(provider())
+    return rows

@@ -1,0 +1,68 @@
+"""`jailpy run --explain`: the resolved plan as text, and nothing run.
+
+Each feature area contributes a section renderer; the plan is printed in
+the order the runtime applies it, so what a user reads is what will happen.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .plan import Plan
+from .policy import BIND_KINDS, MountOp
+
+Section = tuple[str, list[str]]
+
+
+def describe_op(op: MountOp) -> str:
+    if op.kind in BIND_KINDS:
+        text = f"{op.kind:<10} {op.source} -> {op.dest}"
+    elif op.kind == "symlink":
+        text = f"{op.kind:<10} {op.dest} -> {op.source}"
+    else:
+        text = f"{op.kind:<10} {op.dest}"
+    extras = []
+    if op.size is not None:
+        extras.append(f"size={op.size}")
+    if op.mode is not None:
+        extras.append(f"mode={op.mode:04o}")
+    if op.optional:
+        extras.append("optional")
+    if extras:
+        text += f" ({', '.join(extras)})"
+    return f"{text}    [{op.origin}]" if op.origin else text
+
+
+def core_sections(plan: Plan) -> list[Section]:
+    ns = plan.policy.namespaces
+    names = ("user", "mount", "pid", "ipc", "uts", "net", "cgroup")
+    namespaces = [f"{n:<7} {'new' if getattr(ns, n) else 'SHARED with the host'}" for n in names]
+    identity = [f"uid {plan.uid_inside} inside <- {plan.uid_outside} outside",
+                f"gid {plan.gid_inside} inside <- {plan.gid_outside} outside",
+                "setgroups denied" if not plan.map_all else
+                "full subordinate range mapped with newuidmap/newgidmap"]
+    mounts = [describe_op(op) for op in plan.mount_ops]
+    mounts.append(f"root       read-{'only' if plan.root_readonly else 'write'}")
+    env = [f"{k}={v}" for k, v in sorted(plan.env.items())]
+    process = [f"command     {' '.join(plan.argv)}",
+               f"hostname    {plan.hostname or '(host)'}",
+               f"cwd         {plan.cwd or '/'}"
+               + ("" if plan.cwd_identity is None else " (if visible inside, else /)"),
+               f"new session {'yes' if plan.new_session else 'no'}",
+               f"die with parent {'yes' if plan.die_with_parent else 'no'}",
+               f"capabilities kept: {', '.join(plan.keep_caps) or 'none'}"]
+    return [("namespaces", namespaces), ("identity", identity), ("filesystem", mounts),
+            ("environment", env), ("process", process)]
+
+
+#: Section renderers, in display order. Feature areas append theirs.
+SECTION_PROVIDERS: list[Callable[[Plan], list[Section]]] = [core_sections]
+
+
+def explain(plan: Plan) -> str:
+    lines = [f"profile: {plan.policy.name}"]
+    for provider in SECTION_PROVIDERS:
+        for title, body in provider(plan):
+            lines.append(f"\n[{title}]")
+            lines.extend(f"  {line}" for line in body)
+    return "\n".join(lines) + "\n"

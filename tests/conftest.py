@@ -1,0 +1,151 @@
+"""Shared test harness.
+
+Integration tests run the real `jailpy` CLI, installed by scripts/setup.sh in
+a world-readable venv, as an unprivileged user: the test user when pytest
+runs as root (CI), or the current user when a developer runs pytest as
+themselves. Nothing the kernel does is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+VENV = Path(os.environ.get("JAILPY_VENV", "/opt/jailpy/venv"))
+TEST_USER = os.environ.get("JAILPY_TEST_USER", "jailpy-test")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _jailpy_binary() -> str:
+    candidate = VENV / "bin" / "jailpy"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("jailpy")
+    if found is None:
+        raise RuntimeError("jailpy is not installed: run scripts/setup.sh first")
+    return found
+
+
+@dataclass(frozen=True)
+class TestUser:
+    """The unprivileged account integration tests act as."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+    def command(self, argv: list[str]) -> list[str]:
+        """argv run as this user (via runuser when we are root)."""
+        if os.geteuid() != 0:
+            return argv
+        return ["runuser", "-u", self.name, "--", *argv]
+
+
+@pytest.fixture(scope="session")
+def test_user() -> TestUser:
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(TEST_USER)
+    else:
+        entry = pwd.getpwuid(os.geteuid())
+    return TestUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+
+
+@pytest.fixture(scope="session")
+def jailpy_bin() -> str:
+    return _jailpy_binary()
+
+
+@dataclass
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Runner:
+    """Runs jailpy (or any command) as the test user in a scratch directory."""
+
+    def __init__(self, user: TestUser, binary: str, workdir: Path):
+        self.user = user
+        self.binary = binary
+        self.workdir = workdir
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+            "HOME": self.user.home, "USER": self.user.name, "LOGNAME": self.user.name,
+            "LANG": "C.UTF-8",
+        }
+        env.update(extra or {})
+        return env
+
+    def run(self, args: list[str], *, input: str | None = None, timeout: float = 60,
+            env: dict[str, str] | None = None, cwd: str | Path | None = None,
+            **kwargs) -> Completed:
+        """`jailpy ARGS...` as the test user."""
+        return self.raw([self.binary, *args], input=input, timeout=timeout, env=env, cwd=cwd,
+                        **kwargs)
+
+    def raw(self, argv: list[str], *, input: str | None = None, timeout: float = 60,
+            env: dict[str, str] | None = None, cwd: str | Path | None = None,
+            **kwargs) -> Completed:
+        """Any command as the test user (for counterpart tests outside the sandbox)."""
+        proc = subprocess.run(self.user.command(argv), input=input, capture_output=True,
+                              text=True, timeout=timeout, env=self.env(env),
+                              cwd=str(cwd or self.workdir), **kwargs)
+        return Completed(proc.returncode, proc.stdout, proc.stderr)
+
+    def popen(self, args: list[str], env: dict[str, str] | None = None,
+              **kwargs) -> subprocess.Popen:
+        return subprocess.Popen(self.user.command([self.binary, *args]), env=self.env(env),
+                                cwd=str(self.workdir), **kwargs)
+
+    def sandbox(self, script: str, *options: str, **kwargs) -> Completed:
+        """Run a shell script in the sandbox: jailpy run OPTIONS -- sh -c SCRIPT."""
+        return self.run(["run", *options, "--", "sh", "-c", script], **kwargs)
+
+
+@pytest.fixture
+def user_tmp(test_user: TestUser):
+    """A scratch directory owned by the test user, outside any private path."""
+    path = Path(tempfile.mkdtemp(prefix="jailpy-test-", dir="/var/tmp"))
+    if os.geteuid() == 0:
+        os.chown(path, test_user.uid, test_user.gid)
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def jailpy(test_user: TestUser, jailpy_bin: str, user_tmp: Path) -> Runner:
+    return Runner(test_user, jailpy_bin, user_tmp)
+
+
+def as_user_file(path: Path, content: str, user: TestUser, mode: int = 0o644) -> Path:
+    """Write a file owned by the test user (for planting attack fixtures)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    path.chmod(mode)
+    if os.geteuid() == 0:
+        os.chown(path, user.uid, user.gid)
+    return path
+
+
+def chown_tree(path: Path, user: TestUser) -> None:
+    if os.geteuid() != 0:
+        return
+    for root, dirs, files in os.walk(path):
+        for name in [*dirs, *files]:
+            os.lchown(os.path.join(root, name), user.uid, user.gid)
+    os.lchown(path, user.uid, user.gid)
+
+
