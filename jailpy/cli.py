@@ -140,6 +140,9 @@ def run_cmd(ctx: click.Context, profile: str | None, command: tuple[str, ...], d
         _fail(err, debug)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug in jailpy: say so in one line, details with --debug
+        _fail(JailpyError(f"internal error: {exc!r}", hint="run with --debug and report this"),
+              debug)
     sys.exit(result.exit_code)
 
 

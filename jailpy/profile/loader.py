@@ -55,8 +55,11 @@ def locate(ref: str, env: dict[str, str], relative_to: Path | None = None,
         return path
     for directory in search_path(env):
         candidate = directory / f"{ref}.toml"
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:
+            continue  # an unreadable search directory is as good as a missing one
     dirs = ", ".join(str(d) for d in search_path(env))
     names = sorted({p.stem for d in search_path(env) if d.is_dir() for p in d.glob("*.toml")})
     raise ConfigError(f"no profile named '{ref}'", origin=origin or "--profile",
