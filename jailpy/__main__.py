@@ -1,5 +1,5 @@
 """`python -m jailpy`"""
 
-from jailpy.cli import main
+from jailpy.entry import main
 
-main(prog_name="jailpy")
+main()

@@ -13,19 +13,21 @@ profile once and pay only the per-run cost (fork, namespaces, mounts, exec).
 from __future__ import annotations
 
 import os
-import signal as _signal
-from dataclasses import replace
-
+import _signal  # the C module: `signal` would import enum (ms at start-up)
 from .errors import SetupError
 from .plan import Caller, Plan, build_plan
 from .policy import Policy
-from .profile.loader import Layer
-from .runtime.launcher import HostStep, Result, launch
+from .runtime.launcher import Result, launch
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .profile.loader import Layer
+    from .runtime.launcher import HostStep
 
 __all__ = ["Sandbox", "Result", "load_policy", "run"]
 
 
-def load_policy(profile: str | None = None, overrides: Layer | None = None,
+def load_policy(profile: str | None = None, overrides: "Layer | None" = None,
                 caller: Caller | None = None) -> Policy:
     """Resolve a profile name or path (default: 'default') into a Policy."""
     from .profile import resolve_policy
@@ -55,8 +57,8 @@ class Sandbox:
             raise SetupError("no command given", origin="run")
         policy = self.policy
         if pass_fds:
-            policy = replace(policy, process=replace(policy.process,
-                                                     pass_fds=policy.process.pass_fds + pass_fds))
+            process = policy.process.replace(pass_fds=policy.process.pass_fds + pass_fds)
+            policy = policy.replace(process=process)
         plan = build_plan(policy, argv, Caller.current())
         steps = self._host_steps(plan)
         if not forward_signals:
@@ -65,8 +67,8 @@ class Sandbox:
             return launch(plan, steps, on_started=relay.attach)
 
     @staticmethod
-    def _host_steps(plan: Plan) -> tuple[HostStep, ...]:
-        steps: list[HostStep] = []
+    def _host_steps(plan: Plan) -> tuple["HostStep", ...]:
+        steps: list["HostStep"] = []
         if plan.map_all:
             from .runtime import userns
 

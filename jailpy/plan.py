@@ -9,10 +9,10 @@ runtime stays a straight-line executor.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from .linux import syscalls as sc
 from .policy import MountOp, Policy
+from .record import Record
 
 _NS_FLAGS = (
     ("user", sc.CLONE_NEWUSER), ("mount", sc.CLONE_NEWNS), ("ipc", sc.CLONE_NEWIPC),
@@ -21,8 +21,7 @@ _NS_FLAGS = (
 )
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(Record):
     """Facts about the invoking process that a Plan depends on."""
 
     uid: int
@@ -42,8 +41,7 @@ class Caller:
         return cls(os.getuid(), os.getgid(), dict(os.environ), cwd, identity)
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(Record):
     """The ordered set-up a sandbox goes through, as data."""
 
     argv: tuple[str, ...]
@@ -64,7 +62,7 @@ class Plan:
     pass_fds: tuple[int, ...]
     argv0: str | None
     keep_caps: tuple[str, ...] = ()
-    policy: Policy = field(default_factory=Policy, compare=False)
+    policy: Policy = Policy()
 
     @property
     def new_pid_ns(self) -> bool:
@@ -85,10 +83,8 @@ def sandbox_environment(policy: Policy, caller_env: dict[str, str]) -> dict[str,
             if name in caller_env:
                 env[name] = caller_env[name]
         if patterns:
-            from fnmatch import fnmatchcase
-
             for name, value in caller_env.items():
-                if any(fnmatchcase(name, p) for p in patterns):
+                if any(_glob_match(name, p) for p in patterns):
                     env[name] = value
     else:
         env = dict(caller_env)
@@ -96,6 +92,16 @@ def sandbox_environment(policy: Policy, caller_env: dict[str, str]) -> dict[str,
         env.pop(name, None)
     env.update(spec.set)
     return env
+
+
+def _glob_match(name: str, pattern: str) -> bool:
+    """fnmatch semantics; the common `PREFIX*` form without importing re."""
+    head = pattern[:-1]
+    if pattern.endswith("*") and not any(c in head for c in "*?["):
+        return name.startswith(head)
+    from fnmatch import fnmatchcase
+
+    return fnmatchcase(name, pattern)
 
 
 def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller) -> Plan:

@@ -9,7 +9,7 @@ option that asked for it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from .record import Record
 
 #: Mount operation kinds, in the vocabulary of profiles and CLI options.
 MOUNT_KINDS = (
@@ -20,8 +20,7 @@ MOUNT_KINDS = (
 BIND_KINDS = ("bind", "ro-bind", "dev-bind")
 
 
-@dataclass(frozen=True)
-class Namespaces:
+class Namespaces(Record):
     """Which namespaces are new (True) or shared with the host (False)."""
 
     user: bool = True
@@ -33,8 +32,7 @@ class Namespaces:
     cgroup: bool = True
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(Record):
     """Ids inside the sandbox; None means 'the caller's own id'."""
 
     uid: int | None = None
@@ -42,8 +40,7 @@ class Identity:
     map_all: bool = False
 
 
-@dataclass(frozen=True)
-class MountOp:
+class MountOp(Record):
     """One filesystem operation; later ops are applied over earlier ones."""
 
     kind: str
@@ -56,8 +53,7 @@ class MountOp:
     origin: str = ""
 
 
-@dataclass(frozen=True)
-class Environment:
+class Environment(Record):
     """How the sandbox environment is derived from the caller's."""
 
     clear: bool = True
@@ -66,8 +62,7 @@ class Environment:
     unset: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Process:
+class Process(Record):
     hostname: str | None = None
     cwd: str | None = None
     argv0: str | None = None
@@ -76,19 +71,16 @@ class Process:
     pass_fds: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
-class Filesystem:
+class Filesystem(Record):
     ops: tuple[MountOp, ...] = ()
     root_readonly: bool = True
 
 
-@dataclass(frozen=True)
-class Capabilities:
+class Capabilities(Record):
     keep: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class SeccompPolicy:
+class SeccompPolicy(Record):
     """Seccomp settings; enabled=False means no filter is installed."""
 
     enabled: bool = False
@@ -101,8 +93,7 @@ class SeccompPolicy:
     bad_arch_action: str = "kill-process"
 
 
-@dataclass(frozen=True)
-class LandlockPolicy:
+class LandlockPolicy(Record):
     enabled: bool = False
     best_effort: bool = False
     read: tuple[str, ...] = ()
@@ -114,8 +105,7 @@ class LandlockPolicy:
     scope_abstract_unix: bool = False
 
 
-@dataclass(frozen=True)
-class Network:
+class Network(Record):
     mode: str = "none"
     host_loopback: bool = False
     publish: tuple[str, ...] = ()
@@ -124,8 +114,7 @@ class Network:
     best_effort: bool = False
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Record):
     rlimits: tuple[tuple[str, int, int], ...] = ()
     timeout: float | None = None
     kill_grace: float = 5.0
@@ -136,8 +125,7 @@ class Limits:
     best_effort: bool = False
 
 
-@dataclass(frozen=True)
-class Desktop:
+class Desktop(Record):
     x11: bool = False
     x11_untrusted: bool = False
     wayland: bool = False
@@ -147,19 +135,18 @@ class Desktop:
     gpu: bool = False
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(Record):
     """Everything the runtime needs to build one sandbox, and nothing else."""
 
-    namespaces: Namespaces = field(default_factory=Namespaces)
-    identity: Identity = field(default_factory=Identity)
-    filesystem: Filesystem = field(default_factory=Filesystem)
-    environment: Environment = field(default_factory=Environment)
-    process: Process = field(default_factory=Process)
-    capabilities: Capabilities = field(default_factory=Capabilities)
-    seccomp: SeccompPolicy = field(default_factory=SeccompPolicy)
-    landlock: LandlockPolicy = field(default_factory=LandlockPolicy)
-    network: Network = field(default_factory=Network)
-    limits: Limits = field(default_factory=Limits)
-    desktop: Desktop = field(default_factory=Desktop)
+    namespaces: Namespaces = Namespaces()
+    identity: Identity = Identity()
+    filesystem: Filesystem = Filesystem()
+    environment: Environment = Environment()
+    process: Process = Process()
+    capabilities: Capabilities = Capabilities()
+    seccomp: SeccompPolicy = SeccompPolicy()
+    landlock: LandlockPolicy = LandlockPolicy()
+    network: Network = Network()
+    limits: Limits = Limits()
+    desktop: Desktop = Desktop()
     name: str = "custom"

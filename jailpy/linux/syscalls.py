@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
@@ -84,7 +83,7 @@ _NUMBERS = {
         "seccomp": 277,
     },
 }
-NR = _NUMBERS.get(platform.machine(), _NUMBERS["x86_64"])
+NR = _NUMBERS.get(os.uname().machine, _NUMBERS["x86_64"])
 
 
 def _check(result: int, what: str, path: str | None = None) -> int:

@@ -10,7 +10,7 @@ runs Python signal handlers at odd moments.
 from __future__ import annotations
 
 import os
-import signal
+import _signal as signal  # the C module: `signal` would import enum (ms at start-up)
 
 #: Signals a supervisor or user may aim at the sandbox; forwarded to the target.
 FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,

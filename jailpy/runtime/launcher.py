@@ -19,24 +19,26 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
+import _signal as signal  # the C module: `signal` would import enum (ms at start-up)
 import time
-from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import EXIT_JAILPY_FAILURE, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, SetupError
 from ..linux import syscalls as sc
 from ..plan import Plan
+from ..record import Record
 # Everything the processes inside need is imported here, before any pivot_root:
 # after it, the interpreter's own files may not be visible any more.
 from . import caps, channel, init, mounts, netdev, target, userns
 
-#: Host-side work run by the supervisor once the child has unshared; gets its pid.
-HostStep = Callable[[int], None]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
+    #: Host-side work run by the supervisor once the child has unshared; gets its pid.
+    HostStep = Callable[[int], None]
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(Record):
     """How the sandboxed command ended."""
 
     exit_code: int
@@ -46,8 +48,8 @@ class Result:
     system_time: float
 
 
-def launch(plan: Plan, host_steps: tuple[HostStep, ...] = (),
-           on_started: Callable[[int], None] | None = None) -> Result:
+def launch(plan: Plan, host_steps: tuple["HostStep", ...] = (),
+           on_started: "Callable[[int], None] | None" = None) -> Result:
     """Run the plan to completion; raises JailpyError for set-up failures."""
     start = time.monotonic()
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
@@ -76,7 +78,7 @@ def launch(plan: Plan, host_steps: tuple[HostStep, ...] = (),
     return _result(messages, wait_status, usage, start)
 
 
-def _run_host_steps(pid: int, steps: tuple[HostStep, ...], report_r: int,
+def _run_host_steps(pid: int, steps: tuple["HostStep", ...], report_r: int,
                     go_w: int) -> BaseException | None:
     """Wait for 'unshared', run host-side steps, then release the child."""
     try:

@@ -20,8 +20,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from contextlib import contextmanager
-from typing import Iterator
 
 from ..errors import SetupError
 from ..linux import syscalls as sc
@@ -44,12 +42,19 @@ def _fail(op: MountOp, what: str, exc: OSError | None = None) -> SetupError:
     return SetupError(detail, origin=op.origin or f"{op.kind} {op.dest}")
 
 
-@contextmanager
-def _fd(fd: int) -> Iterator[int]:
-    try:
-        yield fd
-    finally:
-        os.close(fd)
+class _fd:
+    """`with _fd(os.open(...)) as fd:` closes fd on the way out (no contextlib import)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __enter__(self) -> int:
+        return self.fd
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
 
 
 class RootBuilder:

@@ -9,7 +9,7 @@ set-up calls themselves.
 from __future__ import annotations
 
 import os
-import signal
+import _signal as signal  # the C module: `signal` would import enum (ms at start-up)
 
 from ..errors import SetupError
 from ..linux import syscalls as sc

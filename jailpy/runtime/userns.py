@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
-import subprocess
-from dataclasses import dataclass
 
 from ..errors import SetupError
+from ..record import Record
 
 _HINT_UIDMAP = ("install the 'uidmap' package and give the user a range in /etc/subuid and "
                 "/etc/subgid (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER)")
@@ -35,8 +33,7 @@ def write_own_maps(uid_inside: int, uid_outside: int, gid_inside: int, gid_outsi
                          "(jailpy check)") from exc
 
 
-@dataclass(frozen=True)
-class SubordinateRange:
+class SubordinateRange(Record):
     start: int
     count: int
 
@@ -72,6 +69,7 @@ def full_range_lines(inside: int, outside: int, sub: SubordinateRange) -> list[s
 
 def check_full_range(uid: int, gid: int) -> tuple[SubordinateRange, SubordinateRange]:
     """Fail early, with a hint, when the full-range map cannot work here."""
+    import shutil
     for tool in ("newuidmap", "newgidmap"):
         if shutil.which(tool) is None:
             raise SetupError(f"{tool} is not installed", origin="identity.map_all",
@@ -88,6 +86,8 @@ def check_full_range(uid: int, gid: int) -> tuple[SubordinateRange, SubordinateR
 def write_full_range_maps(pid: int, uid_inside: int, uid_outside: int, gid_inside: int,
                           gid_outside: int) -> None:
     """Run newuidmap/newgidmap for `pid` (called by the supervisor)."""
+    import subprocess
+
     subuid, subgid = check_full_range(uid_outside, gid_outside)
     for tool, inside, outside, sub in (("newuidmap", uid_inside, uid_outside, subuid),
                                        ("newgidmap", gid_inside, gid_outside, subgid)):
@@ -98,5 +98,3 @@ def write_full_range_maps(pid: int, uid_inside: int, uid_outside: int, gid_insid
         if proc.returncode != 0:
             raise SetupError(f"{tool} failed: {proc.stderr.strip() or proc.returncode}",
                              origin="identity.map_all", hint=_HINT_UIDMAP)
-    if os.path.exists(f"/proc/{pid}/setgroups"):
-        pass  # newgidmap decides about setgroups itself

@@ -1,0 +1,129 @@
+"""`jailpy run` once its options are parsed, by click or by the fast path.
+
+Turns the options into one more profile layer (same merge rules as a
+profile that `extends` the chosen one), runs the sandbox, and maps errors to
+one line on stderr and exit status 125/126/127.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .errors import ConfigError, JailpyError
+from .runopts import FS_OPTIONS, MODIFIERS, NAMESPACES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+    from .profile.loader import Layer
+
+
+def fail(err: JailpyError, debug: bool = False) -> "NoReturn":
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    line = f"jailpy: {err}"
+    if err.hint:
+        line += f"\n  hint: {err.hint}"
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+    sys.exit(err.exit_code)
+
+
+def execute_run(opts: "dict[str, Any]", order: list[str], command: list[str]) -> "NoReturn":
+    """Resolve the policy, run (or explain) the command, exit with its status."""
+    debug = bool(opts.get("debug"))
+    try:
+        from .api import Sandbox, load_policy
+
+        policy = load_policy(opts.get("profile"), overrides_layer(order, opts))
+        if opts.get("explain"):
+            from .explain import explain
+
+            sys.stdout.write(explain(Sandbox(policy).plan(command)))
+            sys.stdout.flush()
+            sys.exit(0)
+        result = Sandbox(policy).run(command, forward_signals=True,
+                                     pass_fds=tuple(opts.get("pass_fds") or ()))
+    except JailpyError as err:
+        fail(err, debug)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # a bug in jailpy: one line, details with --debug
+        fail(JailpyError(f"internal error: {exc!r}", hint="run with --debug and report this"),
+             debug)
+    sys.exit(result.exit_code)
+
+
+def overrides_layer(order: list[str], opts: "dict[str, Any]") -> "Layer":
+    """CLI options -> a profile layer; each mount op's origin is the flag itself."""
+    from .profile.loader import Layer
+    from .profile.schema import validate_document
+
+    mounts, origins = _ordered_mounts(order, opts)
+    doc: dict[str, Any] = {
+        "namespaces": {ns: False for ns in NAMESPACES if opts.get(f"share_{ns}")},
+        "identity": _present({"uid": opts.get("uid"), "gid": opts.get("gid"),
+                              "map_all": opts.get("map_all")}),
+        "filesystem": {"mounts": mounts} if mounts else {},
+        "environment": _present({
+            "clear": opts.get("clear_env"), "keep": list(opts.get("keep_env") or ()) or None,
+            "set": dict(opts.get("setenv") or ()) or None,
+            "unset": list(opts.get("unsetenv") or ()) or None}),
+        "process": _present({"hostname": opts.get("hostname"), "cwd": opts.get("cwd"),
+                             "argv0": opts.get("argv0"), "new_session": opts.get("new_session"),
+                             "die_with_parent": opts.get("die_with_parent")}),
+        "network": _present({"mode": opts.get("net_mode")}),
+    }
+    doc = {k: v for k, v in doc.items() if v}
+    validate_document(doc, "command line")
+    item_origins = {"filesystem.mounts": origins, "network.mode": ["--net"],
+                    "process.cwd": ["--chdir"]}
+    for key in ("uid", "gid", "map_all", "hostname", "argv0"):
+        item_origins[f"{'identity' if key in ('uid', 'gid', 'map_all') else 'process'}.{key}"] = \
+            [f"--{key.replace('_', '-')}"]
+    return Layer(doc, "command line", item_origins)
+
+
+def _present(values: "dict[str, Any]") -> "dict[str, Any]":
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _ordered_mounts(order: list[str], opts: "dict[str, Any]") -> tuple[list[dict], list[str]]:
+    cursors = {name: 0 for name in (*FS_OPTIONS, *MODIFIERS)}
+    mounts: list[dict] = []
+    origins: list[str] = []
+    pending: dict[str, str] = {}
+    for name in order:
+        if name not in cursors:
+            continue
+        value = opts[name][cursors[name]]
+        cursors[name] += 1
+        if name in MODIFIERS:
+            pending["size" if name == "size" else "mode"] = value
+            continue
+        kind, nargs, is_try, _ = FS_OPTIONS[name]
+        args = (value,) if nargs == 1 else tuple(value)
+        origin = f"--{name.replace('_', '-')} {' '.join(args)}"
+        entry = _mount_entry(kind, is_try, args)
+        entry.update(pending)
+        pending = {}
+        mounts.append(entry)
+        origins.append(origin)
+    if pending:
+        raise ConfigError("must be followed by the op it modifies",
+                          origin="--size" if "size" in pending else "--perms")
+    return mounts, origins
+
+
+def _mount_entry(kind: str, is_try: bool, args: tuple[str, ...]) -> "dict[str, Any]":
+    key = kind + "-try" if is_try else kind
+    if kind in ("bind", "ro-bind", "dev-bind", "symlink"):
+        return {key: args[0], "dest": args[1]}
+    if kind == "file":
+        return {"file": args[1], "content": args[0]}
+    if kind == "chmod":
+        return {"chmod": args[1], "mode": args[0]}
+    return {key: args[0]}

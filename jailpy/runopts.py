@@ -1,0 +1,108 @@
+"""The `jailpy run` options, declared once as data.
+
+Two parsers read this table: the click command in cli.py (help text, shell
+completion, every other command, error messages) and the import-free fast
+path in fastrun.py, which handles a well-formed `jailpy run` without
+importing click at all (click's import alone costs more than building a
+sandbox). To add a run option, add a row here; both parsers pick it up, and
+cli.py's `overrides_layer` turns the parsed values into a profile layer.
+
+Kinds:
+  value   one value; the last occurrence wins
+  multi   repeatable, each occurrence takes `nargs` values, order kept
+  flag    present -> True, absent -> default
+  switch  --NAME / --no-NAME (or the `off` spelling) -> True / False / None
+"""
+
+from __future__ import annotations
+
+
+class Opt:
+    __slots__ = ("dest", "flags", "kind", "nargs", "type", "help", "metavar", "off", "default")
+
+    def __init__(self, dest: str, flags: tuple[str, ...], kind: str, help: str, *,
+                 nargs: int = 1, type: type = str, metavar: str | None = None,
+                 off: str | None = None, default: object = None) -> None:
+        self.dest = dest
+        self.flags = flags
+        self.kind = kind
+        self.nargs = nargs
+        self.type = type
+        self.help = help
+        self.metavar = metavar
+        self.off = off
+        self.default = default
+
+
+#: Filesystem options: dest -> (op kind, number of arguments, -try form, help).
+FS_OPTIONS: dict[str, tuple[str, int, bool, str]] = {
+    "bind": ("bind", 2, False, "Bind SRC to DEST read-write."),
+    "bind_try": ("bind", 2, True, "Like --bind; skipped if SRC is missing."),
+    "ro_bind": ("ro-bind", 2, False, "Bind SRC to DEST read-only (submounts too)."),
+    "ro_bind_try": ("ro-bind", 2, True, "Like --ro-bind; skipped if SRC is missing."),
+    "dev_bind": ("dev-bind", 2, False, "Bind SRC to DEST allowing device access."),
+    "dev_bind_try": ("dev-bind", 2, True, "Like --dev-bind; skipped if SRC is missing."),
+    "tmpfs": ("tmpfs", 1, False, "Mount a tmpfs on DEST (see --size, --perms)."),
+    "proc": ("proc", 1, False, "Mount a fresh procfs on DEST."),
+    "dev": ("dev", 1, False, "Mount a minimal /dev on DEST."),
+    "mqueue": ("mqueue", 1, False, "Mount a POSIX message queue fs on DEST."),
+    "symlink": ("symlink", 2, False, "Create a symlink DEST pointing to SRC (the link target)."),
+    "dir": ("dir", 1, False, "Create directory DEST (see --perms)."),
+    "file": ("file", 2, False, "Create file DEST with the text SRC (see --perms)."),
+    "remount_ro": ("remount-ro", 1, False, "Make the mount tree at DEST read-only."),
+    "chmod": ("chmod", 2, False, "Set the mode of DEST: --chmod OCTAL DEST."),
+}
+#: Options that modify the next filesystem op.
+MODIFIERS = ("size", "perms")
+NAMESPACES = ("user", "mount", "pid", "ipc", "uts", "net", "cgroup")
+
+
+def _fs_rows() -> list[Opt]:
+    rows = []
+    for dest, (_, nargs, _, help_text) in FS_OPTIONS.items():
+        metavar = "SRC DEST" if nargs == 2 else "DEST"
+        rows.append(Opt(dest, ("--" + dest.replace("_", "-"),), "multi", help_text,
+                        nargs=nargs, metavar=metavar))
+    return rows
+
+
+RUN_OPTIONS: list[Opt] = [
+    Opt("profile", ("-p", "--profile"), "value",
+        "Profile name or path to a .toml file (default: default).", metavar="NAME|FILE"),
+    *_fs_rows(),
+    Opt("size", ("--size",), "multi", "Size of the next --tmpfs (e.g. 64M).", metavar="SIZE"),
+    Opt("perms", ("--perms",), "multi", "Mode of the next --tmpfs/--dir/--file.",
+        metavar="OCTAL"),
+    *[Opt(f"share_{ns}", (f"--share-{ns}",), "flag", f"Share the host's {ns} namespace.",
+          default=False) for ns in NAMESPACES],
+    Opt("uid", ("--uid",), "value", "User id inside the sandbox.", type=int, metavar="N"),
+    Opt("gid", ("--gid",), "value", "Group id inside the sandbox.", type=int, metavar="N"),
+    Opt("map_all", ("--map-all",), "flag",
+        "Map the whole subordinate id range (needs newuidmap and /etc/subuid)."),
+    Opt("hostname", ("--hostname",), "value", "Hostname inside the sandbox.", metavar="NAME"),
+    Opt("cwd", ("--chdir",), "value", "Working directory inside.", metavar="DIR"),
+    Opt("argv0", ("--argv0",), "value", "argv[0] for the command.", metavar="NAME"),
+    Opt("setenv", ("--setenv",), "multi", "Set an environment variable.", nargs=2,
+        metavar="NAME VALUE"),
+    Opt("unsetenv", ("--unsetenv",), "multi", "Unset an environment variable.", metavar="NAME"),
+    Opt("keep_env", ("--keep-env",), "multi",
+        "Keep a variable (or glob) from the caller's environment.", metavar="NAME|GLOB"),
+    Opt("clear_env", ("--clearenv",), "switch",
+        "Start from an empty environment, or from the caller's.", off="--inherit-env"),
+    Opt("new_session", ("--new-session",), "switch",
+        "Run in a new session (default); opt out for job control.", off="--no-new-session"),
+    Opt("die_with_parent", ("--die-with-parent",), "switch",
+        "Kill the sandbox when jailpy dies (default on).", off="--no-die-with-parent"),
+    Opt("pass_fds", ("--pass-fd",), "multi", "Keep file descriptor N open in the sandbox.",
+        type=int, metavar="N"),
+    Opt("net_mode", ("--net",), "value", "Network: none, host.", metavar="MODE"),
+    Opt("explain", ("--explain",), "flag", "Print the resolved plan and run nothing.",
+        default=False),
+    Opt("debug", ("--debug",), "flag", "Show tracebacks for jailpy's own errors.",
+        default=False),
+]
+
+
+def defaults() -> dict[str, object]:
+    """Parsed values before any option is seen (click's defaults, as the fast path has them)."""
+    return {opt.dest: () if opt.kind == "multi" else opt.default for opt in RUN_OPTIONS}
