@@ -22,6 +22,7 @@ import pytest
 VENV = Path(os.environ.get("JAILPY_VENV", "/opt/jailpy/venv"))
 TEST_USER = os.environ.get("JAILPY_TEST_USER", "jailpy-test")
 REPO = Path(__file__).resolve().parent.parent
+RUNUSER = shutil.which("runuser", path="/usr/sbin:/sbin:/usr/bin:/bin") or "runuser"
 
 
 def _jailpy_binary() -> str:
@@ -47,7 +48,7 @@ class TestUser:
         """argv run as this user (via runuser when we are root)."""
         if os.geteuid() != 0:
             return argv
-        return ["runuser", "-u", self.name, "--", *argv]
+        return [RUNUSER, "-u", self.name, "--", *argv]
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +79,7 @@ class Runner:
         self.user = user
         self.binary = binary
         self.workdir = workdir
+        self.started: list[subprocess.Popen] = []
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {
@@ -106,8 +108,24 @@ class Runner:
 
     def popen(self, args: list[str], env: dict[str, str] | None = None,
               **kwargs) -> subprocess.Popen:
-        return subprocess.Popen(self.user.command([self.binary, *args]), env=self.env(env),
+        proc = subprocess.Popen(self.user.command([self.binary, *args]), env=self.env(env),
                                 cwd=str(self.workdir), **kwargs)
+        self.started.append(proc)
+        return proc
+
+    def cleanup(self) -> None:
+        """Kill whatever a test started and left running (a failed test must not
+        leave sandboxes behind to confuse the next one)."""
+        for proc in self.started:
+            for pid in reversed(process_tree(proc.pid)):
+                try:
+                    os.kill(pid, 9)
+                except OSError:
+                    pass
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
 
     def sandbox(self, script: str, *options: str, **kwargs) -> Completed:
         """Run a shell script in the sandbox: jailpy run OPTIONS -- sh -c SCRIPT."""
@@ -126,8 +144,22 @@ def user_tmp(test_user: TestUser):
 
 
 @pytest.fixture
-def jailpy(test_user: TestUser, jailpy_bin: str, user_tmp: Path) -> Runner:
-    return Runner(test_user, jailpy_bin, user_tmp)
+def jailpy(test_user: TestUser, jailpy_bin: str, user_tmp: Path):
+    runner = Runner(test_user, jailpy_bin, user_tmp)
+    yield runner
+    runner.cleanup()
+
+
+def process_tree(root: int) -> list[int]:
+    """root and all its descendants, parents first."""
+    found = [root]
+    for pid in found:
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                found.extend(int(x) for x in f.read().split())
+        except OSError:
+            continue
+    return found
 
 
 def as_user_file(path: Path, content: str, user: TestUser, mode: int = 0o644) -> Path:

@@ -175,7 +175,7 @@ def _pid1_main(plan: Plan, report_w: int) -> None:
         if plan.die_with_parent:
             sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         if plan.new_mount_ns:
-            mounts.build_root(plan.mount_ops, plan.root_readonly)
+            mounts.build_root(plan.mount_ops, plan.root_readonly, plan.new_pid_ns)
         if plan.hostname is not None:
             sc.sethostname(plan.hostname)
         if plan.unshare_flags & sc.CLONE_NEWNET:

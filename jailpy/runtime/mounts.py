@@ -60,7 +60,8 @@ class _fd:
 class RootBuilder:
     """Applies ordered mount ops to a fresh root, then pivots into it."""
 
-    def __init__(self) -> None:
+    def __init__(self, new_pid_ns: bool = True) -> None:
+        self.new_pid_ns = new_pid_ns
         sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
         sc.mount("jailpy-base", _BASE, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=0755")
         os.mkdir(f"{_BASE}/newroot", 0o755)
@@ -213,8 +214,14 @@ class RootBuilder:
         self.mount_fs(op.dest, "tmpfs", options, sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV)
 
     def _op_proc(self, op: MountOp) -> None:
-        hardened = sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC
-        self.mount_fs(op.dest, "proc", {}, hardened)
+        if not self.new_pid_ns:
+            # A procfs belongs to the pid namespace of whoever mounts it, and the
+            # host's is owned by the host's user namespace: the kernel refuses a
+            # fresh one here, so the host's /proc is bound instead.
+            self.bind("/proc", op.dest, readonly=False, devices=False)
+        else:
+            hardened = sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC
+            self.mount_fs(op.dest, "proc", {}, hardened)
         for entry in _PROC_READONLY:
             try:
                 self.make_readonly(f"{op.dest}/{entry}")
@@ -295,10 +302,10 @@ class RootBuilder:
         os.chdir("/")
 
 
-def build_root(ops: tuple[MountOp, ...], root_readonly: bool) -> None:
+def build_root(ops: tuple[MountOp, ...], root_readonly: bool, new_pid_ns: bool = True) -> None:
     """Create the sandbox root from ops and pivot into it (call in pid 1)."""
     try:
-        builder = RootBuilder()
+        builder = RootBuilder(new_pid_ns)
     except OSError as exc:
         raise SetupError(f"cannot create the sandbox root: {exc.strerror}",
                          origin="mount namespace") from exc

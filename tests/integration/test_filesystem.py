@@ -1,0 +1,181 @@
+"""The sandbox root: ordered ops, read-only binds, locked flags, symlink escapes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import as_user_file, chown_tree
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0,
+                                reason="needs root to prepare host mounts for the test")
+
+
+def _mount_options(mountinfo: str, mount_point: str) -> set[str]:
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if fields[4] == mount_point:
+            sep = fields.index("-")
+            return set(fields[5].split(",")) | set(fields[sep + 3].split(","))
+    raise AssertionError(f"{mount_point} not mounted:\n{mountinfo}")
+
+
+def test_ro_bind_refuses_writes_with_erofs(jailpy):
+    result = jailpy.sandbox("touch /usr/jailpy-x")
+    assert result.returncode != 0
+    assert "Read-only file system" in result.stderr
+
+
+def test_root_is_read_only_but_tmpfs_is_writable(jailpy):
+    result = jailpy.sandbox("mkdir /newdir 2>&1; echo hi > /tmp/f && cat /tmp/f")
+    assert "Read-only file system" in result.stdout
+    assert result.stdout.strip().endswith("hi")
+
+
+def test_bind_is_writable_and_visible_on_the_host(jailpy, user_tmp):
+    result = jailpy.sandbox("echo data > /work/out", "--bind", str(user_tmp), "/work")
+    assert result.returncode == 0, result.stderr
+    assert (user_tmp / "out").read_text() == "data\n"
+
+
+def test_remount_ro_makes_a_bind_read_only(jailpy, user_tmp):
+    result = jailpy.sandbox("echo data > /work/out", "--bind", str(user_tmp), "/work",
+                            "--remount-ro", "/work")
+    assert result.returncode != 0
+    assert "Read-only file system" in result.stderr
+    assert not (user_tmp / "out").exists()
+
+
+@needs_root
+def test_ro_bind_keeps_locked_flags_and_covers_submounts(jailpy, test_user):
+    base = Path(f"/var/tmp/jailpy-locked-{uuid.uuid4().hex[:8]}")
+    base.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "nosuid,nodev,noexec,mode=0755", "locked",
+                        str(base)], check=True)
+        (base / "sub").mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0777", "sub", str(base / "sub")],
+                       check=True)
+        result = jailpy.sandbox("cat /proc/self/mountinfo; touch /l/sub/x 2>&1; true",
+                                "--ro-bind", str(base), "/l")
+        assert result.returncode == 0, result.stderr
+        top = _mount_options(result.stdout, "/l")
+        assert {"ro", "nosuid", "nodev", "noexec"} <= top
+        assert "ro" in _mount_options(result.stdout, "/l/sub")
+        assert "Read-only file system" in result.stdout
+    finally:
+        subprocess.run(["umount", "-R", str(base)], check=False)
+        base.rmdir()
+
+
+def test_symlink_planted_in_a_bind_source_cannot_reach_the_host(jailpy, user_tmp, test_user):
+    victim = user_tmp / "victim"
+    victim.mkdir()
+    evil = user_tmp / "evil"
+    evil.mkdir()
+    os.symlink(f"/oldroot{victim}", evil / "abs")
+    os.symlink("../" * 12 + str(victim).lstrip("/"), evil / "rel")
+    os.symlink("/proc/self/root" + str(victim), evil / "magic")
+    chown_tree(user_tmp, test_user)
+    attempts = [
+        ["--dir", "/evil/abs/pwned-dir"],
+        ["--file", "x", "/evil/rel/pwned-file"],
+        ["--bind", "/etc/hostname", "/evil/rel/pwned-bind"],
+        ["--tmpfs", "/evil/abs"],
+        ["--symlink", "/etc", "/evil/rel/pwned-link"],
+        ["--dir", "/evil/magic/pwned-magic"],
+    ]
+    for extra in attempts:
+        jailpy.sandbox("true", "--bind", str(evil), "/evil", *extra)
+        assert list(victim.iterdir()) == [], f"{extra} created something on the host"
+
+
+def test_tmpfs_size_is_honoured(jailpy):
+    result = jailpy.sandbox("dd if=/dev/zero of=/t/fill bs=64k count=64 2>&1; "
+                            "du -k /t/fill | cut -f1", "--size", "1M", "--tmpfs", "/t")
+    assert "No space left on device" in result.stdout
+    assert int(result.stdout.split()[-1]) <= 1024
+
+
+def test_dir_file_chmod_and_symlink_ops(jailpy):
+    result = jailpy.sandbox(
+        "stat -c '%a %n' /d /f /c; cat /f; echo; readlink /s",
+        "--tmpfs", "/x", "--perms", "0700", "--dir", "/d", "--perms", "0600",
+        "--file", "hello", "/f", "--dir", "/c", "--chmod", "0711", "/c",
+        "--symlink", "/usr/bin", "/s")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ["700 /d", "600 /f", "711 /c"]
+    assert lines[3] == "hello"
+    assert lines[4] == "/usr/bin"
+
+
+def test_minimal_dev_and_devpts(jailpy):
+    result = jailpy.sandbox(
+        "ls /dev | tr '\\n' ' '; echo; echo x > /dev/null && echo null-ok; "
+        "head -c 4 /dev/urandom | wc -c; "
+        "python3 -c 'import os; m, s = os.openpty(); print(os.ttyname(s))'")
+    assert result.returncode == 0, result.stderr
+    names = set(result.stdout.splitlines()[0].split())
+    assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm"} <= names
+    assert "null-ok" in result.stdout
+    assert "/dev/pts/0" in result.stdout
+
+
+def test_mqueue_and_fresh_proc(jailpy):
+    result = jailpy.sandbox("grep -E ' /dev/mqueue | /proc ' /proc/self/mountinfo",
+                            "--mqueue", "/dev/mqueue")
+    assert result.returncode == 0, result.stderr
+    assert " - mqueue " in result.stdout
+    assert " - proc " in result.stdout
+
+
+def test_proc_sys_is_read_only(jailpy):
+    result = jailpy.sandbox("grep ' /proc/sys ' /proc/self/mountinfo")
+    assert " ro," in result.stdout or " ro " in result.stdout
+
+
+def test_no_mount_is_visible_on_the_host(jailpy):
+    with open("/proc/self/mountinfo") as f:
+        before = {line.split(" - ")[0].split(None, 4)[4] for line in f}
+    proc = jailpy.popen(["run", "--tmpfs", "/extra", "--", "sh", "-c", "echo ready; sleep 5"],
+                        stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    with open("/proc/self/mountinfo") as f:
+        during = {line.split(" - ")[0].split(None, 4)[4] for line in f}
+    proc.kill()
+    proc.wait()
+    assert during == before
+
+
+def test_missing_source_is_a_one_line_error(jailpy):
+    result = jailpy.run(["run", "--ro-bind", "/nope", "/x", "--", "true"])
+    assert result.returncode == 125
+    assert result.stderr.strip() == "jailpy: --ro-bind /nope /x: source does not exist"
+
+
+def test_try_binds_skip_missing_sources(jailpy):
+    result = jailpy.sandbox("test -e /x && echo present || echo absent",
+                            "--ro-bind-try", "/nope", "/x")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "absent"
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--perms", "99", "--dir", "/d"], "bad mode"),
+    (["--size", "lots", "--tmpfs", "/t"], "bad size"),
+    (["--perms", "0700"], "--perms"),
+    (["--bogus-option"], "No such option"),
+    (["--uid", "x"], "--uid"),
+    (["--ro-bind", "relative", "/x"], "absolute"),
+])
+def test_bad_options_exit_125_without_traceback(jailpy, args, fragment):
+    result = jailpy.run(["run", *args, "--", "true"])
+    assert result.returncode == 125, result.stderr
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2
