@@ -1,0 +1,64 @@
+"""Policy -> Plan without a kernel."""
+
+from __future__ import annotations
+
+from jailpy.linux import syscalls as sc
+from jailpy.plan import Caller, build_plan, sandbox_environment
+from jailpy.policy import Environment, Identity, Namespaces, Policy, Process
+
+
+def _caller(**env: str) -> Caller:
+    return Caller(uid=1000, gid=1000, env=dict(env), cwd="/home/u", cwd_identity=(1, 2))
+
+
+def test_default_policy_unshares_every_namespace():
+    plan = build_plan(Policy(), ["true"], _caller())
+    for flag in (sc.CLONE_NEWUSER, sc.CLONE_NEWNS, sc.CLONE_NEWPID, sc.CLONE_NEWIPC,
+                 sc.CLONE_NEWUTS, sc.CLONE_NEWNET, sc.CLONE_NEWCGROUP):
+        assert plan.unshare_flags & flag
+
+
+def test_shared_namespaces_are_left_out():
+    plan = build_plan(Policy(namespaces=Namespaces(net=False, pid=False)), ["true"], _caller())
+    assert not plan.unshare_flags & sc.CLONE_NEWNET
+    assert not plan.new_pid_ns
+
+
+def test_identity_defaults_to_the_caller_and_can_be_overridden():
+    plan = build_plan(Policy(), ["true"], _caller())
+    assert (plan.uid_inside, plan.gid_inside) == (1000, 1000)
+    plan = build_plan(Policy(identity=Identity(uid=0, gid=0)), ["true"], _caller())
+    assert (plan.uid_inside, plan.gid_inside, plan.uid_outside) == (0, 0, 1000)
+
+
+def test_environment_clear_keep_glob_unset_set_order():
+    policy = Policy(environment=Environment(clear=True, keep=("PATH", "LC_*", "A"),
+                                            set=(("A", "override"), ("NEW", "1")),
+                                            unset=("PATH",)))
+    env = sandbox_environment(policy, {"PATH": "/bin", "LC_ALL": "C", "A": "a", "SECRET": "s"})
+    assert env == {"LC_ALL": "C", "A": "override", "NEW": "1"}
+
+
+def test_inherit_environment_keeps_everything_not_unset():
+    policy = Policy(environment=Environment(clear=False, unset=("SECRET",)))
+    env = sandbox_environment(policy, {"X": "1", "SECRET": "s"})
+    assert env == {"X": "1"}
+
+
+def test_explicit_cwd_is_required_inside_while_caller_cwd_is_checked_by_identity():
+    plan = build_plan(Policy(), ["true"], _caller())
+    assert plan.cwd == "/home/u" and plan.cwd_identity == (1, 2)
+    plan = build_plan(Policy(process=Process(cwd="/srv")), ["true"], _caller())
+    assert plan.cwd == "/srv" and plan.cwd_identity is None
+
+
+def test_records_are_immutable_and_comparable():
+    a = Policy()
+    b = a.replace(name="other")
+    assert a != b and b.name == "other" and a.name == "custom"
+    try:
+        a.name = "x"  # type: ignore[misc]
+    except AttributeError:
+        pass
+    else:
+        raise AssertionError("Policy must be immutable")
