@@ -8,6 +8,9 @@ import sys
 def main() -> None:
     args = sys.argv[1:]
     if args[:1] == ["run"]:
+        import gc
+
+        gc.disable()  # a short-lived process: collections only cost time (and COW faults after fork)
         from .fastrun import parse_run
 
         parsed = parse_run(args[1:])

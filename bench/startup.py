@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Start-up latency of `jailpy run -- true` next to bwrap and firejail.
+
+All tools run in the same process loop, round-robin, as an unprivileged user
+(the test user when this runs as root), so machine noise hits them equally.
+Prints medians and ratios, and the in-process API cost per sandbox
+(`Sandbox.run(["true"])` in a loop), which is what a program that starts many
+sandboxes pays.
+
+    python3 bench/startup.py [--runs 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import shutil
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+
+VENV = os.environ.get("JAILPY_VENV", "/opt/jailpy/venv")
+USER = os.environ.get("JAILPY_TEST_USER", "jailpy-test")
+
+
+def as_user(argv: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return argv
+    entry = pwd.getpwnam(USER)
+    return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups",
+            *argv]
+
+
+def user_env() -> dict[str, str]:
+    home = pwd.getpwnam(USER).pw_dir if os.geteuid() == 0 else os.environ["HOME"]
+    return {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8"}
+
+
+def commands() -> dict[str, list[str]]:
+    home = user_env()["HOME"]
+    tools = {
+        # jailpy's default profile: /usr and /etc read-only, fresh /proc and /dev,
+        # tmpfs /tmp /run /var/tmp and home, every namespace, new session, no network.
+        "jailpy": [f"{VENV}/bin/jailpy", "run", "--", "true"],
+        # bwrap doing the same work as the default profile.
+        "bwrap": ["bwrap", "--unshare-all", "--die-with-parent", "--new-session",
+                  "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
+                  "--symlink", "usr/sbin", "/sbin", "--symlink", "usr/lib", "/lib",
+                  "--symlink", "usr/lib64", "/lib64", "--ro-bind", "/etc", "/etc",
+                  "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
+                  "--tmpfs", "/var/tmp", "--tmpfs", home, "--hostname", "jailpy",
+                  "--clearenv", "--", "/usr/bin/true"],
+        "firejail": ["firejail", "--noprofile", "--quiet", "true"],
+    }
+    return {name: argv for name, argv in tools.items() if shutil.which(argv[0])}
+
+
+def time_commands(tools: dict[str, list[str]], runs: int) -> dict[str, list[float]]:
+    samples: dict[str, list[float]] = {name: [] for name in tools}
+    env = user_env()
+    for name, argv in tools.items():  # warm-up
+        subprocess.run(as_user(argv), env=env, cwd="/", check=True, capture_output=True)
+    for _ in range(runs):
+        for name, argv in tools.items():
+            start = time.perf_counter()
+            subprocess.run(as_user(argv), env=env, cwd="/", check=True, capture_output=True)
+            samples[name].append(time.perf_counter() - start)
+    return samples
+
+
+def api_per_sandbox(runs: int) -> float:
+    script = textwrap.dedent(f"""
+        import statistics, time
+        from jailpy import Sandbox, load_policy
+        box = Sandbox(load_policy("default"))
+        box.run(["true"])
+        times = []
+        for _ in range({runs}):
+            start = time.perf_counter()
+            box.run(["true"])
+            times.append(time.perf_counter() - start)
+        print(statistics.median(times))
+    """)
+    out = subprocess.run(as_user([f"{VENV}/bin/python", "-c", script]), env=user_env(),
+                         cwd="/", check=True, capture_output=True, text=True)
+    return float(out.stdout.strip())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=40)
+    args = parser.parse_args()
+    tools = commands()
+    samples = time_commands(tools, args.runs)
+    medians = {name: statistics.median(values) * 1000 for name, values in samples.items()}
+    print(f"machine: {os.uname().machine}, {os.cpu_count()} cpus, kernel {os.uname().release}")
+    print(f"runs per tool: {args.runs} (round-robin), median wall time in ms")
+    for name, ms in medians.items():
+        print(f"  {name:<9} {ms:7.2f} ms")
+    jail = medians["jailpy"]
+    for other in ("bwrap", "firejail"):
+        if other in medians:
+            print(f"  jailpy / {other:<8} {jail / medians[other]:5.2f}x")
+    api = api_per_sandbox(args.runs) * 1000
+    print(f"  API Sandbox.run(['true']) per sandbox: {api:.2f} ms")
+    if "bwrap" in medians:
+        print(f"  API / bwrap CLI         {api / medians['bwrap']:5.2f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
