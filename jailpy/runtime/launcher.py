@@ -141,9 +141,15 @@ def _child_main(plan: Plan, supervisor: int, report_w: int, go_r: int) -> None:
         elif plan.unshare_flags & sc.CLONE_NEWUSER:
             userns.write_own_maps(plan.uid_inside, plan.uid_outside, plan.gid_inside,
                                   plan.gid_outside)
+        # pid 1 cannot use getppid() to notice that this process died before its
+        # PDEATHSIG was armed (its parent is outside its pid namespace): it checks
+        # this lifeline pipe instead, which reads EOF once we are gone.
+        lifeline_r, lifeline_w = os.pipe2(os.O_CLOEXEC)
         pid1 = os.fork()
         if pid1 == 0:
-            _pid1_main(plan, report_w)
+            os.close(lifeline_w)
+            _pid1_main(plan, report_w, lifeline_r)
+        os.close(lifeline_r)
         channel.send(report_w, started=pid1)
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         while True:
@@ -169,11 +175,18 @@ def _unshare(plan: Plan) -> None:
                          hint=hint) from exc
 
 
-def _pid1_main(plan: Plan, report_w: int) -> None:
+def _pid1_main(plan: Plan, report_w: int, lifeline: int) -> None:
     """pid 1 of the new pid namespace (or a plain reaper without one); never returns."""
     try:
         if plan.die_with_parent:
             sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+            os.set_blocking(lifeline, False)
+            try:
+                if os.read(lifeline, 1) == b"":
+                    os._exit(EXIT_JAILPY_FAILURE)  # the parent died before PDEATHSIG was armed
+            except BlockingIOError:
+                pass
+        os.close(lifeline)
         if plan.new_mount_ns:
             mounts.build_root(plan.mount_ops, plan.root_readonly, plan.new_pid_ns)
         if plan.hostname is not None:

@@ -246,8 +246,24 @@ class RootBuilder:
             for name, target in _DEV_LINKS:
                 os.symlink(target, name, dir_fd=dev_fd)
         if os.isatty(0):
-            # The controlling terminal is reachable as /dev/console, as on a real system.
-            self.bind(os.ttyname(0), f"{dev}/console", readonly=False, devices=True)
+            self._bind_console(f"{dev}/console")
+
+    def _bind_console(self, dest: str) -> None:
+        """The caller's terminal (already our stdin) also appears as /dev/console,
+        as on a real system. Cloned from fd 0 itself: its path is a host path that
+        is not resolvable from here. A convenience, not a protection: skipped if
+        the kernel refuses."""
+        try:
+            tree = sc.open_tree(0, "", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
+                                | sc.AT_EMPTY_PATH)
+        except OSError:
+            return
+        try:
+            dest_fd = self.ensure_file(dest)
+        except BaseException:
+            os.close(tree)
+            raise
+        self._attach(tree, dest_fd)
 
     def _op_symlink(self, op: MountOp) -> None:
         assert op.source is not None
