@@ -250,20 +250,18 @@ class RootBuilder:
 
     def _bind_console(self, dest: str) -> None:
         """The caller's terminal (already our stdin) also appears as /dev/console,
-        as on a real system. Cloned from fd 0 itself: its path is a host path that
-        is not resolvable from here. A convenience, not a protection: skipped if
-        the kernel refuses."""
+        as on a real system. Found through the host's /proc, since fd 0 itself
+        belongs to the host's mount namespace and cannot be cloned here. A
+        convenience, not a protection: skipped when there is no such path."""
         try:
-            tree = sc.open_tree(0, "", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
-                                | sc.AT_EMPTY_PATH)
+            tty = os.readlink("/oldroot/proc/self/fd/0")
         except OSError:
             return
-        try:
-            dest_fd = self.ensure_file(dest)
-        except BaseException:
-            os.close(tree)
-            raise
-        self._attach(tree, dest_fd)
+        if tty.startswith("/dev/"):
+            try:
+                self.bind(tty, dest, readonly=False, devices=True)
+            except OSError:
+                return
 
     def _op_symlink(self, op: MountOp) -> None:
         assert op.source is not None
