@@ -48,8 +48,29 @@ def supervise(target: int, is_pid1: bool, forward_terminal: bool) -> int:
             os.kill(-1, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    else:
+        _kill_descendants()
     _reap_all()
     return status
+
+
+def _kill_descendants() -> None:
+    """Without a pid namespace, kill(-1) would hit every process of the user; as
+    a child subreaper we adopt every orphan, so our children are the sandbox."""
+    while True:
+        try:
+            with open(f"/proc/self/task/{os.getpid()}/children") as f:
+                children = [int(pid) for pid in f.read().split()]
+        except OSError:
+            return
+        if not children:
+            return
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _reap_all()
 
 
 def _reap(target: int) -> int | None:

@@ -286,3 +286,12 @@ class _Proc:
 
     def send_signal(self, sig: int) -> None:
         os.kill(self.pid, sig)
+
+
+def test_leftovers_die_with_the_target_without_a_pid_namespace(jailpy, test_user):
+    marker = "jailpy-shared-pid-leftover-31"
+    result = jailpy.run(["run", "--share-pid", "--", "bash", "-c",
+                         f"(exec -a {marker} sleep 60) & sleep 0.3"], timeout=20)
+    assert result.returncode == 0, result.stderr
+    time.sleep(0.2)
+    assert not _running(marker, test_user.uid)
