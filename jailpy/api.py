@@ -60,14 +60,21 @@ class Sandbox:
             process = policy.process.replace(pass_fds=policy.process.pass_fds + pass_fds)
             policy = policy.replace(process=process)
         plan = build_plan(policy, argv, Caller.current())
-        steps = self._host_steps(plan)
-        if not forward_signals:
-            return launch(plan, steps)
-        with _SignalRelay() as relay:
-            return launch(plan, steps, on_started=relay.attach)
+        # Host-side resources (proxies, session files) live exactly as long as the run.
+        closers: list = []
+        try:
+            steps = self._host_steps(plan, closers)
+            if not forward_signals:
+                return launch(plan, steps)
+            with _SignalRelay() as relay:
+                return launch(plan, steps, on_started=relay.attach)
+        finally:
+            for close in reversed(closers):
+                close()
 
     @staticmethod
-    def _host_steps(plan: Plan) -> tuple["HostStep", ...]:
+    def _host_steps(plan: Plan, closers: list) -> tuple["HostStep", ...]:
+        """Host-side work for this plan; `closers` gets what must run when the sandbox ends."""
         steps: list["HostStep"] = []
         if plan.map_all:
             from .runtime import userns
@@ -75,6 +82,12 @@ class Sandbox:
             userns.check_full_range(plan.uid_outside, plan.gid_outside)
             steps.append(lambda pid: userns.write_full_range_maps(
                 pid, plan.uid_inside, plan.uid_outside, plan.gid_inside, plan.gid_outside))
+        if plan.desktop is not None:
+            from .desktop.session import DesktopSession
+
+            session = DesktopSession(plan.desktop).open()
+            closers.append(session.close)
+            steps.extend(session.host_steps())
         return tuple(steps)
 
 

@@ -78,5 +78,53 @@ def check_cmd() -> None:
             click.echo(f"{'':<8} {'':<10} fix: {row.hint}")
 
 
+@main.command("wrap")
+@click.argument("app", required=False)
+@click.option("-p", "--profile", metavar="NAME|FILE",
+              help="Profile for the app (default: the profile named like APP).")
+@click.option("--bin-dir", metavar="DIR", help="Where the wrapper goes (default ~/.local/bin).")
+@click.option("--list", "list_only", is_flag=True, help="Show what is wrapped.")
+def wrap_cmd(app: str | None, profile: str | None, bin_dir: str | None, list_only: bool) -> None:
+    """Make APP start sandboxed: a wrapper in BIN_DIR and a rewritten .desktop entry."""
+    from . import wrap
+    from .errors import ConfigError, JailpyError
+    from .runcmd import fail
+
+    try:
+        if list_only:
+            for w in wrap.list_wrapped(bin_dir):
+                click.echo(f"{w.app}\t{w.binary}\tprofile={w.profile}\twrapper={w.wrapper}"
+                           f"\tdesktop={w.desktop or '-'}")
+            return
+        if app is None:
+            raise ConfigError("missing APP", origin="jailpy wrap",
+                              hint="jailpy wrap APP [--profile P], or jailpy wrap --list")
+        record, notes = wrap.wrap(app, profile, bin_dir)
+    except JailpyError as err:
+        fail(err)
+    click.echo(f"wrapped {record.app}: {record.wrapper} -> jailpy --profile {record.profile} "
+               f"-- {record.binary}")
+    if record.desktop:
+        click.echo(f"desktop entry: {record.desktop}")
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+
+
+@main.command("unwrap")
+@click.argument("app")
+@click.option("--bin-dir", metavar="DIR", help="Where the wrapper is (default ~/.local/bin).")
+def unwrap_cmd(app: str, bin_dir: str | None) -> None:
+    """Remove the wrapper and desktop entry that 'jailpy wrap APP' wrote."""
+    from . import wrap
+    from .errors import JailpyError
+    from .runcmd import fail
+
+    try:
+        record = wrap.unwrap(app, bin_dir)
+    except JailpyError as err:
+        fail(err)
+    click.echo(f"unwrapped {record.app}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -66,8 +66,14 @@ def core_checks() -> list[Check]:
     return rows
 
 
+def desktop_checks() -> list[Check]:
+    from .desktop.report import checks
+
+    return checks()
+
+
 #: Providers of check rows, in display order. Feature areas append theirs.
-CHECK_PROVIDERS: list[Callable[[], list[Check]]] = [core_checks]
+CHECK_PROVIDERS: list[Callable[[], list[Check]]] = [core_checks, desktop_checks]
 
 
 def collect() -> list[Check]:

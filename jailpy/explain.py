@@ -55,8 +55,16 @@ def core_sections(plan: Plan) -> list[Section]:
             ("environment", env), ("process", process)]
 
 
+def desktop_sections(plan: Plan) -> list[Section]:
+    if plan.desktop is None:
+        return []
+    from .desktop.report import explain_sections
+
+    return explain_sections(plan)
+
+
 #: Section renderers, in display order. Feature areas append theirs.
-SECTION_PROVIDERS: list[Callable[[Plan], list[Section]]] = [core_sections]
+SECTION_PROVIDERS: list[Callable[[Plan], list[Section]]] = [core_sections, desktop_sections]
 
 
 def explain(plan: Plan) -> str:

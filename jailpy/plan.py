@@ -14,6 +14,10 @@ from .linux import syscalls as sc
 from .policy import MountOp, Policy
 from .record import Record
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .desktop.planner import DesktopPlan
+
 _NS_FLAGS = (
     ("user", sc.CLONE_NEWUSER), ("mount", sc.CLONE_NEWNS), ("ipc", sc.CLONE_NEWIPC),
     ("uts", sc.CLONE_NEWUTS), ("net", sc.CLONE_NEWNET), ("cgroup", sc.CLONE_NEWCGROUP),
@@ -63,6 +67,9 @@ class Plan(Record):
     argv0: str | None
     keep_caps: tuple[str, ...] = ()
     policy: Policy = Policy()
+    #: Desktop pieces (jailpy/desktop/planner.py); their ops and env are already
+    #: part of mount_ops and env, this keeps the host-side specs and notes.
+    desktop: "DesktopPlan | None" = None
 
     @property
     def new_pid_ns(self) -> bool:
@@ -116,6 +123,15 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
     # An explicit cwd must exist inside; the caller's cwd is used only when
     # the very same directory is visible inside (checked by identity).
     explicit_cwd = policy.process.cwd
+    mount_ops, env, desktop = policy.filesystem.ops, sandbox_environment(policy, caller.env), None
+    if policy.desktop.enabled:
+        from .desktop.planner import plan_desktop
+
+        desktop = plan_desktop(policy.desktop, caller.env, caller.uid, caller.gid, caller.cwd,
+                               uid_inside, mount_ops)
+        mount_ops += desktop.mount_ops
+        explicit = {name for name, _ in policy.environment.set}
+        env.update((k, v) for k, v in desktop.env if k not in explicit)
     return Plan(
         argv=tuple(argv),
         unshare_flags=flags,
@@ -124,9 +140,9 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         uid_outside=caller.uid,
         gid_outside=caller.gid,
         map_all=ident.map_all,
-        mount_ops=policy.filesystem.ops,
+        mount_ops=mount_ops,
         root_readonly=policy.filesystem.root_readonly,
-        env=sandbox_environment(policy, caller.env),
+        env=env,
         cwd=explicit_cwd or caller.cwd,
         cwd_identity=None if explicit_cwd else caller.cwd_identity,
         hostname=policy.process.hostname if policy.namespaces.uts else None,
@@ -136,4 +152,5 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         argv0=policy.process.argv0,
         keep_caps=policy.capabilities.keep,
         policy=policy,
+        desktop=desktop,
     )

@@ -125,14 +125,54 @@ class Limits(Record):
     best_effort: bool = False
 
 
+class DBusRules(Record):
+    """xdg-dbus-proxy policy for one bus; everything not named is invisible."""
+
+    see: tuple[str, ...] = ()
+    talk: tuple[str, ...] = ()
+    own: tuple[str, ...] = ()
+    call: tuple[str, ...] = ()
+    broadcast: tuple[str, ...] = ()
+
+
 class Desktop(Record):
+    """Desktop pieces passed into the sandbox; each is off unless asked for.
+
+    See jailpy/desktop/ and docs/desktop.md; the planner turns these into
+    mount ops and environment entries, plus host steps for D-Bus proxies.
+    """
+
     x11: bool = False
     x11_untrusted: bool = False
     wayland: bool = False
     pulseaudio: bool = False
     pipewire: bool = False
     dbus: bool = False
+    dbus_rules: DBusRules = DBusRules()
+    #: "none" or "filtered".
+    dbus_system: str = "none"
+    dbus_system_rules: DBusRules = DBusRules()
     gpu: bool = False
+    fonts: bool = False
+    themes: bool = False
+    locale: bool = False
+    #: (name, "rw" | "ro" | "none") for XDG user dirs such as downloads.
+    user_dirs: tuple[tuple[str, str], ...] = ()
+    #: The app's own state directories: bound read-write, created when missing.
+    app_dirs: tuple[str, ...] = ()
+    #: Pieces skipped (with a note) instead of failing when their socket is missing.
+    optional: tuple[str, ...] = ()
+    #: Origins of the keys, for error messages: key -> "file: desktop.key".
+    origins: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.x11, self.x11_untrusted, self.wayland, self.pulseaudio, self.pipewire,
+                    self.dbus, self.dbus_system != "none", self.gpu, self.fonts, self.themes,
+                    self.locale, self.user_dirs, self.app_dirs))
+
+    def origin(self, key: str) -> str:
+        return dict(self.origins).get(key, f"desktop.{key}")
 
 
 class Policy(Record):

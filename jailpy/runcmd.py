@@ -90,10 +90,15 @@ def overrides_layer(order: list[str], opts: "dict[str, Any]") -> "Layer":
                              "die_with_parent": opts.get("die_with_parent")}),
         "network": _present({"mode": opts.get("net_mode")}),
     }
+    desktop_origins: dict[str, list[str]] = {}
+    if any(v not in (None, ()) for k, v in opts.items() if k.startswith("desktop_")):
+        from .desktop.options import desktop_layer
+
+        doc["desktop"], desktop_origins = desktop_layer(opts)
     doc = {k: v for k, v in doc.items() if v}
     validate_document(doc, "command line")
     item_origins = {"filesystem.mounts": origins, "network.mode": ["--net"],
-                    "process.cwd": ["--chdir"]}
+                    "process.cwd": ["--chdir"], **desktop_origins}
     for key in ("uid", "gid", "map_all", "hostname", "argv0"):
         item_origins[f"{'identity' if key in ('uid', 'gid', 'map_all') else 'process'}.{key}"] = \
             [f"--{key.replace('_', '-')}"]

@@ -66,6 +66,50 @@ def _fs_rows() -> list[Opt]:
     return rows
 
 
+def _desktop_switch(name: str, help_text: str) -> Opt:
+    flag = "--" + name.replace("_", "-")
+    return Opt(f"desktop_{name}", (flag,), "switch", help_text, off=f"--no-{flag[2:]}")
+
+
+def _desktop_multi(name: str, metavar: str, help_text: str) -> Opt:
+    return Opt(f"desktop_{name}", ("--" + name.replace("_", "-"),), "multi", help_text,
+               metavar=metavar)
+
+
+#: [desktop] switches (jailpy/desktop/options.py turns them into a profile layer).
+DESKTOP_OPTIONS: list[Opt] = [
+    _desktop_switch("x11", "Pass the X11 display ($DISPLAY): its socket and its cookie only."),
+    _desktop_switch("x11_untrusted", "Pass X11 with an untrusted cookie (X SECURITY extension)."),
+    _desktop_switch("wayland", "Pass the Wayland compositor socket."),
+    _desktop_switch("pulseaudio", "Pass the PulseAudio socket and cookie."),
+    _desktop_switch("pipewire", "Pass the PipeWire socket."),
+    _desktop_switch("gpu", "Bind GPU devices (/dev/dri, /dev/nvidia*)."),
+    _desktop_switch("dbus", "Session bus through a filtering xdg-dbus-proxy (deny by default)."),
+    _desktop_switch("fonts", "Fonts and fontconfig, read-only."),
+    _desktop_switch("themes", "Icon, cursor and toolkit themes, read-only."),
+    _desktop_switch("locale", "Locale and time zone data, read-only."),
+    _desktop_multi("dbus_see", "NAME", "Session bus name the sandbox may see (implies --dbus)."),
+    _desktop_multi("dbus_talk", "NAME", "Session bus name the sandbox may call (implies --dbus)."),
+    _desktop_multi("dbus_own", "NAME", "Session bus name the sandbox may own (implies --dbus)."),
+    _desktop_multi("dbus_call", "NAME=RULE", "Session bus call rule (implies --dbus)."),
+    _desktop_multi("dbus_broadcast", "NAME=RULE", "Session bus broadcast rule (implies --dbus)."),
+    Opt("desktop_dbus_system", ("--dbus-system",), "value", "System bus: none or filtered.",
+        metavar="MODE"),
+    _desktop_multi("dbus_system_see", "NAME",
+                   "System bus name to see (implies --dbus-system filtered)."),
+    _desktop_multi("dbus_system_talk", "NAME",
+                   "System bus name to call (implies --dbus-system filtered)."),
+    _desktop_multi("dbus_system_call", "NAME=RULE",
+                   "System bus call rule (implies --dbus-system filtered)."),
+    _desktop_multi("dbus_system_broadcast", "NAME=RULE",
+                   "System bus broadcast rule (implies --dbus-system filtered)."),
+    _desktop_multi("user_dir", "NAME=MODE",
+                   "XDG user dir (downloads, documents, ...) as rw, ro or none."),
+    _desktop_multi("app_dir", "DIR", "App state directory: read-write, created when missing."),
+    _desktop_multi("desktop_optional", "PIECE",
+                   "Skip PIECE (x11, wayland, ...) when it is missing instead of failing."),
+]
+
 RUN_OPTIONS: list[Opt] = [
     Opt("profile", ("-p", "--profile"), "value",
         "Profile name or path to a .toml file (default: default).", metavar="NAME|FILE"),
@@ -96,6 +140,7 @@ RUN_OPTIONS: list[Opt] = [
     Opt("pass_fds", ("--pass-fd",), "multi", "Keep file descriptor N open in the sandbox.",
         type=int, metavar="N"),
     Opt("net_mode", ("--net",), "value", "Network: none, host.", metavar="MODE"),
+    *DESKTOP_OPTIONS,
     Opt("explain", ("--explain",), "flag", "Print the resolved plan and run nothing.",
         default=False),
     Opt("debug", ("--debug",), "flag", "Show tracebacks for jailpy's own errors.",

@@ -124,5 +124,21 @@ def to_policy(merged: Merged, name: str) -> Policy:
                         die_with_parent=proc.get("die_with_parent", True)),
         capabilities=Capabilities(keep=tuple(section("capabilities").get("keep", ()))),
         network=Network(mode=mode),
+        desktop=_desktop(section("desktop"), origins, ns.mount),
         name=name,
     )
+
+
+def _desktop(section: dict[str, Any], origins: dict[str, Any], mount_ns: bool):
+    """The [desktop] section (jailpy/desktop/config.py); off unless a key turns it on."""
+    if not section:
+        from ..policy import Desktop
+
+        return Desktop()
+    from ..desktop.config import to_desktop
+
+    desktop = to_desktop(section, origins)
+    if desktop.enabled and not mount_ns:
+        raise ConfigError("desktop pieces need a mount namespace, but namespaces.mount = false",
+                          origin=origins.get("namespaces.mount", "namespaces.mount"))
+    return desktop

@@ -126,7 +126,29 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
         "timeout": _f(DURATION, "Wall-clock limit.", supported=False),
     },
     "desktop": {
-        "x11": _f(BOOL, "Pass the X11 display through.", supported=False),
+        "x11": _f(BOOL, "Pass the X11 display in $DISPLAY through: its socket and its cookie."),
+        "x11_untrusted": _f(BOOL, "Pass X11 with an untrusted cookie (X SECURITY extension)."),
+        "wayland": _f(BOOL, "Pass the Wayland compositor socket through."),
+        "pulseaudio": _f(BOOL, "Pass the PulseAudio socket (pulse/native) and cookie through."),
+        "pipewire": _f(BOOL, "Pass the PipeWire socket (pipewire-0) through."),
+        "gpu": _f(BOOL, "Bind /dev/dri and /dev/nvidia* devices."),
+        "dbus": _f(BOOL, "Session bus through a filtering xdg-dbus-proxy (deny by default)."),
+        "dbus_see": _f(STRS, "Session bus names the sandbox may see."),
+        "dbus_talk": _f(STRS, "Session bus names the sandbox may call."),
+        "dbus_own": _f(STRS, "Session bus names the sandbox may own."),
+        "dbus_call": _f(STRS, "Session bus call rules NAME=[METHOD][@PATH]."),
+        "dbus_broadcast": _f(STRS, "Session bus broadcast rules NAME=[METHOD][@PATH]."),
+        "dbus_system": _f(STR, "System bus: none or filtered."),
+        "dbus_system_see": _f(STRS, "System bus names the sandbox may see."),
+        "dbus_system_talk": _f(STRS, "System bus names the sandbox may call."),
+        "dbus_system_call": _f(STRS, "System bus call rules NAME=[METHOD][@PATH]."),
+        "dbus_system_broadcast": _f(STRS, "System bus broadcast rules NAME=[METHOD][@PATH]."),
+        "fonts": _f(BOOL, "Font directories and fontconfig, read-only."),
+        "themes": _f(BOOL, "Icon, cursor and GTK/Qt theme directories, read-only."),
+        "locale": _f(BOOL, "Locale and time zone data, read-only; LANG, LC_* and TZ kept."),
+        "user_dirs": _f(STRMAP, "XDG user dirs (downloads, documents, ...) -> rw, ro or none."),
+        "app_dirs": _f(STRS, "The app's own state dirs: read-write, created when missing."),
+        "optional": _f(STRS, "Pieces skipped instead of failing when missing on this machine."),
     },
 }
 
@@ -200,6 +222,10 @@ def _check_values(doc: dict[str, Any], source: str) -> None:
     cwd = doc.get("process", {}).get("cwd")
     if cwd is not None:
         _require_absolute(cwd, f"{source}: process.cwd")
+    if "desktop" in doc:
+        from ..desktop.config import check_section
+
+        check_section(doc["desktop"], f"{source}: desktop")
 
 
 def mount_kind(entry: dict[str, Any], origin: str) -> tuple[str, bool]:

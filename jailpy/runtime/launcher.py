@@ -138,7 +138,8 @@ def _child_main(plan: Plan, supervisor: int, report_w: int, go_r: int) -> None:
             channel.send(report_w, unshared=os.getpid())
             if os.read(go_r, 1) != b"g":
                 os._exit(EXIT_JAILPY_FAILURE)
-        elif plan.unshare_flags & sc.CLONE_NEWUSER:
+        if plan.unshare_flags & sc.CLONE_NEWUSER and not plan.map_all:
+            # Host steps other than newuidmap (proxies, ...) leave the maps to us.
             userns.write_own_maps(plan.uid_inside, plan.uid_outside, plan.gid_inside,
                                   plan.gid_outside)
         # pid 1 cannot use getppid() to notice that this process died before its
