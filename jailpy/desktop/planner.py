@@ -301,6 +301,11 @@ class _Builder:
                              hint="run from a desktop session, or start one with dbus-run-session")
                 return
             upstream = f"unix:path={default}"
+        missing = _missing_unix_path(upstream)
+        if missing:
+            self.problem("dbus", f"no session bus at {missing} (DBUS_SESSION_BUS_ADDRESS)",
+                         hint="is the session's dbus-daemon running?")
+            return
         socket = f"{self.session()}/bus"
         inside = f"{self.rt}/bus"
         self.proxies.append(BusProxy("session", upstream, socket, _rule_args(self.d.dbus_rules)))
@@ -318,6 +323,11 @@ class _Builder:
                              hint="start the system dbus-daemon, or set dbus_system = \"none\"")
                 return
             upstream = f"unix:path={SYSTEM_BUS_SOCKET}"
+        missing = _missing_unix_path(upstream)
+        if missing:
+            self.problem("dbus_system", f"no system bus at {missing} (DBUS_SYSTEM_BUS_ADDRESS)",
+                         hint="start the system dbus-daemon, or set dbus_system = \"none\"")
+            return
         socket = f"{self.session()}/system_bus"
         self.proxies.append(BusProxy("system", upstream, socket,
                                      _rule_args(self.d.dbus_system_rules)))
@@ -415,6 +425,22 @@ class _Builder:
             env=tuple(self.out_env.items()), x11=self.x11, proxy_binary=self.proxy_binary,
             proxies=tuple(self.proxies), create_dirs=tuple(dict.fromkeys(self.create)),
             notes=tuple(self.notes), problems=tuple(self.problems), skipped=tuple(self.skipped))
+
+
+def _missing_unix_path(address: str) -> str | None:
+    """The socket path of a 'unix:path=...' bus address when that socket does not exist.
+
+    Other transports (unix:abstract=, tcp:) are left to the proxy, which
+    connects upstream when a client inside connects.
+    """
+    first = address.split(";")[0]
+    if not first.startswith("unix:"):
+        return None
+    for part in first[len("unix:"):].split(","):
+        key, _, value = part.partition("=")
+        if key == "path":
+            return None if _is_socket(value) else value
+    return None
 
 
 def _rule_args(rules: DBusRules) -> tuple[str, ...]:

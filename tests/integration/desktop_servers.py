@@ -81,6 +81,8 @@ class Server:
     def __init__(self, user: TestUser, argv: list[str], env: dict[str, str], log: Path,
                  **kwargs):
         self.log = log
+        # runuser resets HOME to the user's own; `env` puts the test's back.
+        argv = ["env", f"HOME={env['HOME']}", *argv]
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(user.command(argv), env=env, stdout=out, stderr=out,
                                          stdin=subprocess.DEVNULL, start_new_session=True,

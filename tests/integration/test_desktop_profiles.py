@@ -1,0 +1,87 @@
+"""The shipped desktop app profiles: they resolve, explain, run, and hide home.
+
+The apps themselves are not installed on the test machine: `--explain` must
+work without them, and `run` must end with a clear 127.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, as_user_file, chown_tree
+from desktop_servers import Xvfb
+
+pytestmark = pytest.mark.integration
+
+APPS = {"firefox": "firefox", "chromium": "chromium", "evince": "evince", "mpv": "mpv",
+        "libreoffice": "libreoffice"}
+SHIPPED = ["gui", *APPS]
+
+
+@pytest.fixture
+def xvfb(test_user, user_tmp):
+    server = Xvfb(test_user, user_tmp, "x")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def home(user_tmp, test_user) -> Path:
+    path = user_tmp / "home"
+    as_user_file(path / "secret.txt", "private\n", test_user)
+    chown_tree(path, test_user)
+    return path
+
+
+def in_home(jailpy, home: Path, args: list[str], env: dict[str, str] | None = None):
+    """jailpy ARGS with HOME set to `home` (runuser resets HOME to the user's own)."""
+    return jailpy.raw(["env", f"HOME={home}", jailpy.binary, *args], env=env)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_profile_resolves_and_explains_without_the_app(jailpy, home, name):
+    result = in_home(jailpy, home, ["run", "--profile", name, "--explain", "--", name])
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"profile: {name}" in out and "\n[desktop]\n" in out
+    assert f"tmpfs      {home} (mode=0700)" in out  # everything else of home is hidden
+    assert "tmpfs      /run/user/" in out  # private runtime dir
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_app_profile_extends_gui_and_keeps_its_own_dirs(name):
+    doc = tomllib.loads((REPO / "profiles" / f"{name}.toml").read_text())
+    assert doc["extends"] == ["gui"]
+    assert doc["desktop"]["app_dirs"], "each app keeps its own config dir writable"
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_missing_app_is_127(jailpy, home, xvfb, name):
+    if shutil.which(APPS[name]):
+        pytest.skip(f"{APPS[name]} is installed here; the run would start it")
+    result = in_home(jailpy, home, ["run", "--profile", name, "--", APPS[name]],
+                     env=xvfb.env())
+    assert result.returncode == 127, result.stderr
+    assert result.stderr.strip() == f"jailpy: {APPS[name]}: command not found"
+
+
+def test_app_dirs_writable_rest_of_home_hidden(jailpy, home, xvfb):
+    script = "ls -A $HOME; touch $HOME/.mozilla/written; touch $HOME/.bashrc; xdpyinfo >/dev/null"
+    result = in_home(jailpy, home, ["run", "--profile", "firefox", "--", "sh", "-c", script],
+                     env=xvfb.env())
+    listed = result.stdout.split()
+    assert "secret.txt" not in listed and ".mozilla" in listed and "Downloads" in listed
+    assert (home / ".mozilla" / "written").exists()  # the app's own dir persists
+    assert not (home / ".bashrc").exists()  # the rest went to a tmpfs
+    assert result.returncode == 0, result.stderr  # and the display works
+
+
+def test_profile_without_display_names_the_profile_key(jailpy, home):
+    result = in_home(jailpy, home, ["run", "--profile", "evince", "--", "evince"])
+    assert result.returncode == 125
+    first = result.stderr.splitlines()[0]
+    assert first.endswith("gui.toml: desktop.x11: x11 is on but DISPLAY is not set")
