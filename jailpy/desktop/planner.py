@@ -88,7 +88,7 @@ class DesktopPlan(Record):
 def session_base(env: dict[str, str], uid: int) -> str:
     """Where per-sandbox host files live: the user's runtime dir, else /tmp/jailpy-UID."""
     runtime = env.get("XDG_RUNTIME_DIR", "")
-    if runtime.startswith("/"):
+    if runtime.startswith("/") and os.path.isdir(runtime):
         return f"{runtime.rstrip('/')}/jailpy"
     return f"/tmp/jailpy-{uid}"
 

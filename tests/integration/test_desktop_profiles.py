@@ -85,3 +85,11 @@ def test_profile_without_display_names_the_profile_key(jailpy, home):
     assert result.returncode == 125
     first = result.stderr.splitlines()[0]
     assert first.endswith("gui.toml: desktop.x11: x11 is on but DISPLAY is not set")
+
+
+def test_check_reports_desktop_pieces(jailpy):
+    result = jailpy.run(["check"])
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if " desktop " in line]
+    assert any("xdg-dbus-proxy" in row and row.startswith("ok") for row in rows)
+    assert any(row.startswith("MISSING") and "X11 display" in row for row in rows)
