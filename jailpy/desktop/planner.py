@@ -168,6 +168,13 @@ class _Builder:
                 return False  # something was mounted inside it: bind the whole again
         return False
 
+    def exposed(self, path: str) -> bool:
+        """Would `path` be visible through a bind made by an earlier op?"""
+        for op in reversed(self.prior):
+            if op.dest == path or path.startswith(op.dest.rstrip("/") + "/"):
+                return op.kind in ("bind", "ro-bind", "dev-bind")
+        return False
+
     # -- pieces ------------------------------------------------------------------
 
     def runtime_dir(self) -> None:
@@ -274,6 +281,11 @@ class _Builder:
             wanted.append("dbus")
         if self.d.dbus_system == "filtered":
             wanted.append("dbus_system")
+        elif self.exposed(SYSTEM_BUS_SOCKET):
+            # "none" means none, even under a profile that binds the host's /run.
+            self.op("tmpfs", os.path.dirname(SYSTEM_BUS_SOCKET), key="dbus_system", mode=0o755)
+            self.notes.append(f"dbus system   none: {os.path.dirname(SYSTEM_BUS_SOCKET)} "
+                              "hidden under an empty tmpfs")
         if not wanted:
             return
         import shutil

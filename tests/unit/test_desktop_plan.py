@@ -194,3 +194,12 @@ def test_foreign_exec_is_refused():
     text = "[Desktop Entry]\nExec=app\n[Desktop Action b]\nExec=other-tool --x\n"
     with pytest.raises(SetupError, match="cannot route"):
         rewrite_desktop_entry(text, "app", "/usr/bin/app", Path("/h/bin/app"), Path("x"))
+
+
+def test_system_bus_none_hides_a_bound_run():
+    prior = [MountOp("ro-bind", "/run", "/run")]
+    result = plan(to_desktop({"fonts": True}, {}), prior=prior)
+    assert MountOp("tmpfs", "/run/dbus", mode=0o755, origin="desktop.dbus_system") \
+        in result.mount_ops
+    untouched = plan(to_desktop({"fonts": True}, {}), prior=[MountOp("tmpfs", "/run")])
+    assert all(op.dest != "/run/dbus" for op in untouched.mount_ops)
