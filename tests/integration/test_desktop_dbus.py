@@ -126,16 +126,27 @@ def test_system_bus_is_absent_or_filtered(jailpy, bus):
                                                 env=env).stdout
 
 
-def test_proxy_stops_with_the_sandbox(jailpy, bus, test_user):
-    result = jailpy.sandbox(call(ALLOWED), "--dbus-talk", ALLOWED, env=session_env(bus))
+@pytest.fixture
+def runtime_env(bus, user_tmp, test_user) -> dict[str, str]:
+    """A private XDG_RUNTIME_DIR, so this test's session directories are its own."""
+    runtime = user_tmp / "runtime"
+    runtime.mkdir(mode=0o700)
+    if os.geteuid() == 0:
+        os.chown(runtime, test_user.uid, test_user.gid)
+    return {**session_env(bus), "XDG_RUNTIME_DIR": str(runtime)}
+
+
+def test_proxy_stops_with_the_sandbox(jailpy, bus, runtime_env):
+    result = jailpy.sandbox(f"{call(ALLOWED)}; ls $XDG_RUNTIME_DIR", "--dbus-talk", ALLOWED,
+                            env=runtime_env)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "bus"  # inside: only the proxy's socket
     assert proxies_for(bus) == []
-    base = Path(f"/tmp/jailpy-{test_user.uid}")
-    assert not base.exists() or os.listdir(base) == []
+    assert os.listdir(Path(runtime_env["XDG_RUNTIME_DIR"]) / "jailpy") == []
 
 
-def test_proxy_stops_when_jailpy_is_killed(jailpy, bus, test_user):
-    proc = jailpy.popen(["run", "--dbus", "--", "sleep", "37.25"], env=session_env(bus),
+def test_proxy_stops_when_jailpy_is_killed(jailpy, bus, runtime_env):
+    proc = jailpy.popen(["run", "--dbus", "--", "sleep", "37.25"], env=runtime_env,
                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         proxy = wait_for(lambda: proxies_for(bus), 15, "the proxy")[0]
@@ -146,7 +157,8 @@ def test_proxy_stops_when_jailpy_is_killed(jailpy, bus, test_user):
         wait_for(lambda: not _running("sleep\x0037.25"), 10, "the sandbox to die")
         # The killed run could not clean up; the next run removes its leftovers.
         assert os.path.isdir(session_dir)
-        again = jailpy.sandbox("true", "--dbus", env=session_env(bus))
+        assert session_dir.startswith(runtime_env["XDG_RUNTIME_DIR"])
+        again = jailpy.sandbox("true", "--dbus", env=runtime_env)
         assert again.returncode == 0, again.stderr
         assert not os.path.exists(session_dir)
     finally:
