@@ -72,8 +72,15 @@ def desktop_checks() -> list[Check]:
     return checks()
 
 
+def limits_checks() -> list[Check]:
+    """cgroup version, delegated parent, rlimit semantics (jailpy/limits_info.py)."""
+    from .limits_info import check_rows
+
+    return check_rows()
+
+
 #: Providers of check rows, in display order. Feature areas append theirs.
-CHECK_PROVIDERS: list[Callable[[], list[Check]]] = [core_checks, desktop_checks]
+CHECK_PROVIDERS: list[Callable[[], list[Check]]] = [core_checks, limits_checks, desktop_checks]
 
 
 def collect() -> list[Check]:

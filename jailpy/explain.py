@@ -63,8 +63,15 @@ def desktop_sections(plan: Plan) -> list[Section]:
     return explain_sections(plan)
 
 
+def limits_sections(plan: Plan) -> list[Section]:
+    from .limits_info import explain_sections
+
+    return explain_sections(plan)
+
+
 #: Section renderers, in display order. Feature areas append theirs.
-SECTION_PROVIDERS: list[Callable[[Plan], list[Section]]] = [core_sections, desktop_sections]
+SECTION_PROVIDERS: list[Callable[[Plan], list[Section]]] = [
+    core_sections, limits_sections, desktop_sections]
 
 
 def explain(plan: Plan) -> str:

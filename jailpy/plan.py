@@ -123,7 +123,15 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
     # An explicit cwd must exist inside; the caller's cwd is used only when
     # the very same directory is visible inside (checked by identity).
     explicit_cwd = policy.process.cwd
-    mount_ops, env, desktop = policy.filesystem.ops, sandbox_environment(policy, caller.env), None
+    ws_ops, ws_cwd = (), None
+    if policy.workspace.path is not None:
+        from .workspace import workspace_ops
+
+        ws_ops, ws_cwd = workspace_ops(policy, caller.env, caller.uid, caller.cwd)
+        if ws_cwd != caller.cwd:
+            explicit_cwd = explicit_cwd or ws_cwd
+    mount_ops, desktop = policy.filesystem.ops + ws_ops, None
+    env = sandbox_environment(policy, caller.env)
     if policy.desktop.enabled:
         from .desktop.planner import plan_desktop
 

@@ -115,14 +115,42 @@ class Network(Record):
 
 
 class Limits(Record):
+    """Resource limits; see docs/limits.md for how each one is enforced.
+
+    rlimits are (name, soft, hard) with resource.RLIM_INFINITY for "unlimited";
+    cpus is CPU bandwidth in CPUs (quota = cpus * cpu_period); origins maps a
+    key ("timeout", "memory_max", "rlimits.nofile", ...) to the profile line or
+    option that set it, so a limit the runtime cannot apply names its source.
+    """
+
     rlimits: tuple[tuple[str, int, int], ...] = ()
     timeout: float | None = None
     kill_grace: float = 5.0
     memory_max: int | None = None
     memory_swap_max: int | None = None
     pids_max: int | None = None
-    cpu_quota: float | None = None
+    cpus: float | None = None
+    cpu_period: float = 0.1
+    cgroup_parent: str | None = None
     best_effort: bool = False
+    origins: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def cgroup_controllers(self) -> tuple[str, ...]:
+        """The cgroup controllers these limits need, in a fixed order."""
+        wanted = (("memory", self.memory_max is not None or self.memory_swap_max is not None),
+                  ("pids", self.pids_max is not None), ("cpu", self.cpus is not None))
+        return tuple(name for name, used in wanted if used)
+
+    def origin_of(self, key: str) -> str:
+        return dict(self.origins).get(key, f"limits.{key}")
+
+
+class Workspace(Record):
+    """The directory a build may write: bound read-write, the default cwd."""
+
+    path: str | None = None
+    origin: str = "workspace.path"
 
 
 class DBusRules(Record):
@@ -189,4 +217,5 @@ class Policy(Record):
     network: Network = Network()
     limits: Limits = Limits()
     desktop: Desktop = Desktop()
+    workspace: Workspace = Workspace()
     name: str = "custom"

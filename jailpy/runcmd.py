@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from .errors import ConfigError, JailpyError
-from .runopts import FS_OPTIONS, MODIFIERS, NAMESPACES
+from .runopts import FS_OPTIONS, LIMIT_OPTIONS, MODIFIERS, NAMESPACES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -19,7 +19,11 @@ if TYPE_CHECKING:
     from .profile.loader import Layer
 
 
-def fail(err: JailpyError, debug: bool = False) -> "NoReturn":
+def fail(err: JailpyError, debug: bool = False, sink: "Any" = None) -> "NoReturn":
+    if sink is not None:  # --json-status: the report is written for failures too
+        from .status import error_document
+
+        sink.write(error_document(err))
     if debug:
         import traceback
 
@@ -35,8 +39,14 @@ def fail(err: JailpyError, debug: bool = False) -> "NoReturn":
 def execute_run(opts: "dict[str, Any]", order: list[str], command: list[str]) -> "NoReturn":
     """Resolve the policy, run (or explain) the command, exit with its status."""
     debug = bool(opts.get("debug"))
+    sink = None
     try:
         from .api import Sandbox, load_policy
+
+        if opts.get("json_status") is not None or opts.get("json_status_fd") is not None:
+            from .status import StatusSink
+
+            sink = StatusSink(opts.get("json_status"), opts.get("json_status_fd"))
 
         policy = load_policy(opts.get("profile"), overrides_layer(order, opts))
         if opts.get("explain"):
@@ -48,12 +58,18 @@ def execute_run(opts: "dict[str, Any]", order: list[str], command: list[str]) ->
         result = Sandbox(policy).run(command, forward_signals=True,
                                      pass_fds=tuple(opts.get("pass_fds") or ()))
     except JailpyError as err:
-        fail(err, debug)
+        fail(err, debug, sink)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # a bug in jailpy: one line, details with --debug
         fail(JailpyError(f"internal error: {exc!r}", hint="run with --debug and report this"),
-             debug)
+             debug, sink)
+    for note in result.limits_not_applied:
+        sys.stderr.write(f"jailpy: warning: limit not applied (best-effort): {note}\n")
+    if sink is not None:
+        from .status import result_document
+
+        sink.write(result_document(result))
     exit_now(result.exit_code)
 
 
@@ -90,15 +106,21 @@ def overrides_layer(order: list[str], opts: "dict[str, Any]") -> "Layer":
                              "die_with_parent": opts.get("die_with_parent")}),
         "network": _present({"mode": opts.get("net_mode")}),
     }
-    desktop_origins: dict[str, list[str]] = {}
+    item_origins = {"filesystem.mounts": origins, "network.mode": ["--net"],
+                    "process.cwd": ["--chdir"]}
     if any(v not in (None, ()) for k, v in opts.items() if k.startswith("desktop_")):
         from .desktop.options import desktop_layer
 
         doc["desktop"], desktop_origins = desktop_layer(opts)
+        item_origins.update(desktop_origins)
+    if any(opts.get(dest) for dest in LIMIT_OPTIONS):
+        from .profile.limits import cli_sections
+
+        sections, limit_origins = cli_sections(opts)
+        doc.update(sections)
+        item_origins.update(limit_origins)
     doc = {k: v for k, v in doc.items() if v}
     validate_document(doc, "command line")
-    item_origins = {"filesystem.mounts": origins, "network.mode": ["--net"],
-                    "process.cwd": ["--chdir"], **desktop_origins}
     for key in ("uid", "gid", "map_all", "hostname", "argv0"):
         item_origins[f"{'identity' if key in ('uid', 'gid', 'map_all') else 'process'}.{key}"] = \
             [f"--{key.replace('_', '-')}"]

@@ -55,6 +55,9 @@ FS_OPTIONS: dict[str, tuple[str, int, bool, str]] = {
 #: Options that modify the next filesystem op.
 MODIFIERS = ("size", "perms")
 NAMESPACES = ("user", "mount", "pid", "ipc", "uts", "net", "cgroup")
+#: Options that become [limits] and [workspace] keys (profile/limits.py cli_sections).
+LIMIT_OPTIONS = ("rlimits", "timeout", "kill_grace", "memory_max", "memory_swap_max",
+                 "pids_max", "cpus", "limits_best_effort", "workspace")
 
 
 def _fs_rows() -> list[Opt]:
@@ -140,6 +143,31 @@ RUN_OPTIONS: list[Opt] = [
     Opt("pass_fds", ("--pass-fd",), "multi", "Keep file descriptor N open in the sandbox.",
         type=int, metavar="N"),
     Opt("net_mode", ("--net",), "value", "Network: none, host.", metavar="MODE"),
+    # Limits, workspace and the JSON result (docs/limits.md).
+    Opt("rlimits", ("--rlimit",), "multi",
+        "Set an rlimit: as, data, nofile, nproc, cpu, fsize, core, stack, memlock "
+        "(e.g. nofile=1024, fsize=1G:2G, cpu=10m).", metavar="NAME=SOFT[:HARD]"),
+    Opt("timeout", ("--timeout",), "value",
+        "Wall-clock limit (e.g. 10m): SIGTERM, then SIGKILL; exit status 124.",
+        metavar="DURATION"),
+    Opt("kill_grace", ("--kill-grace",), "value",
+        "Time between the timeout's SIGTERM and SIGKILL (default 5s).", metavar="DURATION"),
+    Opt("memory_max", ("--memory-max",), "value", "cgroup memory limit (e.g. 2G).",
+        metavar="SIZE"),
+    Opt("memory_swap_max", ("--memory-swap-max",), "value",
+        "cgroup swap limit on top of --memory-max (default 0).", metavar="SIZE"),
+    Opt("pids_max", ("--pids-max",), "value", "cgroup limit on processes and threads.",
+        type=int, metavar="N"),
+    Opt("cpus", ("--cpus",), "value", "cgroup CPU bandwidth in CPUs.", type=float,
+        metavar="N"),
+    Opt("limits_best_effort", ("--limits-best-effort",), "flag",
+        "Run even when a cgroup limit cannot be applied (warns)."),
+    Opt("workspace", ("--workspace",), "value",
+        "Bind DIR read-write and run there (the ci-build profile uses $PWD).", metavar="DIR"),
+    Opt("json_status", ("--json-status",), "value",
+        "Write the result as one JSON object to FILE (- for stdout).", metavar="FILE|-"),
+    Opt("json_status_fd", ("--json-status-fd",), "value",
+        "Write the JSON result to file descriptor N.", type=int, metavar="N"),
     *DESKTOP_OPTIONS,
     Opt("explain", ("--explain",), "flag", "Print the resolved plan and run nothing.",
         default=False),

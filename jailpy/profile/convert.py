@@ -125,6 +125,7 @@ def to_policy(merged: Merged, name: str) -> Policy:
         capabilities=Capabilities(keep=tuple(section("capabilities").get("keep", ()))),
         network=Network(mode=mode),
         desktop=_desktop(section("desktop"), origins, ns.mount),
+        **_limits_and_workspace(merged),
         name=name,
     )
 
@@ -142,3 +143,12 @@ def _desktop(section: dict[str, Any], origins: dict[str, Any], mount_ns: bool):
         raise ConfigError("desktop pieces need a mount namespace, but namespaces.mount = false",
                           origin=origins.get("namespaces.mount", "namespaces.mount"))
     return desktop
+
+
+def _limits_and_workspace(merged: Merged) -> dict:
+    """[limits] and [workspace] (profile/limits.py), imported only when present."""
+    if "limits" not in merged.data and "workspace" not in merged.data:
+        return {}
+    from .limits import limits_policy, workspace_policy
+
+    return {"limits": limits_policy(merged), "workspace": workspace_policy(merged)}

@@ -73,6 +73,10 @@ SIZE = ("size (bytes as integer, or a string like \"64M\")", _is_size)
 DURATION = ("duration (seconds as number, or a string like \"10m\")",
             lambda v: _is_int(v) or isinstance(v, (float, str)) and not isinstance(v, bool))
 MOUNTS = ("array of mount tables", _is_mount_list)
+NUMBER = ("number", lambda v: _is_int(v) or isinstance(v, float))
+RLIMITS = ("table of limits (N, \"SOFT:HARD\" or [soft, hard])",
+           lambda v: isinstance(v, dict) and all(
+               _is_int(x) or isinstance(x, (str, list)) for x in v.values()))
 
 
 def _f(kind: tuple[str, Callable[[Any], bool]], doc: str, supported: bool = True) -> Field:
@@ -123,7 +127,23 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
         "mode": _f(STR, "none, host, slirp4netns or pasta."),
     },
     "limits": {
-        "timeout": _f(DURATION, "Wall-clock limit.", supported=False),
+        "rlimits": _f(RLIMITS, "rlimits by name (as, data, nofile, nproc, cpu, fsize, core, "
+                      "stack, memlock): N, \"SOFT:HARD\" or \"unlimited\"; sizes take units."),
+        "timeout": _f(DURATION, "Wall-clock limit: SIGTERM, then SIGKILL after kill_grace; "
+                      "exit status 124."),
+        "kill_grace": _f(DURATION, "Time between the timeout's SIGTERM and SIGKILL (default 5s)."),
+        "memory_max": _f(SIZE, "cgroup memory limit; the OOM killer ends the sandbox above it."),
+        "memory_swap_max": _f(SIZE, "cgroup swap limit (default 0 when memory_max is set)."),
+        "pids_max": _f(INT, "cgroup limit on processes and threads in the sandbox."),
+        "cpus": _f(NUMBER, "cgroup CPU bandwidth in CPUs (e.g. 0.5 or 2)."),
+        "cpu_period": _f(DURATION, "cgroup CPU bandwidth period (default 100ms)."),
+        "cgroup_parent": _f(STR, "Delegated cgroup under which each sandbox gets its own "
+                            "(default: $JAILPY_CGROUP_PARENT, else found; see jailpy check)."),
+        "best_effort": _f(BOOL, "Run anyway when a cgroup limit cannot be applied."),
+    },
+    "workspace": {
+        "path": _f(STR, "Directory bound read-write and used as the working directory; "
+                   "must not be / or contain the home directory."),
     },
     "desktop": {
         "x11": _f(BOOL, "Pass the X11 display in $DISPLAY through: its socket and its cookie."),

@@ -49,14 +49,37 @@ def receive(fd: int, first_only: bool = False) -> list[dict]:
         chunk = os.read(fd, 65536)
         if not chunk:
             break
-        buf += chunk
-        while len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[:4], "little"):
-            size = int.from_bytes(buf[:4], "little")
-            messages.append(marshal.loads(buf[4:4 + size]))
-            buf = buf[4 + size:]
+        batch, buf = _unframe(buf + chunk)
+        messages += batch
         if first_only and messages:
             break
     return messages
+
+
+class Reader:
+    """Incremental reads for a supervisor that waits on the pipe with a deadline."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buf = b""
+
+    def read(self) -> list[dict] | None:
+        """The complete messages one read(2) brings, or None at EOF."""
+        chunk = os.read(self.fd, 65536)
+        if not chunk:
+            return None
+        messages, self.buf = _unframe(self.buf + chunk)
+        return messages
+
+
+def _unframe(buf: bytes) -> tuple[list[dict], bytes]:
+    """The complete length-prefixed messages at the start of buf, and the rest."""
+    messages = []
+    while len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[:4], "little"):
+        size = int.from_bytes(buf[:4], "little")
+        messages.append(marshal.loads(buf[4:4 + size]))
+        buf = buf[4 + size:]
+    return messages, buf
 
 
 def error_from(message: dict) -> JailpyError:

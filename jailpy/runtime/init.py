@@ -17,11 +17,15 @@ FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signa
              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
 #: Signals a terminal delivers to its foreground process group by itself.
 TERMINAL_GENERATED = (signal.SIGINT, signal.SIGQUIT, signal.SIGWINCH)
+#: Not forwarded: the supervisor's "kill everything now" (timeout grace over). pid 1
+#: kills the namespace (without one: the target, then its descendants as usual) and
+#: still reaps it all, so the killed processes' CPU time is kept.
+KILL_ALL = signal.SIGRTMIN + 1
 
 
 def block_forwarded() -> set[int]:
     """Block SIGCHLD and the forwarded signals; returns the previous mask."""
-    return signal.pthread_sigmask(signal.SIG_BLOCK, (*FORWARDED, signal.SIGCHLD))
+    return signal.pthread_sigmask(signal.SIG_BLOCK, (*FORWARDED, signal.SIGCHLD, KILL_ALL))
 
 
 def supervise(target: int, is_pid1: bool, forward_terminal: bool) -> int:
@@ -30,11 +34,14 @@ def supervise(target: int, is_pid1: bool, forward_terminal: bool) -> int:
     When the target ends, everything left in the sandbox is killed first, so
     no daemonised leftover outlives the command that started it.
     """
-    waited = (*FORWARDED, signal.SIGCHLD)
+    waited = (*FORWARDED, signal.SIGCHLD, KILL_ALL)
     skip = () if forward_terminal else TERMINAL_GENERATED
     status: int | None = None
     while status is None:
         info = signal.sigwaitinfo(waited)
+        if info.si_signo == KILL_ALL:
+            _kill(-1 if is_pid1 else target, signal.SIGKILL)
+            continue
         if info.si_signo != signal.SIGCHLD:
             if info.si_signo not in skip:
                 try:
@@ -71,6 +78,13 @@ def _kill_descendants() -> None:
             except ProcessLookupError:
                 pass
         _reap_all()
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _reap(target: int) -> int | None:

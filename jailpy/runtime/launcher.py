@@ -22,7 +22,8 @@ import os
 import _signal as signal  # the C module: `signal` would import enum (ms at start-up)
 import time
 
-from ..errors import EXIT_JAILPY_FAILURE, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, SetupError
+from ..errors import (EXIT_JAILPY_FAILURE, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT,
+                      SetupError)
 from ..linux import syscalls as sc
 from ..plan import Plan
 from ..record import Record
@@ -34,48 +35,96 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
+    from .limits import Enforcer, LimitReport
+
     #: Host-side work run by the supervisor once the child has unshared; gets its pid.
     HostStep = Callable[[int], None]
 
 
 class Result(Record):
-    """How the sandboxed command ended."""
+    """How the sandboxed command ended (rendered by jailpy.status as JSON).
+
+    exit_code is jailpy's own status (124 after a timeout, 128+N for signal N);
+    command_exit_code is the command's own status when it exited normally.
+    """
 
     exit_code: int
     signal: int | None
     wall_time: float
     user_time: float
     system_time: float
+    command_exit_code: int | None = None
+    timed_out: bool = False
+    ended_by: str | None = None
+    limits_hit: tuple[str, ...] = ()
+    peak_memory: int | None = None
+    max_rss: int | None = None
+    cgroup: str | None = None
+    limits_not_applied: tuple[str, ...] = ()
 
 
 def launch(plan: Plan, host_steps: tuple["HostStep", ...] = (),
            on_started: "Callable[[int], None] | None" = None) -> Result:
     """Run the plan to completion; raises JailpyError for set-up failures."""
     start = time.monotonic()
+    enforcer = _enforcer(plan, start)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC) if host_steps else (-1, -1)
     supervisor = os.getpid()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except BaseException:
+        if enforcer is not None:
+            enforcer.finish()
+        raise
     if pid == 0:
-        _child_main(plan, supervisor, report_w, go_r)
+        _child_main(plan, supervisor, report_w, go_r, enforcer)
     os.close(report_w)
+    if enforcer is not None:
+        enforcer.forked(pid)
     failure: BaseException | None = None
+    limit_report = None
     try:
         if host_steps:
             os.close(go_r)
             failure = _run_host_steps(pid, host_steps, report_r, go_w)
-        messages = channel.receive(report_r, first_only=on_started is not None)
-        if on_started is not None:
-            for message in messages:
-                if "started" in message:
-                    on_started(message["started"])
-            messages += channel.receive(report_r)
+        messages = _collect(report_r, on_started, enforcer)
     finally:
         os.close(report_r)
         _, wait_status, usage = _wait4(pid)
+        if enforcer is not None:
+            limit_report = enforcer.finish()
     if failure is not None:
         raise failure
-    return _result(messages, wait_status, usage, start)
+    return _result(messages, wait_status, usage, start, plan, limit_report)
+
+
+def _enforcer(plan: Plan, start: float) -> "Enforcer | None":
+    """Limits support, imported only when the policy has limits (start-up cost)."""
+    limits = plan.policy.limits
+    if limits.rlimits:
+        from . import rlimits  # noqa: F401  the target applies them after pivot_root
+    if limits.timeout is None and not limits.cgroup_controllers:
+        return None
+    from .limits import Enforcer
+
+    return Enforcer(limits, start)
+
+
+def _collect(report_r: int, on_started: "Callable[[int], None] | None",
+             enforcer: "Enforcer | None") -> list[dict]:
+    """Read reports until EOF; with a timeout, wait with a deadline instead."""
+    if enforcer is not None and enforcer.watchdog is not None:
+        from .limits import collect_with_deadline
+
+        return collect_with_deadline(report_r, on_started, enforcer)
+    messages = channel.receive(report_r, first_only=on_started is not None)
+    if on_started is not None:
+        for message in messages:
+            if "started" in message:
+                on_started(message["started"])
+        messages += channel.receive(report_r)
+    return messages
 
 
 def _run_host_steps(pid: int, steps: tuple["HostStep", ...], report_r: int,
@@ -104,25 +153,42 @@ def _wait4(pid: int):
             return pid, EXIT_JAILPY_FAILURE << 8, None
 
 
-def _result(messages: list[dict], wait_status: int, usage, start: float) -> Result:
+def _result(messages: list[dict], wait_status: int, usage, start: float, plan: Plan,
+            limit_report: "LimitReport | None") -> Result:
     for message in messages:
         if "error" in message:
             raise channel.error_from(message)
     raw = next((m["status"] for m in messages if "status" in m), None)
+    timed_out = limit_report is not None and limit_report.timed_out
+    if raw is None and timed_out:
+        raw = signal.SIGKILL  # killed with the rest of the sandbox after the grace period
     if raw is None:
         code = os.waitstatus_to_exitcode(wait_status)
         raise SetupError(f"the sandbox set-up process ended unexpectedly (status {code})",
                          origin="launcher", hint="run with --debug for details")
     sig = os.WTERMSIG(raw) if os.WIFSIGNALED(raw) else None
     code = 128 + sig if sig else os.WEXITSTATUS(raw)
-    return Result(code, sig, time.monotonic() - start,
-                  usage.ru_utime if usage else 0.0, usage.ru_stime if usage else 0.0)
+    user, system = (usage.ru_utime, usage.ru_stime) if usage else (0.0, 0.0)
+    extra: dict = {"command_exit_code": None if sig else code,
+                   "max_rss": usage.ru_maxrss * 1024 if usage else None}
+    if limit_report is not None or plan.policy.limits.rlimits:
+        from .limits import LimitReport, ended_by
+
+        limit_report = limit_report or LimitReport()
+        ended, hit = ended_by(plan.policy.limits, limit_report, sig, code != 0, user + system)
+        stats = limit_report.stats
+        extra.update(timed_out=timed_out, ended_by=ended, limits_hit=hit,
+                     peak_memory=stats.peak_memory if stats else None,
+                     cgroup=limit_report.cgroup, limits_not_applied=limit_report.not_applied)
+    return Result(EXIT_TIMEOUT if timed_out else code, sig, time.monotonic() - start,
+                  user, system, **extra)
 
 
 # --- inside --------------------------------------------------------------------
 
 
-def _child_main(plan: Plan, supervisor: int, report_w: int, go_r: int) -> None:
+def _child_main(plan: Plan, supervisor: int, report_w: int, go_r: int,
+                enforcer: "Enforcer | None" = None) -> None:
     """The namespace child; never returns."""
     code = EXIT_JAILPY_FAILURE
     try:
@@ -133,6 +199,8 @@ def _child_main(plan: Plan, supervisor: int, report_w: int, go_r: int) -> None:
             sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != supervisor:
                 os._exit(EXIT_JAILPY_FAILURE)
+        if enforcer is not None:
+            _join_cgroup(enforcer)
         _unshare(plan)
         if go_r >= 0:
             channel.send(report_w, unshared=os.getpid())
@@ -164,6 +232,16 @@ def _child_main(plan: Plan, supervisor: int, report_w: int, go_r: int) -> None:
     except BaseException as exc:
         channel.send_error(report_w, exc)
     os._exit(code)
+
+
+def _join_cgroup(enforcer: "Enforcer") -> None:
+    """Enter the sandbox's cgroup before unshare, so pid 1 and the target are born in it
+    and the new cgroup namespace is rooted there."""
+    try:
+        enforcer.join()
+    except OSError as exc:
+        raise SetupError(f"cannot join the sandbox cgroup: {exc.strerror}",
+                         origin="limits") from exc
 
 
 def _unshare(plan: Plan) -> None:

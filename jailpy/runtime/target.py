@@ -47,5 +47,9 @@ def prepare_target(plan: Plan, keep_fds: tuple[int, ...] = ()) -> None:
             os.set_inheritable(fd, True)
         except OSError as exc:
             raise SetupError(f"file descriptor {fd} is not open", origin=f"--pass-fd {fd}") from exc
+    if plan.policy.limits.rlimits:
+        from .rlimits import apply_rlimits  # imported by the supervisor before fork
+
+        apply_rlimits(plan.policy.limits)
     drop_capabilities(plan.keep_caps)
     sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)

@@ -1,0 +1,173 @@
+"""[limits] and [workspace] of a merged profile -> Limits and Workspace policy.
+
+Values are parsed here, with the origin (profile file and key, or CLI
+option) of each one, so `nofile = "lots"` is reported as exactly that line.
+rlimit values take the forms of prlimit(1): one number for both the soft and
+the hard limit, "SOFT:HARD", or "unlimited"; sizes take units ("2G"), the
+cpu limit takes a duration ("10m", rounded up to whole seconds).
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+from typing import Any
+
+from ..errors import ConfigError
+from ..policy import Limits, Workspace
+
+#: rlimit names (RLIMIT_<NAME>) and how their values are written.
+RLIMIT_UNITS: dict[str, str] = {
+    "as": "size", "data": "size", "fsize": "size", "core": "size", "stack": "size",
+    "memlock": "size", "nofile": "count", "nproc": "count", "cpu": "seconds",
+}
+_UNLIMITED = ("unlimited", "infinity")
+INFINITY = resource.RLIM_INFINITY
+
+
+def origin_in(merged: Any, path: str) -> str:
+    """"FILE: section.key", or the CLI option that set `path` (same as Merged.origin_of)."""
+    found = merged.origins.get(path)
+    if isinstance(found, list):
+        found = found[-1] if found else None
+    if not found:
+        return path
+    if found.startswith("--") or ": " in found:
+        return found
+    return f"{found}: {path}"
+
+
+def _one_value(name: str, text: Any, origin: str) -> int:
+    from .convert import parse_duration, parse_size
+
+    if isinstance(text, str) and text.strip().lower() in _UNLIMITED:
+        return INFINITY
+    unit = RLIMIT_UNITS[name]
+    if unit == "size":
+        return parse_size(text, origin)
+    if unit == "seconds":
+        return math.ceil(parse_duration(text, origin))
+    if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
+        return text
+    if isinstance(text, str) and text.strip().isdigit():
+        return int(text.strip())
+    raise ConfigError(f"bad {name} limit {text!r}: expected a count", origin=origin,
+                      hint='use a whole number or "unlimited"')
+
+
+def parse_rlimit(name: str, value: Any, origin: str) -> tuple[int, int]:
+    """(soft, hard) from 1024, "1024", "512:1024", "2G", "1G:2G", "unlimited", [soft, hard]."""
+    if name not in RLIMIT_UNITS:
+        from .schema import suggest
+
+        raise ConfigError(f"unknown rlimit {name!r}", origin=origin,
+                          hint=suggest(name, tuple(RLIMIT_UNITS)) or
+                          f"choose one of {', '.join(RLIMIT_UNITS)}")
+    if isinstance(value, list):
+        if len(value) != 2:
+            raise ConfigError(f"expected [soft, hard], got {len(value)} items", origin=origin)
+        soft, hard = (_one_value(name, v, origin) for v in value)
+    elif isinstance(value, str) and ":" in value:
+        left, _, right = value.partition(":")
+        soft, hard = _one_value(name, left, origin), _one_value(name, right, origin)
+    elif isinstance(value, (int, str)) and not isinstance(value, bool):
+        soft = hard = _one_value(name, value, origin)
+    else:
+        raise ConfigError(f"bad {name} limit {value!r}", origin=origin,
+                          hint='write SOFT, "SOFT:HARD" or "unlimited"')
+    if hard != INFINITY and (soft == INFINITY or soft > hard):
+        raise ConfigError(f"soft limit above the hard limit in {value!r}", origin=origin)
+    return soft, hard
+
+
+def split_rlimit_option(text: str) -> tuple[str, str]:
+    """`--rlimit NAME=SOFT[:HARD]` -> (name, value text)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise ConfigError(f"expected NAME=SOFT[:HARD], got {text!r}", origin=f"--rlimit {text}",
+                          hint="e.g. --rlimit nofile=1024 or --rlimit fsize=1G:2G")
+    return name.strip().lower(), value.strip()
+
+
+#: CLI option dest -> [limits] key.
+_CLI_KEYS = {"timeout": "timeout", "kill_grace": "kill_grace", "memory_max": "memory_max",
+             "memory_swap_max": "memory_swap_max", "pids_max": "pids_max", "cpus": "cpus",
+             "limits_best_effort": "best_effort"}
+
+
+def cli_sections(opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The [limits] and [workspace] parts of the command-line layer, and the option
+    each key came from (for messages)."""
+    limits = {key: opts[dest] for dest, key in _CLI_KEYS.items() if opts.get(dest) is not None}
+    rlimits = dict(split_rlimit_option(text) for text in opts.get("rlimits") or ())
+    if rlimits:
+        limits["rlimits"] = rlimits
+    origins = {f"limits.{key}": ["--" + dest.replace("_", "-")]
+               for dest, key in _CLI_KEYS.items() if key in limits}
+    origins["limits.rlimits"] = ["--rlimit"]
+    sections: dict[str, Any] = {"limits": limits}
+    if opts.get("workspace") is not None:
+        sections["workspace"] = {"path": opts["workspace"]}
+        origins["workspace.path"] = ["--workspace"]
+    return sections, origins
+
+
+def limits_policy(merged: Any) -> Limits:
+    """The [limits] section of a merged profile, parsed."""
+    from .convert import parse_duration, parse_size
+
+    data = merged.data.get("limits", {})
+    origins: dict[str, str] = {}
+
+    def origin(key: str) -> str:
+        origins[key] = origin_in(merged, f"limits.{key}")
+        return origins[key]
+
+    rlimits = []
+    for name, value in data.get("rlimits", {}).items():
+        where = origin(f"rlimits.{name}")
+        if where.startswith(("--rlimit", "command line")):
+            where = origins[f"rlimits.{name}"] = f"--rlimit {name}={value}"
+        soft, hard = parse_rlimit(name, value, where)
+        rlimits.append((name, soft, hard))
+    pids = data.get("pids_max")
+    if pids is not None and pids < 1:
+        raise ConfigError("pids_max must be at least 1", origin=origin("pids_max"))
+    cpus = data.get("cpus")
+    if cpus is not None and not 0 < cpus <= 4096:
+        raise ConfigError(f"cpus must be a positive number of CPUs, got {cpus}",
+                          origin=origin("cpus"))
+    size = lambda key: None if key not in data else parse_size(data[key], origin(key))  # noqa
+    duration = lambda key: None if key not in data else parse_duration(data[key], origin(key))  # noqa
+    for key in ("pids_max", "cpus", "cgroup_parent", "best_effort"):
+        if key in data:
+            origin(key)  # remembered for runtime errors about this key
+    if "memory_swap_max" in data and "memory_max" not in data:
+        raise ConfigError("memory_swap_max needs memory_max (the swap limit is on top of it)",
+                          origin=origin("memory_swap_max"))
+    period = duration("cpu_period")
+    if period is not None and not 0.001 <= period <= 1.0:
+        raise ConfigError("cpu_period must be between 1ms and 1s", origin=origin("cpu_period"))
+    parent = data.get("cgroup_parent")
+    if parent is not None and not parent.startswith("/"):
+        raise ConfigError(f"cgroup_parent must be an absolute cgroup path like "
+                          f"\"/jailpy/alice\", got {parent!r}", origin=origin("cgroup_parent"))
+    grace = duration("kill_grace")
+    return Limits(
+        rlimits=tuple(rlimits), timeout=duration("timeout"),
+        kill_grace=5.0 if grace is None else grace,
+        memory_max=size("memory_max"), memory_swap_max=size("memory_swap_max"),
+        pids_max=pids, cpus=None if cpus is None else float(cpus),
+        cpu_period=0.1 if period is None else period, cgroup_parent=parent,
+        best_effort=bool(data.get("best_effort", False)), origins=tuple(origins.items()))
+
+
+def workspace_policy(merged: Any) -> Workspace:
+    """The [workspace] section: which directory a build may write."""
+    path = merged.data.get("workspace", {}).get("path")
+    if path is None:
+        return Workspace()
+    where = origin_in(merged, "workspace.path")
+    if not path.startswith("/"):
+        raise ConfigError(f"workspace must be an absolute path, got {path!r}", origin=where)
+    return Workspace(path=path, origin=where)

@@ -1,0 +1,99 @@
+"""The machine-readable result: one JSON object per run (--json-status).
+
+A CI system should not have to parse stderr to learn whether a build failed,
+was killed by the OOM killer or hit the timeout. The object always has every
+key (null when it does not apply), so a consumer can index it blindly; the
+fields are documented in jailpy(1), section JSON STATUS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal as _signal
+from typing import Any
+
+from .errors import ConfigError, JailpyError
+from .runtime.launcher import Result
+
+#: Bumped when a field changes meaning; new fields do not bump it.
+FORMAT_VERSION = 1
+
+
+def _signal_name(sig: int | None) -> str | None:
+    if sig is None:
+        return None
+    try:
+        return _signal.Signals(sig).name
+    except ValueError:
+        return f"SIG{sig}"
+
+
+def _empty(exit_code: int) -> dict[str, Any]:
+    return {"version": FORMAT_VERSION, "exit_code": exit_code, "command_exit_code": None,
+            "signal": None, "signal_name": None, "timed_out": False, "ended_by": None,
+            "limits_hit": [], "wall_time": None, "user_time": None, "system_time": None,
+            "peak_memory": None, "max_rss": None, "cgroup": None, "limits_not_applied": [],
+            "error": None}
+
+
+def result_document(result: Result) -> dict[str, Any]:
+    doc = _empty(result.exit_code)
+    doc.update(command_exit_code=result.command_exit_code, signal=result.signal,
+               signal_name=_signal_name(result.signal), timed_out=result.timed_out,
+               ended_by=result.ended_by, limits_hit=list(result.limits_hit),
+               wall_time=round(result.wall_time, 6), user_time=round(result.user_time, 6),
+               system_time=round(result.system_time, 6), peak_memory=result.peak_memory,
+               max_rss=result.max_rss, cgroup=result.cgroup,
+               limits_not_applied=list(result.limits_not_applied))
+    return doc
+
+
+def error_document(err: JailpyError) -> dict[str, Any]:
+    """jailpy's own failure (125), or a command that could not run (126/127)."""
+    doc = _empty(err.exit_code)
+    doc["error"] = str(err)
+    return doc
+
+
+class StatusSink:
+    """Where the JSON goes: a file (opened before the run, so a bad path fails early),
+    '-' for stdout, or an inherited fd."""
+
+    def __init__(self, path: str | None = None, fd: int | None = None):
+        self.fd: int | None = None
+        self.close_after = False
+        if path is not None and fd is not None:
+            raise ConfigError("give either --json-status or --json-status-fd, not both",
+                              origin="--json-status-fd")
+        if path == "-":
+            self.fd = 1
+        elif path is not None:
+            try:
+                self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                                  0o644)
+            except OSError as exc:
+                raise ConfigError(f"cannot write {path}: {exc.strerror}",
+                                  origin="--json-status") from exc
+            self.close_after = True
+        elif fd is not None:
+            try:
+                os.fstat(fd)
+            except OSError as exc:
+                raise ConfigError(f"file descriptor {fd} is not open",
+                                  origin=f"--json-status-fd {fd}") from exc
+            os.set_inheritable(fd, False)  # never leaks into the sandbox
+            self.fd = fd
+
+    def write(self, doc: dict[str, Any]) -> None:
+        if self.fd is None:
+            return
+        data = (json.dumps(doc, sort_keys=True) + "\n").encode()
+        try:
+            while data:
+                data = data[os.write(self.fd, data):]
+        except OSError:
+            pass  # the reader went away; the exit status still tells the story
+        if self.close_after:
+            os.close(self.fd)
+        self.fd = None

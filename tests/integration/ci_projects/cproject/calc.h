@@ -1,0 +1,1 @@
+long multiply(long a, long b);
