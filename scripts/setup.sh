@@ -19,11 +19,8 @@ packages=(
   python3 python3-venv python3-dev gcc make libcap-dev libseccomp2 uidmap
   slirp4netns passt iproute2 bubblewrap firejail hyperfine iperf3
   xvfb x11-apps x11-utils xdotool imagemagick dbus xdg-dbus-proxy procps util-linux
-<<<<<<< HEAD
   xauth python3-dbus python3-gi weston wayland-utils pulseaudio pulseaudio-utils pipewire pipewire-bin
-=======
   python3-setuptools python3-wheel python3-pip python3-pytest
->>>>>>> 077acbc (Resource limits, timeout, per-sandbox cgroups (v1/v2), JSON status, workspace, ci-build profile, docs and tests)
 )
 missing=()
 for p in "${packages[@]}"; do
