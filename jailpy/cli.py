@@ -34,8 +34,23 @@ def main() -> None:
     """jailpy: run commands in a rootless Linux sandbox built from a TOML profile."""
 
 
+def _complete_profile(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    """Shell completion: profile names from the search path, or file paths."""
+    import os
+
+    from click.shell_completion import CompletionItem
+
+    from .profile.loader import is_path, profile_names
+
+    if is_path(incomplete) or incomplete.startswith("."):
+        return [CompletionItem(incomplete, type="file")]
+    return [CompletionItem(n) for n in profile_names(dict(os.environ)) if n.startswith(incomplete)]
+
+
 def _click_option(opt: Opt):
     common: dict[str, Any] = {"help": opt.help}
+    if opt.dest == "profile":
+        common["shell_complete"] = _complete_profile
     if opt.kind == "value":
         return click.option(*opt.flags, opt.dest, type=opt.type, metavar=opt.metavar, **common)
     if opt.kind == "multi":
@@ -69,13 +84,85 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> None:
 def check_cmd() -> None:
     """Report what this machine supports, with a fix for each missing piece."""
     from .diagnostics import collect
+    from .render import fancy, table
 
     rows = collect()
+    if fancy():
+        table(("", "area", "feature", "detail", "fix"),
+              [("ok" if r.ok else "MISSING", r.area, r.name, r.detail,
+                "" if r.ok else r.hint or "") for r in rows],
+              title="What this machine supports", styles=("bold", "cyan", None, None, "yellow"))
+        return
     for row in rows:
-        mark = "ok  " if row.ok else "MISSING"
+        mark = "ok" if row.ok else "MISSING"
         click.echo(f"{mark:<8} {row.area:<10} {row.name}: {row.detail}")
         if row.hint and not row.ok:
             click.echo(f"{'':<8} {'':<10} fix: {row.hint}")
+
+
+@main.group("profile")
+def profile_group() -> None:
+    """List, show and check profiles."""
+
+
+@profile_group.command("list")
+def profile_list_cmd() -> None:
+    """List the profiles on the search path: name, source, file, description."""
+    import os
+
+    from .profile.commands import list_profiles
+    from .render import table
+
+    rows = []
+    for entry in list_profiles(dict(os.environ)):
+        description = entry.description
+        if entry.shadowed_by is not None:
+            description = f"[shadowed by {entry.shadowed_by}] {description}"
+        rows.append((entry.name, entry.source, str(entry.path), description))
+    table(("NAME", "SOURCE", "FILE", "DESCRIPTION"), rows, styles=("bold", None, "dim", None))
+
+
+@profile_group.command("show")
+@click.argument("name", metavar="NAME|FILE", shell_complete=_complete_profile)
+@click.option("--origins", is_flag=True,
+              help="Annotate each value with the file or option it came from.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for jailpy's own errors.")
+def profile_show_cmd(name: str, origins: bool, debug: bool) -> None:
+    """Print the fully merged profile NAME as TOML (variables expanded)."""
+    from .errors import JailpyError
+    from .plan import Caller
+    from .profile.commands import show
+    from .runcmd import fail
+
+    caller = Caller.current()
+    try:
+        text = show(name, caller.env, caller.uid, caller.gid, caller.cwd, origins)
+    except JailpyError as err:
+        fail(err, debug)
+    click.echo(text, nl=False)
+
+
+@profile_group.command("check")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...",
+                shell_complete=_complete_profile)
+def profile_check_cmd(files: tuple[str, ...]) -> None:
+    """Validate profiles (and what they extend) as 'jailpy run' would; exit 0 or 125."""
+    from .errors import EXIT_JAILPY_FAILURE, JailpyError
+    from .plan import Caller
+    from .profile.commands import check
+
+    caller = Caller.current()
+    failed = False
+    for ref in files:
+        try:
+            check(ref, caller.env, caller.uid, caller.gid, caller.cwd)
+        except JailpyError as err:
+            failed = True
+            click.echo(f"jailpy: {err}" + (f"\n  hint: {err.hint}" if err.hint else ""),
+                       err=True)
+            continue
+        click.echo(f"{ref}: ok")
+    sys.exit(EXIT_JAILPY_FAILURE if failed else 0)
 
 
 @main.command("wrap")

@@ -10,16 +10,31 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from .policy import Policy
 
 
 @dataclass(frozen=True)
 class Check:
+    """One row of `jailpy check`.
+
+    `needed` tells `jailpy run --explain` whether a policy depends on this
+    row: a missing piece a policy needs is listed under "cannot apply on this
+    machine". Rows without it count as needed by every policy when their area
+    is "core", and by none otherwise.
+    """
+
     area: str
     name: str
     ok: bool
     detail: str
     hint: str | None = None
+    needed: Callable[["Policy"], bool] | None = None
+
+    def needed_by(self, policy: "Policy") -> bool:
+        return self.needed(policy) if self.needed is not None else self.area == "core"
 
 
 def _read(path: str) -> str | None:
@@ -56,13 +71,16 @@ def core_checks() -> list[Check]:
 
     helpers = all(shutil.which(t) for t in ("newuidmap", "newgidmap"))
     sub = subordinate_range("/etc/subuid", os.getuid())
+    map_all: Callable[["Policy"], bool] = lambda policy: policy.identity.map_all
     rows.append(Check("identity", "newuidmap/newgidmap", helpers,
                       "installed" if helpers else "missing",
-                      None if helpers else "install the 'uidmap' package (needed for --map-all)"))
+                      None if helpers else "install the 'uidmap' package (needed for --map-all)",
+                      needed=map_all))
     rows.append(Check("identity", "subordinate ids", sub is not None,
                       f"{sub.count} ids from {sub.start}" if sub else "no range in /etc/subuid",
                       None if sub else "usermod --add-subuids 100000-165535 "
-                      "--add-subgids 100000-165535 $USER (needed for --map-all)"))
+                      "--add-subgids 100000-165535 $USER (needed for --map-all)",
+                      needed=map_all))
     return rows
 
 

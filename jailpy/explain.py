@@ -74,10 +74,40 @@ SECTION_PROVIDERS: list[Callable[[Plan], list[Section]]] = [
     core_sections, limits_sections, desktop_sections]
 
 
-def explain(plan: Plan) -> str:
-    lines = [f"profile: {plan.policy.name}"]
+#: Words --explain highlights on a terminal.
+ALARMS = ("SHARED with the host", "MISSING")
+
+
+def machine_section(plan: Plan) -> list[Section]:
+    """What this plan needs that `jailpy check` reports missing on this machine."""
+    from .diagnostics import collect
+
+    missing = [row for row in collect() if not row.ok and row.needed_by(plan.policy)]
+    lines = []
+    for row in missing:
+        lines.append(f"MISSING {row.area}: {row.name}: {row.detail}")
+        if row.hint:
+            lines.append(f"  fix: {row.hint}")
+    return [("cannot apply on this machine", lines or ["nothing: everything above applies"])]
+
+
+def blocks(plan: Plan) -> list[Section]:
+    """Every section, in display order, ending with what this machine lacks."""
+    out: list[Section] = []
     for provider in SECTION_PROVIDERS:
-        for title, body in provider(plan):
-            lines.append(f"\n[{title}]")
-            lines.extend(f"  {line}" for line in body)
+        out.extend(provider(plan))
+    out.extend(machine_section(plan))
+    return out
+
+
+def title(plan: Plan) -> str:
+    return f"profile: {plan.policy.name}"
+
+
+def explain(plan: Plan) -> str:
+    """The plain-text rendering (what `--explain` prints when not on a terminal)."""
+    lines = [title(plan)]
+    for name, body in blocks(plan):
+        lines.append(f"\n[{name}]")
+        lines.extend(f"  {line}" for line in body)
     return "\n".join(lines) + "\n"

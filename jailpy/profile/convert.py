@@ -2,65 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ConfigError
 from ..policy import (BIND_KINDS, Capabilities, Environment, Filesystem, Identity, MountOp,
                       Namespaces, Network, Policy, Process)
 from . import schema
-from .loader import Merged
-
-_SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-_DURATION_UNITS = {"": 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_size(value: int | str, origin: str) -> int:
-    """Bytes from 123, "64M", "2G", "512k" (binary units)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise ConfigError("size must not be negative", origin=origin)
-        return value
-    text = str(value).strip()
-    number = text.rstrip("bBkKmMgGtTiI")
-    unit = text[len(number):].upper().replace("I", "").rstrip("B") or ""
-    if unit not in _SIZE_UNITS or not number or not number.replace(".", "", 1).isdigit():
-        raise ConfigError(f"bad size {value!r}", origin=origin,
-                          hint="use bytes or a number with K, M, G or T (e.g. \"64M\")")
-    return int(float(number) * _SIZE_UNITS[unit])
-
-
-def parse_duration(value: int | float | str, origin: str) -> float:
-    """Seconds from 30, 1.5, "10m", "250ms", "2h"."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        text = str(value).strip()
-        number = text.rstrip("smhd")
-        unit = text[len(number):]
-        try:
-            seconds = float(number) * _DURATION_UNITS[unit]
-        except (KeyError, ValueError):
-            raise ConfigError(f"bad duration {value!r}", origin=origin,
-                              hint="use seconds or a number with ms, s, m, h or d "
-                              "(e.g. \"10m\")") from None
-    if seconds <= 0 or seconds != seconds:
-        raise ConfigError(f"duration must be positive: {value!r}", origin=origin)
-    return seconds
-
-
-def parse_mode(value: int | str, origin: str) -> int:
-    """File mode from an octal string ("0755", "1777") or an integer."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        mode = value
-    else:
-        try:
-            mode = int(str(value), 8)
-        except ValueError:
-            raise ConfigError(f"bad mode {value!r}: expected octal like \"0755\"",
-                              origin=origin) from None
-    if not 0 <= mode <= 0o7777:
-        raise ConfigError(f"mode out of range: {value!r}", origin=origin)
-    return mode
+from .merge import Merged
+from .values import (normalize_path, parse_duration, parse_mode, parse_size,  # noqa: F401
+                     require_absolute)
 
 
 def mount_op(entry: dict[str, Any], origin: str) -> MountOp:
@@ -73,20 +23,39 @@ def mount_op(entry: dict[str, Any], origin: str) -> MountOp:
         source, dest = value, entry["dest"]
     else:
         source, dest = None, value
-    if kind in BIND_KINDS and not source.startswith("/"):
-        raise ConfigError(f"source must be an absolute path: {source!r}", origin=origin)
-    if not dest.startswith("/"):
-        raise ConfigError(f"destination must be an absolute path: {dest!r}", origin=origin)
     mode = parse_mode(entry["mode"], f"{origin}.mode") if "mode" in entry else None
     size = parse_size(entry["size"], f"{origin}.size") if "size" in entry else None
-    return MountOp(kind=kind, dest=_normalize(dest), source=source,
-                   optional=is_try or bool(entry.get("optional", False)), mode=mode, size=size,
-                   content=entry.get("content"), origin=origin)
+    return MountOp(kind=kind, dest=normalize_path(require_absolute(dest, origin)),
+                   source=source, optional=is_try or bool(entry.get("optional", False)),
+                   mode=mode, size=size, content=entry.get("content"), origin=origin)
 
 
-def _normalize(path: str) -> str:
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    return "/" + "/".join(parts)
+def _network_needs_netns(merged: Merged) -> None:
+    data = merged.data
+    mode = data.get("network", {}).get("mode")
+    if mode not in (None, "host") and data.get("namespaces", {}).get("net") is False:
+        raise ConfigError(
+            f"mode {mode!r} needs its own network namespace, but namespaces.net = "
+            f"false (from {merged.origin_of('namespaces.net')})",
+            origin=merged.origin_of("network.mode"),
+            hint="use network.mode = \"host\" (--net host) to share the host's network")
+
+
+def _mounts_need_mountns(merged: Merged) -> None:
+    data, origins = merged.data, merged.origins
+    if data.get("filesystem", {}).get("mounts") and \
+            data.get("namespaces", {}).get("mount") is False:
+        first = origins.get("filesystem.mounts", ["filesystem.mounts"])[0]
+        raise ConfigError(
+            "filesystem ops need a mount namespace, but namespaces.mount = false "
+            f"(from {merged.origin_of('namespaces.mount')})", origin=first,
+            hint="remove the mounts (reset = [\"filesystem.mounts\"]) or keep the mount "
+            "namespace")
+
+
+#: Checks across keys and sections of the merged document: each raises
+#: ConfigError naming the origins of both sides. Feature areas append theirs.
+CONSTRAINTS: list[Callable[[Merged], None]] = [_network_needs_netns, _mounts_need_mountns]
 
 
 def to_policy(merged: Merged, name: str) -> Policy:
@@ -98,20 +67,16 @@ def to_policy(merged: Merged, name: str) -> Policy:
                 for i, entry in enumerate(fs.get("mounts", [])))
     env = section("environment")
     proc = section("process")
+    for constraint in CONSTRAINTS:
+        constraint(merged)
     ns = Namespaces(**section("namespaces"))
     net = section("network")
     mode = net.get("mode", "none")
     if mode == "host" and ns.net:
         ns = Namespaces(**{**ns.__dict__, "net": False})
-    elif mode != "host" and not ns.net and "mode" in net:
-        raise ConfigError(f"network.mode = {mode!r} needs its own network namespace, but "
-                          "namespaces.net = false", origin=origins.get("network.mode", "network"))
     if mode in ("slirp4netns", "pasta"):
         raise ConfigError(f"network mode {mode!r} is not supported yet",
-                          origin=origins.get("network.mode", "network.mode"))
-    if ops and not ns.mount:
-        raise ConfigError("filesystem ops need a mount namespace, but namespaces.mount = false",
-                          origin=origins.get("namespaces.mount", "namespaces.mount"))
+                          origin=merged.origin_of("network.mode"))
     return Policy(
         namespaces=ns,
         identity=Identity(**section("identity")),

@@ -87,7 +87,8 @@ def expand(value: str, variables: Mapping[str, str], origin: str) -> str:
         name = value[i + 2:end]
         if name not in variables:
             known = ", ".join(sorted(variables))
-            raise ConfigError(f"unknown variable ${{{name}}}", origin=origin,
+            shown = f"${{{name}}}" if name.isprintable() else repr(value[i:end + 1])
+            raise ConfigError(f"unknown variable {shown}", origin=origin,
                               hint=f"known variables: {known}")
         out.append(variables[name])
         i = end + 1

@@ -3,27 +3,39 @@
 The schema is data (SCHEMA below), so the validator, `jailpy profile show`,
 the man-page drift test and did-you-mean suggestions all read one source.
 Validation runs on each file before layering, so every error can name the
-file and the exact key path that is wrong.
+file and the exact key path that is wrong. It has two passes:
+
+- structure (`check_structure`), before ${VAR} expansion: unknown keys, types,
+  keys whose runtime does not exist yet ("not supported yet");
+- values (`check_values`), after expansion: absolute paths, sizes, durations,
+  modes, enumerations -- things only the expanded text can answer.
+
+A feature area adds keys by adding Fields to SCHEMA. A Field's `validate`
+hook (value, origin) raises ConfigError for a bad value; `supported=False`
+makes the key validated but refused until its runtime exists.
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import ConfigError
 from ..policy import BIND_KINDS, MOUNT_KINDS
+from .values import parse_duration, parse_mode, parse_size, require_absolute
+
+Validator = Callable[[Any, str], None]
 
 
 @dataclass(frozen=True)
 class Field:
-    """One key: its type name (for messages), a checker, and its documentation."""
+    """One key: its type name (for messages), a type check, a value check, its docs."""
 
     type_name: str
     check: Callable[[Any], bool]
     doc: str = ""
     supported: bool = True
+    validate: Validator | None = None
 
 
 def _is_str(v: Any) -> bool:
@@ -62,31 +74,88 @@ def _is_mount_list(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(x, dict) for x in v)
 
 
-STR = ("string", _is_str)
+def _each(validate: Validator) -> Validator:
+    """A validator for every item of an array, each with its index in the origin."""
+    def check(values: Any, origin: str) -> None:
+        for i, item in enumerate(values):
+            validate(item, f"{origin}[{i}]")
+    return check
+
+
+def _discard(parse: Callable[[Any, str], Any]) -> Validator:
+    def check(value: Any, origin: str) -> None:
+        parse(value, origin)
+    return check
+
+
+def _no_nul(value: Any, origin: str) -> None:
+    if "\0" in value:
+        raise ConfigError("string contains a NUL byte", origin=origin)
+
+
+def _env_name(name: Any, origin: str) -> None:
+    if not name or "=" in name or "\0" in name:
+        raise ConfigError(f"not a valid environment variable name: {name!r}", origin=origin)
+
+
+def _env_table(table: Any, origin: str) -> None:
+    for name, value in table.items():
+        _env_name(name, f"{origin}.{_k(name)}")
+        _no_nul(value, f"{origin}.{_k(name)}")
+
+
+def _hostname(name: Any, origin: str) -> None:
+    if not 0 < len(name.encode()) <= 64 or "\0" in name or "/" in name:
+        raise ConfigError(f"not a valid hostname: {name!r}", origin=origin,
+                          hint="use 1 to 64 bytes, no '/' or NUL")
+
+
+def choice(*values: str) -> tuple[str, Callable[[Any], bool], Validator]:
+    """A kind for strings from a fixed set, with did-you-mean on a typo."""
+    def validate(value: Any, origin: str) -> None:
+        if value not in values:
+            raise ConfigError(f"unknown value {value!r}", origin=origin,
+                              hint=suggest(value, values) or f"choose one of {', '.join(values)}")
+    return (f"one of {', '.join(repr(v) for v in values)}", _is_str, validate)
+
+
+#: Kinds: (type name, type check[, value check]).
+STR = ("string", _is_str, _no_nul)
 BOOL = ("boolean", _is_bool)
 ID = ("integer id (0..4294967294)", _is_id)
 INT = ("integer", _is_int)
-STRS = ("array of strings", _is_str_list)
+STRS = ("array of strings", _is_str_list, _each(_no_nul))
 PORTS = ("array of port numbers (1..65535)", _is_port_list)
 STRMAP = ("table of strings", _is_str_map)
-SIZE = ("size (bytes as integer, or a string like \"64M\")", _is_size)
+SIZE = ("size (bytes as integer, or a string like \"64M\")", _is_size, _discard(parse_size))
 DURATION = ("duration (seconds as number, or a string like \"10m\")",
-            lambda v: _is_int(v) or isinstance(v, (float, str)) and not isinstance(v, bool))
-MOUNTS = ("array of mount tables", _is_mount_list)
+            lambda v: _is_int(v) or isinstance(v, (float, str)) and not isinstance(v, bool),
+            _discard(parse_duration))
+MODE = ("octal mode string (e.g. \"0755\")", lambda v: _is_int(v) or _is_str(v),
+        _discard(parse_mode))
+ABSPATH = ("absolute path", _is_str, _discard(require_absolute))
+ABSPATHS = ("array of absolute paths", _is_str_list, _each(_discard(require_absolute)))
+ENVNAMES = ("array of variable names", _is_str_list, _each(_env_name))
+ENVMAP = ("table of strings", _is_str_map, _env_table)
+HOSTNAME = ("hostname", _is_str, _hostname)
+MOUNTS = ("array of mount tables", _is_mount_list, lambda v, o: _validate_mounts(v, o))
+RESET = ("array of key paths like \"environment.keep\"", _is_str_list,
+         _each(lambda v, o: _validate_key_path(v, o)))
 NUMBER = ("number", lambda v: _is_int(v) or isinstance(v, float))
 RLIMITS = ("table of limits (N, \"SOFT:HARD\" or [soft, hard])",
            lambda v: isinstance(v, dict) and all(
                _is_int(x) or isinstance(x, (str, list)) for x in v.values()))
 
 
-def _f(kind: tuple[str, Callable[[Any], bool]], doc: str, supported: bool = True) -> Field:
-    return Field(kind[0], kind[1], doc, supported)
+def _f(kind: tuple, doc: str, supported: bool = True) -> Field:
+    return Field(kind[0], kind[1], doc, supported, kind[2] if len(kind) > 2 else None)
 
 
 #: Every section and key a profile may contain.
 SCHEMA: dict[str, dict[str, Field] | Field] = {
     "description": _f(STR, "One line describing the profile, shown by 'jailpy profile list'."),
     "extends": _f(STRS, "Profiles (names or paths) this one is layered on, in order."),
+    "reset": _f(RESET, "Keys (\"section.key\") whose inherited values this profile discards."),
     "namespaces": {
         name: _f(BOOL, f"Create a new {name} namespace (true) or share the host's (false).")
         for name in ("user", "mount", "pid", "ipc", "uts", "net", "cgroup")
@@ -99,17 +168,17 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
     "filesystem": {
         "root_readonly": _f(BOOL, "Make the sandbox root tmpfs read-only after all ops."),
         "mounts": _f(MOUNTS, "Ordered filesystem operations; later ones go over earlier ones."),
-        "remove": _f(STRS, "Destinations whose inherited mount ops are dropped."),
+        "remove": _f(ABSPATHS, "Destinations whose inherited mount ops are dropped."),
     },
     "environment": {
         "clear": _f(BOOL, "Start from an empty environment instead of the caller's."),
-        "keep": _f(STRS, "Variables (names or globs like LC_*) kept from the caller."),
-        "set": _f(STRMAP, "Variables set inside, after keep and unset."),
-        "unset": _f(STRS, "Variables removed."),
+        "keep": _f(ENVNAMES, "Variables (names or globs like LC_*) kept from the caller."),
+        "set": _f(ENVMAP, "Variables set inside, after keep and unset."),
+        "unset": _f(ENVNAMES, "Variables removed."),
     },
     "process": {
-        "hostname": _f(STR, "Hostname inside (needs the uts namespace)."),
-        "cwd": _f(STR, "Working directory inside; default: the caller's when visible, else /."),
+        "hostname": _f(HOSTNAME, "Hostname inside (needs the uts namespace)."),
+        "cwd": _f(ABSPATH, "Working directory inside; default: the caller's when visible, else /."),
         "argv0": _f(STR, "argv[0] given to the command."),
         "new_session": _f(BOOL, "Run the command in a new session (blocks TIOCSTI injection)."),
         "die_with_parent": _f(BOOL, "Kill the whole sandbox when jailpy dies."),
@@ -183,43 +252,45 @@ assert set(MOUNT_KEYS) == set(MOUNT_KINDS)
 
 #: Values the network mode accepts.
 NETWORK_MODES = ("none", "host", "slirp4netns", "pasta")
+#: Keys a mount table may have besides its op key.
+MOUNT_OPTION_KEYS = ("dest", "optional", "size", "mode", "content")
 
 
 def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
-    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    """'did you mean ...?' for a near miss, else None."""
+    import difflib  # only on the error path: it costs start-up time
+
+    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f"did you mean '{match[0]}'?" if match else None
 
 
-def _unknown(key: str, choices, origin: str) -> ConfigError:
-    return ConfigError(f"unknown key '{key}'", origin=origin, hint=suggest(key, choices))
+def _k(name: str) -> str:
+    """A key as it appears in a key path: bare, or TOML-quoted when it must be."""
+    from .emit import key
+
+    return key(name)
 
 
-def validate_document(doc: dict[str, Any], source: str) -> None:
-    """Check one parsed TOML file against SCHEMA; raise on the first problem."""
-    for key, value in doc.items():
-        spec = SCHEMA.get(key)
-        if spec is None:
-            raise _unknown(key, list(SCHEMA), f"{source}: {key}")
-        if isinstance(spec, Field):
-            _check_field(spec, value, f"{source}: {key}")
-            continue
-        if not isinstance(value, dict):
-            raise ConfigError(f"expected a table, got {_type_of(value)}", origin=f"{source}: {key}")
-        for sub, subvalue in value.items():
-            origin = f"{source}: {key}.{sub}"
-            field = spec.get(sub)
-            if field is None:
-                raise _unknown(sub, list(spec), origin)
-            _check_field(field, subvalue, origin)
-            if not field.supported:
-                raise ConfigError("not supported yet", origin=origin,
-                                  hint="this key is planned; remove it to run this profile")
-    _check_values(doc, source)
+def _q(name: str) -> str:
+    """A key quoted for a message, on one line whatever it contains."""
+    quoted = _k(name)
+    return f"'{quoted}'" if quoted == name else quoted
 
 
-def _check_field(field: Field, value: Any, origin: str) -> None:
-    if not field.check(value):
-        raise ConfigError(f"expected {field.type_name}, got {_type_of(value)}", origin=origin)
+def _home_of(key: str) -> str | None:
+    """The section a key belongs to, when it is misplaced (for the hint)."""
+    homes = [name for name, spec in SCHEMA.items() if isinstance(spec, dict) and key in spec]
+    return homes[0] if len(homes) == 1 else None
+
+
+def _unknown(key: str, choices: list[str], origin: str, here: str | None) -> ConfigError:
+    hint = suggest(key, choices)
+    home = _home_of(key) if hint is None else None
+    if home is not None and home != here:
+        hint = f"{_q(key)} belongs in the [{home}] section"
+    elif hint is None and here is None and key in MOUNT_KEYS:
+        hint = "mount ops go in the array filesystem.mounts"
+    return ConfigError(f"unknown key {_q(key)}", origin=origin, hint=hint)
 
 
 def _type_of(value: Any) -> str:
@@ -227,25 +298,83 @@ def _type_of(value: Any) -> str:
             dict: "table"}.get(type(value), type(value).__name__)
 
 
+def _fields(doc: dict[str, Any], source: str):
+    """(field, value, origin, section) for every key of a structurally valid document."""
+    for key, value in doc.items():
+        spec = SCHEMA[key]
+        if isinstance(spec, Field):
+            yield spec, value, f"{source}: {key}", None
+        else:
+            for sub, subvalue in value.items():
+                yield spec[sub], subvalue, f"{source}: {key}.{sub}", key
+
+
+def check_structure(doc: dict[str, Any], source: str) -> None:
+    """Keys, types and "not supported yet"; valid before ${VAR} expansion."""
+    for key, value in doc.items():
+        spec = SCHEMA.get(key)
+        if spec is None:
+            raise _unknown(key, list(SCHEMA), f"{source}: {_k(key)}", None)
+        if isinstance(spec, Field):
+            _check_type(spec, value, f"{source}: {key}")
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"expected a table ([{key}]), got {_type_of(value)}",
+                              origin=f"{source}: {key}")
+        for sub, subvalue in value.items():
+            origin = f"{source}: {key}.{_k(sub)}"
+            field = spec.get(sub)
+            if field is None:
+                raise _unknown(sub, list(spec), origin, key)
+            _check_type(field, subvalue, origin)
+            if not field.supported:
+                raise ConfigError("not supported yet", origin=origin,
+                                  hint="this key is planned; remove it to run this profile")
+    for i, entry in enumerate(doc.get("filesystem", {}).get("mounts", [])):
+        check_mount_structure(entry, f"{source}: filesystem.mounts[{i}]")
+
+
+def check_values(doc: dict[str, Any], source: str) -> None:
+    """Value checks of every field; run on expanded (variable-free) documents."""
+    for field, value, origin, _ in _fields(doc, source):
+        if field.validate is not None:
+            field.validate(value, origin)
+    _check_values(doc, source)
+
+
+def validate_document(doc: dict[str, Any], source: str) -> None:
+    """Check one document with no variables left (CLI layer, expanded file); raise on
+    the first problem."""
+    check_structure(doc, source)
+    check_values(doc, source)
+
+
+def _check_type(field: Field, value: Any, origin: str) -> None:
+    if not field.check(value):
+        raise ConfigError(f"expected {field.type_name}, got {_type_of(value)}", origin=origin)
+
+
 def _check_values(doc: dict[str, Any], source: str) -> None:
-    """Checks beyond types: mount tables, absolute paths, enumerations."""
-    fs = doc.get("filesystem", {})
-    for i, entry in enumerate(fs.get("mounts", [])):
-        validate_mount(entry, f"{source}: filesystem.mounts[{i}]")
-    for i, path in enumerate(fs.get("remove", [])):
-        _require_absolute(path, f"{source}: filesystem.remove[{i}]")
+    """Checks of one section that no single key can make."""
     mode = doc.get("network", {}).get("mode")
     if mode is not None and mode not in NETWORK_MODES:
         raise ConfigError(f"unknown network mode {mode!r}", origin=f"{source}: network.mode",
                           hint=suggest(mode, NETWORK_MODES) or
                           f"choose one of {', '.join(NETWORK_MODES)}")
-    cwd = doc.get("process", {}).get("cwd")
-    if cwd is not None:
-        _require_absolute(cwd, f"{source}: process.cwd")
     if "desktop" in doc:
         from ..desktop.config import check_section
 
         check_section(doc["desktop"], f"{source}: desktop")
+
+
+def _validate_key_path(path: str, origin: str) -> None:
+    """For `reset`: "section.key" must name a key of SCHEMA."""
+    section, _, key = path.partition(".")
+    spec = SCHEMA.get(section)
+    if not isinstance(spec, dict) or key not in spec:
+        known = [f"{s}.{k}" for s, sub in SCHEMA.items() if isinstance(sub, dict) for k in sub]
+        raise ConfigError(f"not a key path: {path!r}", origin=origin,
+                          hint=suggest(path, known) or "write it as \"section.key\"")
 
 
 def mount_kind(entry: dict[str, Any], origin: str) -> tuple[str, bool]:
@@ -260,28 +389,30 @@ def mount_kind(entry: dict[str, Any], origin: str) -> tuple[str, bool]:
     return (kind[:-4], True) if kind.endswith("-try") else (kind, False)
 
 
-def validate_mount(entry: dict[str, Any], origin: str) -> None:
+def check_mount_structure(entry: Any, origin: str) -> None:
+    """Keys and types of one mount table (before expansion)."""
+    if not isinstance(entry, dict):
+        raise ConfigError(f"expected a mount table, got {_type_of(entry)}", origin=origin)
     for key in entry:
         if key not in MOUNT_KEYS and not (key.endswith("-try") and key[:-4] in BIND_KINDS) \
-                and key not in ("dest", "optional", "size", "mode", "content"):
-            choices = [*MOUNT_KEYS, "dest", "optional", "size", "mode", "content"]
-            raise _unknown(key, choices, f"{origin}.{key}")
+                and key not in MOUNT_OPTION_KEYS:
+            choices = [*MOUNT_KEYS, *MOUNT_OPTION_KEYS]
+            raise _unknown(key, choices, f"{origin}.{_k(key)}", "filesystem")
     kind, _ = mount_kind(entry, origin)
     allowed = set(MOUNT_KEYS[kind]) | {kind, kind + "-try"}
     for key, value in entry.items():
+        where = f"{origin}.{_k(key)}"
         if key not in allowed:
-            raise ConfigError(f"'{key}' does not apply to a {kind} op", origin=f"{origin}.{key}")
+            raise ConfigError(f"'{key}' does not apply to a {kind} op", origin=where,
+                              hint=f"a {kind} op takes {', '.join(MOUNT_KEYS[kind]) or 'no other keys'}")
         if key == "optional" and not isinstance(value, bool):
-            raise ConfigError(f"expected boolean, got {_type_of(value)}", origin=f"{origin}.{key}")
+            raise ConfigError(f"expected boolean, got {_type_of(value)}", origin=where)
         if key == "size" and not _is_size(value):
-            raise ConfigError(f"expected {SIZE[0]}", origin=f"{origin}.{key}")
-        if key == "mode" and not (isinstance(value, str) or _is_int(value)):
-            raise ConfigError("expected an octal mode string like \"0755\"",
-                              origin=f"{origin}.{key}")
-        if key in ("dest", "content") or key == kind or key == kind + "-try":
-            if not isinstance(value, str):
-                raise ConfigError(f"expected string, got {_type_of(value)}",
-                                  origin=f"{origin}.{key}")
+            raise ConfigError(f"expected {SIZE[0]}, got {_type_of(value)}", origin=where)
+        if key == "mode" and not MODE[1](value):
+            raise ConfigError(f"expected {MODE[0]}, got {_type_of(value)}", origin=where)
+        if key in ("dest", "content", kind, kind + "-try") and not isinstance(value, str):
+            raise ConfigError(f"expected string, got {_type_of(value)}", origin=where)
     if kind == "symlink" and "dest" not in entry:
         raise ConfigError("a symlink op needs 'dest' (the link) besides its target",
                           origin=origin)
@@ -289,6 +420,30 @@ def validate_mount(entry: dict[str, Any], origin: str) -> None:
         raise ConfigError("a chmod op needs 'mode'", origin=origin)
 
 
-def _require_absolute(path: str, origin: str) -> None:
-    if not path.startswith("/") and not path.startswith("${"):
-        raise ConfigError(f"path must be absolute: {path!r}", origin=origin)
+def check_mount_values(entry: dict[str, Any], origin: str) -> None:
+    """Paths, sizes and modes of one structurally valid, expanded mount table."""
+    kind, is_try = mount_kind(entry, origin)
+    op_key = kind + "-try" if is_try else kind
+    if kind in BIND_KINDS:
+        require_absolute(entry[op_key], f"{origin}.{op_key}")
+    elif kind != "symlink":  # a symlink's target may be relative
+        require_absolute(entry[op_key], f"{origin}.{op_key}")
+    if "dest" in entry:
+        require_absolute(entry["dest"], f"{origin}.dest")
+    if kind == "symlink":
+        _no_nul(entry[op_key], f"{origin}.{op_key}")
+    if "size" in entry:
+        parse_size(entry["size"], f"{origin}.size")
+    if "mode" in entry:
+        parse_mode(entry["mode"], f"{origin}.mode")
+
+
+def validate_mount(entry: dict[str, Any], origin: str) -> None:
+    """Structure and values of one mount table."""
+    check_mount_structure(entry, origin)
+    check_mount_values(entry, origin)
+
+
+def _validate_mounts(entries: list[dict[str, Any]], origin: str) -> None:
+    for i, entry in enumerate(entries):
+        check_mount_values(entry, f"{origin}[{i}]")

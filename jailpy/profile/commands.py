@@ -1,0 +1,96 @@
+"""What `jailpy profile list|show|check` compute; the CLI only renders it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from . import loader
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One profile file found on the search path."""
+
+    name: str
+    path: Path
+    source: str                    # user, system or shipped
+    description: str               # or a note when the file has none / is broken
+    shadowed_by: Path | None = None
+    broken: bool = False
+
+
+def list_profiles(env: dict[str, str]) -> list[Entry]:
+    """Every profile on the search path, the one a name resolves to first."""
+    entries: list[Entry] = []
+    winner: dict[str, Path] = {}
+    for label, directory in loader.search_path(env):
+        try:
+            files = sorted(p for p in directory.glob("*.toml") if p.is_file())
+        except OSError:
+            continue
+        for path in files:
+            description, broken = _description(path)
+            entries.append(Entry(path.stem, path, label, description, winner.get(path.stem),
+                                 broken))
+            winner.setdefault(path.stem, path)
+    return sorted(entries, key=lambda e: (e.name, e.shadowed_by is not None))
+
+
+def _description(path: Path) -> tuple[str, bool]:
+    try:
+        doc = loader.parse_file(path)
+    except ConfigError as err:
+        return f"(broken: {err.message})", True
+    text = doc.get("description")
+    if isinstance(text, str) and text:
+        return text, False
+    extends = doc.get("extends")
+    if isinstance(extends, list) and extends:
+        return f"(no description; extends {', '.join(map(str, extends))})", False
+    return "(no description)", False
+
+
+def escape_dollars(doc: Any, key: str = "") -> Any:
+    """Write '$' as '$$' in expanded strings, so shown output loads back unchanged."""
+    if isinstance(doc, str):
+        return doc if key in loader.LITERAL_KEYS else doc.replace("$", "$$")
+    if isinstance(doc, list):
+        return [escape_dollars(v, key) for v in doc]
+    if isinstance(doc, dict):
+        return {k: escape_dollars(v, k) for k, v in doc.items()}
+    return doc
+
+
+def show(ref: str, env: dict[str, str], uid: int, gid: int, cwd: str | None,
+         with_origins: bool = False) -> str:
+    """The fully merged profile as TOML, optionally with each value's origin."""
+    from . import resolve
+    from .convert import to_policy
+    from .emit import dumps
+
+    merged = resolve(ref, env, uid, gid, cwd)
+    to_policy(merged, ref)  # a profile that cannot run is reported, not shown
+    header = [f"jailpy profile {ref!r}: merged result, variables expanded",
+              "layers, base first:", *(f"  {source}" for source in merged.sources)]
+
+    def origin(path: str) -> str | None:
+        found = merged.origins.get(path)
+        if found is None and "[" in path:
+            base, _, index = path.rpartition("[")
+            items = merged.origins.get(base)
+            if isinstance(items, list) and index[:-1].isdigit() and int(index[:-1]) < len(items):
+                return items[int(index[:-1])]
+        return found if isinstance(found, str) else None
+
+    return dumps(escape_dollars(merged.data), origin if with_origins else None, header)
+
+
+def check(ref: str, env: dict[str, str], uid: int, gid: int, cwd: str | None) -> None:
+    """Everything `jailpy run --profile ref` would check before running; raises."""
+    from . import resolve_policy
+
+    resolve_policy(ref if loader.is_path(ref) or not Path(ref).exists() else f"./{ref}",
+                   env, uid, gid, cwd)
