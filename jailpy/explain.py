@@ -14,6 +14,29 @@ from .policy import BIND_KINDS, MountOp
 Section = tuple[str, list[str]]
 
 
+def short_origin(origin: str) -> str:
+    """An origin for display: the shipped profiles' directory and $HOME abbreviated."""
+    import os
+
+    from .profile.loader import shipped_profiles_dir
+
+    shipped = f"{shipped_profiles_dir()}/"
+    if origin.startswith(shipped):
+        return "(shipped) " + origin[len(shipped):]
+    home = os.environ.get("HOME")
+    if home and home != "/" and origin.startswith(home.rstrip("/") + "/"):
+        return "~" + origin[len(home.rstrip("/")):]
+    return origin
+
+
+def human_size(size: int) -> str:
+    """64M rather than 67108864, when the size is a whole number of units."""
+    for unit, scale in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if size and size % scale == 0:
+            return f"{size // scale}{unit}"
+    return str(size)
+
+
 def describe_op(op: MountOp) -> str:
     if op.kind in BIND_KINDS:
         text = f"{op.kind:<10} {op.source} -> {op.dest}"
@@ -23,14 +46,14 @@ def describe_op(op: MountOp) -> str:
         text = f"{op.kind:<10} {op.dest}"
     extras = []
     if op.size is not None:
-        extras.append(f"size={op.size}")
+        extras.append(f"size={human_size(op.size)}")
     if op.mode is not None:
         extras.append(f"mode={op.mode:04o}")
     if op.optional:
         extras.append("optional")
     if extras:
         text += f" ({', '.join(extras)})"
-    return f"{text}    [{op.origin}]" if op.origin else text
+    return f"{text}    [{short_origin(op.origin)}]" if op.origin else text
 
 
 def core_sections(plan: Plan) -> list[Section]:

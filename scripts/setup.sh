@@ -16,7 +16,7 @@ venv=${JAILPY_VENV:-/opt/jailpy/venv}
 user=${JAILPY_TEST_USER:-jailpy-test}
 
 packages=(
-  python3 python3-venv python3-dev gcc make libcap-dev libseccomp2 uidmap
+  python3 python3-venv python3-dev gcc libc6-dev make libcap-dev libseccomp2 uidmap
   slirp4netns passt iproute2 bubblewrap firejail hyperfine iperf3
   xvfb x11-apps x11-utils xdotool imagemagick dbus xdg-dbus-proxy procps util-linux
   xauth python3-dbus python3-gi weston wayland-utils pulseaudio pulseaudio-utils pipewire pipewire-bin

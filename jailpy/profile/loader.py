@@ -82,7 +82,7 @@ def locate(ref: str, env: dict[str, str], relative_to: Path | None = None,
             path = relative_to / path
         if not path.is_file():
             raise ConfigError(f"profile file not found: {ref}", origin=origin)
-        return path
+        return Path(os.path.abspath(path))
     _valid_name(ref, origin)
     found = candidates(ref, env)
     if extender is not None:
