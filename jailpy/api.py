@@ -28,12 +28,16 @@ __all__ = ["Sandbox", "Result", "load_policy", "run"]
 
 
 def load_policy(profile: str | None = None, overrides: "Layer | None" = None,
-                caller: Caller | None = None) -> Policy:
-    """Resolve a profile name or path (default: 'default') into a Policy."""
+                caller: Caller | None = None, use_cache: bool = False) -> Policy:
+    """Resolve a profile name or path (default: 'default') into a Policy.
+
+    use_cache keeps parsed profile files in the caller's parse cache
+    (~/.cache/jailpy), as `jailpy run` does to start faster."""
     from .profile import resolve_policy
 
     caller = caller or Caller.current()
-    return resolve_policy(profile, caller.env, caller.uid, caller.gid, caller.cwd, overrides)
+    return resolve_policy(profile, caller.env, caller.uid, caller.gid, caller.cwd, overrides,
+                          use_cache)
 
 
 class Sandbox:

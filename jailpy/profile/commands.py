@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
@@ -15,31 +15,34 @@ class Entry:
     """One profile file found on the search path."""
 
     name: str
-    path: Path
+    path: str
     source: str                    # user, system or shipped
     description: str               # or a note when the file has none / is broken
-    shadowed_by: Path | None = None
+    shadowed_by: str | None = None
     broken: bool = False
 
 
 def list_profiles(env: dict[str, str]) -> list[Entry]:
     """Every profile on the search path, the one a name resolves to first."""
     entries: list[Entry] = []
-    winner: dict[str, Path] = {}
+    winner: dict[str, str] = {}
     for label, directory in loader.search_path(env):
         try:
-            files = sorted(p for p in directory.glob("*.toml") if p.is_file())
+            names = sorted(n for n in os.listdir(directory) if n.endswith(".toml"))
         except OSError:
             continue
-        for path in files:
+        for file_name in names:
+            path = os.path.join(directory, file_name)
+            if not os.path.isfile(path):
+                continue
+            name = file_name[:-5]
             description, broken = _description(path)
-            entries.append(Entry(path.stem, path, label, description, winner.get(path.stem),
-                                 broken))
-            winner.setdefault(path.stem, path)
+            entries.append(Entry(name, path, label, description, winner.get(name), broken))
+            winner.setdefault(name, path)
     return sorted(entries, key=lambda e: (e.name, e.shadowed_by is not None))
 
 
-def _description(path: Path) -> tuple[str, bool]:
+def _description(path: str) -> tuple[str, bool]:
     try:
         doc = loader.parse_file(path)
     except ConfigError as err:
@@ -92,5 +95,5 @@ def check(ref: str, env: dict[str, str], uid: int, gid: int, cwd: str | None) ->
     """Everything `jailpy run --profile ref` would check before running; raises."""
     from . import resolve_policy
 
-    resolve_policy(ref if loader.is_path(ref) or not Path(ref).exists() else f"./{ref}",
+    resolve_policy(ref if loader.is_path(ref) or not os.path.exists(ref) else f"./{ref}",
                    env, uid, gid, cwd)

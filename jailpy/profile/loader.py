@@ -16,35 +16,45 @@ the file it is in. The merge rules are in merge.py.
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from . import schema
-from .emit import key as toml_key
 from .expand import expand
 from .merge import Merged, merge  # noqa: F401  (re-exported: the public layering API)
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .cache import ParseCache
+
 #: Keys whose strings are taken literally (no ${VAR} expansion).
 LITERAL_KEYS = {"description", "content"}
-_POSITION = re.compile(r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)$")
+_POSITION = r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)$"
 
 
-def shipped_profiles_dir() -> Path:
+def _shipped_dir() -> str:
+    # Plain os.path, not pathlib: this runs on every `jailpy run`, and pathlib
+    # costs milliseconds to import.
+    package = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    packaged = os.path.join(package, "profiles")
+    return packaged if os.path.isdir(packaged) else \
+        os.path.join(os.path.dirname(package), "profiles")
+
+
+def shipped_profiles_dir() -> "Path":
     """Profiles installed as package data, or the source tree's profiles/."""
-    here = Path(__file__).resolve().parent.parent
-    packaged = here / "profiles"
-    return packaged if packaged.is_dir() else here.parent / "profiles"
+    from pathlib import Path
+
+    return Path(_shipped_dir())
 
 
-def search_path(env: dict[str, str]) -> list[tuple[str, Path]]:
+def search_path(env: dict[str, str]) -> list[tuple[str, str]]:
     """(label, directory) in search order: user, system, shipped."""
     config = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or "/", ".config")
-    return [("user", Path(config) / "jailpy" / "profiles"),
-            ("system", Path("/etc/jailpy/profiles")),
-            ("shipped", shipped_profiles_dir())]
+    return [("user", os.path.join(config, "jailpy", "profiles")),
+            ("system", "/etc/jailpy/profiles"),
+            ("shipped", _shipped_dir())]
 
 
 def is_path(ref: str) -> bool:
@@ -58,18 +68,29 @@ def _valid_name(ref: str, origin: str) -> None:
                           hint="use a name like 'default' or a path like ./my.toml")
 
 
-def candidates(name: str, env: dict[str, str]) -> list[Path]:
+def candidates(name: str, env: dict[str, str]) -> list[str]:
     """Every file that provides profile `name`, in search order."""
     found = []
     for _, directory in search_path(env):
-        candidate = directory / f"{name}.toml"
-        if candidate.is_file():
+        candidate = os.path.join(directory, f"{name}.toml")
+        if os.path.isfile(candidate):
             found.append(candidate)
     return found
 
 
-def locate(ref: str, env: dict[str, str], relative_to: Path | None = None,
-           origin: str | None = None, extender: Path | None = None) -> Path:
+def profile_names(env: dict[str, str]) -> list[str]:
+    """The names of all profiles on the search path."""
+    names = set()
+    for _, directory in search_path(env):
+        try:
+            names.update(n[:-5] for n in os.listdir(directory) if n.endswith(".toml"))
+        except OSError:
+            pass
+    return sorted(names)
+
+
+def locate(ref: str, env: dict[str, str], relative_to: str | None = None,
+           origin: str | None = None, extender: str | None = None) -> str:
     """Resolve a profile name or path to a file.
 
     `extender` is the file whose `extends` names `ref`: if the name resolves to
@@ -77,12 +98,12 @@ def locate(ref: str, env: dict[str, str], relative_to: Path | None = None,
     """
     origin = origin or "--profile"
     if is_path(ref):
-        path = Path(ref)
-        if not path.is_absolute() and relative_to is not None:
-            path = relative_to / path
-        if not path.is_file():
+        path = ref
+        if not os.path.isabs(path) and relative_to is not None:
+            path = os.path.join(relative_to, path)
+        if not os.path.isfile(path):
             raise ConfigError(f"profile file not found: {ref}", origin=origin)
-        return Path(os.path.abspath(path))
+        return os.path.abspath(path)
     _valid_name(ref, origin)
     found = candidates(ref, env)
     if extender is not None:
@@ -91,8 +112,8 @@ def locate(ref: str, env: dict[str, str], relative_to: Path | None = None,
             found = found[same[0] + 1:]
     if found:
         return found[0]
-    dirs = ", ".join(str(d) for _, d in search_path(env))
-    names = sorted({p.stem for _, d in search_path(env) if d.is_dir() for p in d.glob("*.toml")})
+    dirs = ", ".join(d for _, d in search_path(env))
+    names = profile_names(env)
     if extender is not None and candidates(ref, env):
         raise ConfigError(f"profile '{ref}' extends itself and there is no '{ref}' further "
                           "down the search path", origin=origin, hint=f"searched {dirs}")
@@ -100,21 +121,40 @@ def locate(ref: str, env: dict[str, str], relative_to: Path | None = None,
                       hint=schema.suggest(ref, names) or f"searched {dirs}")
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
     except OSError:
         return False
 
 
-def parse_file(path: Path) -> dict[str, Any]:
-    """Parse a TOML file; syntax errors become ConfigError 'FILE:LINE:COL: ...'."""
+def parse_file(path: str, cache: "ParseCache | None" = None) -> dict[str, Any]:
+    """Parse a TOML file; syntax errors become ConfigError 'FILE:LINE:COL: ...'.
+
+    With a cache, a file whose identity and timestamps are unchanged is not
+    read or parsed again (see cache.py)."""
+    key = None
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if cache is not None:
+                from .cache import stat_key
+
+                key = stat_key(os.fstat(fd))
+                cached = cache.get(path, key)
+                if cached is not None:
+                    return cached
+            chunks = []
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
     except OSError as exc:
-        raise ConfigError(f"cannot read profile: {exc.strerror}", origin=str(path)) from None
-    return parse_bytes(data, str(path))
+        raise ConfigError(f"cannot read profile: {exc.strerror}", origin=path) from None
+    doc = parse_bytes(b"".join(chunks), path)
+    if cache is not None and key is not None:
+        cache.put(path, key, doc)
+    return doc
 
 
 def parse_bytes(data: bytes, source: str) -> dict[str, Any]:
@@ -130,8 +170,10 @@ def parse_bytes(data: bytes, source: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
+        import re
+
         message = str(exc)
-        match = _POSITION.search(message)
+        match = re.search(_POSITION, message)
         where = source
         if match is not None:
             message = message[:match.start()]
@@ -143,15 +185,23 @@ def parse_bytes(data: bytes, source: str) -> dict[str, Any]:
                           origin=source) from None
 
 
-@dataclass
 class Layer:
-    """One document to merge: a profile file or the CLI overrides."""
+    """One document to merge: a profile file or the CLI overrides.
 
-    doc: dict[str, Any]
-    source: str
-    #: Origins of values: for an array key, one per item; for other keys, one item.
-    #: Default: "<source>: key[i]" for array items, "<source>" for the rest.
-    item_origins: dict[str, list[str]] = field(default_factory=dict)
+    item_origins gives origins of values: for an array key, one per item; for
+    other keys, one item. Default: "<source>: key[i]" for array items,
+    "<source>" for the rest. (A plain class: see schema.Field.)"""
+
+    __slots__ = ("doc", "source", "item_origins")
+
+    def __init__(self, doc: dict[str, Any], source: str,
+                 item_origins: dict[str, list[str]] | None = None):
+        self.doc = doc
+        self.source = source
+        self.item_origins = item_origins if item_origins is not None else {}
+
+    def __repr__(self) -> str:
+        return f"Layer(source={self.source!r})"
 
 
 def expand_document(doc: Any, variables: dict[str, str], origin: str, key: str = "") -> Any:
@@ -161,36 +211,44 @@ def expand_document(doc: Any, variables: dict[str, str], origin: str, key: str =
     if isinstance(doc, list):
         return [expand_document(v, variables, f"{origin}[{i}]", key) for i, v in enumerate(doc)]
     if isinstance(doc, dict):
-        return {k: expand_document(v, variables, f"{origin}.{toml_key(k)}", k)
+        return {k: expand_document(v, variables, f"{origin}.{schema.key_part(k)}", k)
                 for k, v in doc.items()}
     return doc
 
 
-def _key_origin(source: str, key: str) -> str:
-    return f"{source}: {key}"
-
-
-def load_file(path: Path, variables: dict[str, str]) -> dict[str, Any]:
+def load_file(path: str, variables: dict[str, str],
+              cache: "ParseCache | None" = None) -> dict[str, Any]:
     """One profile file: parsed, checked and expanded (its `extends` too)."""
-    source = str(path)
-    doc = parse_file(path)
-    schema.check_structure(doc, source)
-    scoped = dict(variables, PROFILE_DIR=str(path.parent.resolve()))
-    expanded = {k: expand_document(v, scoped, _key_origin(source, k), k) for k, v in doc.items()}
-    schema.check_values(expanded, source)
+    doc = parse_file(path, cache)
+    schema.check_structure(doc, path)
+    scoped = dict(variables, PROFILE_DIR=os.path.dirname(os.path.realpath(path)))
+    expanded = {k: expand_document(v, scoped, f"{path}: {k}", k) for k, v in doc.items()}
+    schema.check_values(expanded, path)
     return expanded
 
 
-def load_layers(ref: str, env: dict[str, str], variables: dict[str, str]) -> list[Layer]:
-    """The profile and everything it extends, base first, each file once."""
+def load_layers(ref: str, env: dict[str, str], variables: dict[str, str],
+                use_cache: bool = False) -> list[Layer]:
+    """The profile and everything it extends, base first, each file once.
+
+    use_cache: keep parsed files in the per-user parse cache (`jailpy run`)."""
+    cache = None
+    if use_cache:
+        from .cache import ParseCache, enabled
+
+        cache = ParseCache(env) if enabled(env) else None
     layers: list[Layer] = []
-    _load(ref, env, variables, layers, set(), (), None, None, None)
+    try:
+        _load(ref, env, variables, layers, set(), (), None, None, None, cache)
+    finally:
+        if cache is not None:
+            cache.save()
     return layers
 
 
 def _load(ref: str, env: dict[str, str], variables: dict[str, str], layers: list[Layer],
-          seen: set[str], chain: tuple[str, ...], relative_to: Path | None,
-          origin: str | None, extender: Path | None) -> None:
+          seen: set[str], chain: tuple[str, ...], relative_to: str | None,
+          origin: str | None, extender: str | None, cache: "ParseCache | None") -> None:
     path = locate(ref, env, relative_to, origin, extender)
     key = os.path.realpath(path)
     if key in chain:
@@ -199,9 +257,9 @@ def _load(ref: str, env: dict[str, str], variables: dict[str, str], layers: list
                           origin=origin or str(path))
     if key in seen:  # diamond: a base already applied is not applied again
         return
-    doc = load_file(path, variables)
+    doc = load_file(path, variables, cache)
     for i, parent in enumerate(doc.get("extends", [])):
-        _load(parent, env, variables, layers, seen, (*chain, key), path.parent,
-              f"{path}: extends[{i}]", path)
+        _load(parent, env, variables, layers, seen, (*chain, key), os.path.dirname(path),
+              f"{path}: extends[{i}]", path, cache)
     seen.add(key)
-    layers.append(Layer({k: v for k, v in doc.items() if k != "extends"}, str(path)))
+    layers.append(Layer({k: v for k, v in doc.items() if k != "extends"}, path))

@@ -18,7 +18,6 @@ messages, `--explain` and `jailpy profile show --origins`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
@@ -32,18 +31,22 @@ if TYPE_CHECKING:
 DIRECTIVES = ("extends", "reset")
 
 
-@dataclass
 class Merged:
     """The merged document, and the origin of every value in it.
 
     origins maps "section.key" to the source of a scalar, to a list with one
     origin per item for an array, and "section.key.name" to the source of one
-    entry of a table.
+    entry of a table. sources lists the layers, base first. (A plain class:
+    see schema.Field.)
     """
 
-    data: dict[str, Any]
-    origins: dict[str, Any]
-    sources: list[str] = field(default_factory=list)
+    __slots__ = ("data", "origins", "sources")
+
+    def __init__(self, data: dict[str, Any], origins: dict[str, Any],
+                 sources: list[str] | None = None):
+        self.data = data
+        self.origins = origins
+        self.sources = sources if sources is not None else []
 
     def origin_of(self, path: str) -> str:
         """Where the value at "section.key" came from, for a message: "FILE: section.key",

@@ -14,9 +14,10 @@ import re
 from ..errors import ConfigError
 
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(?:i?B)?", re.IGNORECASE | re.ASCII)
+# Patterns are compiled on first use (re caches them): most runs parse no size.
+_SIZE = r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(?:i?B)?"
 _DURATION_UNITS = {"": 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d|)", re.ASCII)
+_DURATION = r"([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d|)"
 #: Sizes beyond this are typos, and would overflow the kernel's 64-bit fields.
 MAX_SIZE = 2**62
 #: One year: anything longer is not a meaningful sandbox limit.
@@ -34,7 +35,8 @@ def parse_size(value: object, origin: str) -> int:
     """Bytes from 123, "64M", "2G", "512k", "1.5GiB" (binary units)."""
     if _is_int(value):
         number = value
-    elif isinstance(value, str) and (match := _SIZE.fullmatch(value.strip())):
+    elif isinstance(value, str) and (match := re.fullmatch(_SIZE, value.strip(),
+                                                           re.IGNORECASE | re.ASCII)):
         digits, unit = match.groups()
         scale = _SIZE_UNITS[unit.upper()]
         number = (int(digits) * scale if "." not in digits
@@ -52,7 +54,7 @@ def parse_duration(value: object, origin: str) -> float:
     """Seconds from 30, 1.5, "10m", "250ms", "2h"; must be positive and finite."""
     if _is_int(value) or isinstance(value, float):
         seconds = float(value)  # type: ignore[arg-type]
-    elif isinstance(value, str) and (match := _DURATION.fullmatch(value.strip())):
+    elif isinstance(value, str) and (match := re.fullmatch(_DURATION, value.strip(), re.ASCII)):
         number, unit = match.groups()
         seconds = float(number) * _DURATION_UNITS[unit]
     else:
