@@ -48,11 +48,13 @@ def execute_run(opts: "dict[str, Any]", order: list[str], command: list[str]) ->
 
             sink = StatusSink(opts.get("json_status"), opts.get("json_status_fd"))
 
-        policy = load_policy(opts.get("profile"), overrides_layer(order, opts))
+        policy = load_policy(opts.get("profile"), overrides_layer(order, opts), use_cache=True)
         if opts.get("explain"):
-            from .explain import explain
+            from . import explain
+            from .render import sections
 
-            sys.stdout.write(explain(Sandbox(policy).plan(command)))
+            plan = Sandbox(policy).plan(command)
+            sections(explain.title(plan), explain.blocks(plan), explain.ALARMS)
             sys.stdout.flush()
             sys.exit(0)
         result = Sandbox(policy).run(command, forward_signals=True,
@@ -120,11 +122,37 @@ def overrides_layer(order: list[str], opts: "dict[str, Any]") -> "Layer":
         doc.update(sections)
         item_origins.update(limit_origins)
     doc = {k: v for k, v in doc.items() if v}
-    validate_document(doc, "command line")
     for key in ("uid", "gid", "map_all", "hostname", "argv0"):
         item_origins[f"{'identity' if key in ('uid', 'gid', 'map_all') else 'process'}.{key}"] = \
             [f"--{key.replace('_', '-')}"]
+    for ns in NAMESPACES:
+        item_origins[f"namespaces.{ns}"] = [f"--share-{ns}"]
+    for key, flag in (("environment.clear", "--clearenv/--inherit-env"),
+                      ("environment.set", "--setenv"),
+                      ("process.new_session", "--new-session/--no-new-session"),
+                      ("process.die_with_parent", "--die-with-parent/--no-die-with-parent")):
+        item_origins[key] = [flag]
+    for key, flag in (("keep", "--keep-env"), ("unset", "--unsetenv")):
+        values = doc.get("environment", {}).get(key, [])
+        item_origins[f"environment.{key}"] = [f"{flag} {v}" for v in values]
+    try:
+        validate_document(doc, "command line")
+    except ConfigError as err:
+        err.origin = _option_of(err.origin or "", item_origins)
+        raise
     return Layer(doc, "command line", item_origins)
+
+
+def _option_of(origin: str, item_origins: "dict[str, list[str]]") -> str:
+    """'command line: filesystem.mounts[2].bind' -> '--bind SRC DEST', the option to fix."""
+    path = origin.removeprefix("command line: ")
+    key, _, rest = path.partition("[")
+    for name in (key, key.rsplit(".", 1)[0]):
+        found = item_origins.get(name)
+        if found:
+            index = int(rest.split("]")[0]) if rest[:1].isdigit() else 0
+            return found[index] if index < len(found) else found[0]
+    return origin
 
 
 def _present(values: "dict[str, Any]") -> "dict[str, Any]":

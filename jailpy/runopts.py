@@ -62,8 +62,9 @@ LIMIT_OPTIONS = ("rlimits", "timeout", "kill_grace", "memory_max", "memory_swap_
 
 def _fs_rows() -> list[Opt]:
     rows = []
+    special = {"symlink": "TARGET DEST", "file": "TEXT DEST", "chmod": "OCTAL DEST"}
     for dest, (_, nargs, _, help_text) in FS_OPTIONS.items():
-        metavar = "SRC DEST" if nargs == 2 else "DEST"
+        metavar = special.get(dest, "SRC DEST" if nargs == 2 else "DEST")
         rows.append(Opt(dest, ("--" + dest.replace("_", "-"),), "multi", help_text,
                         nargs=nargs, metavar=metavar))
     return rows

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
     from ..policy import Policy
     from .loader import Layer

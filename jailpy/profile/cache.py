@@ -24,7 +24,10 @@ import marshal
 import os
 import stat
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 _FILE = "profiles-v1.marshal"
 _FORMAT = 1

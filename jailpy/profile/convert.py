@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from ..errors import ConfigError
 from ..policy import (BIND_KINDS, Capabilities, Environment, Filesystem, Identity, MountOp,

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import pwd
-from collections.abc import Mapping
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 from ..errors import ConfigError
 

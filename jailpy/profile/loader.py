@@ -16,15 +16,16 @@ the file it is in. The merge rules are in merge.py.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from . import schema
 from .expand import expand
 from .merge import Merged, merge  # noqa: F401  (re-exported: the public layering API)
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
     from .cache import ParseCache
 

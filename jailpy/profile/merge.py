@@ -18,13 +18,15 @@ messages, `--explain` and `jailpy profile show --origins`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from . import schema
 from .values import normalize_path
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
+    from typing import Any
+
     from .loader import Layer
 
 #: Keys handled by the merge itself rather than merged as data.

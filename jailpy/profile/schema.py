@@ -17,13 +17,16 @@ makes the key validated but refused until its runtime exists.
 
 from __future__ import annotations
 
-from typing import Any, Callable
 
 from ..errors import ConfigError
 from ..policy import BIND_KINDS, MOUNT_KINDS
 from .values import parse_duration, parse_mode, parse_size, require_absolute
 
-Validator = Callable[[Any, str], None]
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    Validator = Callable[[Any, str], None]
 
 
 class Field:

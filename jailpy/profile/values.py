@@ -9,15 +9,14 @@ raises ConfigError, never ValueError or OverflowError, whatever the input.
 from __future__ import annotations
 
 import math
-import re
 
 from ..errors import ConfigError
 
-_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-# Patterns are compiled on first use (re caches them): most runs parse no size.
-_SIZE = r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(?:i?B)?"
+_SIZE_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_SIZE_SUFFIXES = ("", "b", "ib")
 _DURATION_UNITS = {"": 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = r"([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d|)"
+_DIGITS = frozenset("0123456789")
+_OCTAL = frozenset("01234567")
 #: Sizes beyond this are typos, and would overflow the kernel's 64-bit fields.
 MAX_SIZE = 2**62
 #: One year: anything longer is not a meaningful sandbox limit.
@@ -31,16 +30,41 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _split_number(text: str) -> tuple[str, str] | None:
+    """"1.5 GiB" -> ("1.5", "GiB"); None unless it starts with digits[.digits].
+
+    Hand-written rather than a regular expression: `re` is not otherwise
+    imported when `jailpy run` starts."""
+    end = 0
+    while end < len(text) and (text[end] in _DIGITS or text[end] == "."):
+        end += 1
+    number = text[:end]
+    whole, dot, fraction = number.partition(".")
+    if not whole or not set(whole) <= _DIGITS or (dot and not fraction) or \
+            not set(fraction) <= _DIGITS:
+        return None
+    return number, text[end:].strip()
+
+
+def _size_scale(unit: str) -> int | None:
+    """Bytes per unit for "", "B", "K", "KB", "KiB", ... (case-insensitive)."""
+    unit = unit.lower()
+    if unit in ("", "b"):
+        return 1
+    if unit[:1] in _SIZE_UNITS and unit[1:] in _SIZE_SUFFIXES:
+        return _SIZE_UNITS[unit[:1]]
+    return None
+
+
 def parse_size(value: object, origin: str) -> int:
     """Bytes from 123, "64M", "2G", "512k", "1.5GiB" (binary units)."""
+    split = _split_number(value.strip()) if isinstance(value, str) and value.isascii() else None
+    scale = _size_scale(split[1]) if split is not None else None
     if _is_int(value):
         number = value
-    elif isinstance(value, str) and (match := re.fullmatch(_SIZE, value.strip(),
-                                                           re.IGNORECASE | re.ASCII)):
-        digits, unit = match.groups()
-        scale = _SIZE_UNITS[unit.upper()]
-        number = (int(digits) * scale if "." not in digits
-                  else int(float(digits) * scale))
+    elif split is not None and scale is not None:
+        digits = split[0]
+        number = int(digits) * scale if "." not in digits else int(float(digits) * scale)
     else:
         raise ConfigError(f"bad size {value!r}", origin=origin, hint=SIZE_HINT)
     if number < 0:  # type: ignore[operator]
@@ -54,8 +78,9 @@ def parse_duration(value: object, origin: str) -> float:
     """Seconds from 30, 1.5, "10m", "250ms", "2h"; must be positive and finite."""
     if _is_int(value) or isinstance(value, float):
         seconds = float(value)  # type: ignore[arg-type]
-    elif isinstance(value, str) and (match := re.fullmatch(_DURATION, value.strip(), re.ASCII)):
-        number, unit = match.groups()
+    elif isinstance(value, str) and value.isascii() and \
+            (split := _split_number(value.strip())) is not None and split[1] in _DURATION_UNITS:
+        number, unit = split
         seconds = float(number) * _DURATION_UNITS[unit]
     else:
         raise ConfigError(f"bad duration {value!r}", origin=origin, hint=DURATION_HINT)
@@ -72,7 +97,8 @@ def parse_mode(value: object, origin: str) -> int:
     """File mode from an octal string ("0755", "1777") or an integer (0o755 = 493)."""
     if _is_int(value):
         mode = value
-    elif isinstance(value, str) and re.fullmatch(r"0?[0-7]{1,4}", value.strip()):
+    elif isinstance(value, str) and 0 < len(value.strip()) <= 5 and \
+            set(value.strip()) <= _OCTAL and (len(value.strip()) < 5 or value.strip()[0] == "0"):
         mode = int(value, 8)
     else:
         raise ConfigError(f'bad mode {value!r}: expected an octal string like "0755"',
