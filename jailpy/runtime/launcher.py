@@ -21,6 +21,7 @@ import errno
 import os
 import _signal as signal  # the C module: `signal` would import enum (ms at start-up)
 import time
+import warnings  # noqa: F401  os.execvpe imports it lazily (os.get_exec_path), after pivot_root
 
 from ..errors import (EXIT_JAILPY_FAILURE, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT,
                       SetupError)

@@ -70,7 +70,12 @@ class InHome:
 
 
 def snapshot(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
+    """Files under root, except jailpy's own caches (~/.cache/jailpy: parsed
+    profiles, ...), which any `jailpy run` may create."""
+    cache = {".cache", ".cache/jailpy"}
+    return {rel for p in root.rglob("*")
+            if (rel := str(p.relative_to(root))) not in cache and
+            not rel.startswith(".cache/jailpy/")}
 
 
 def parse(output: str) -> dict[str, str]:

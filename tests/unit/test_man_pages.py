@@ -14,6 +14,7 @@ import pytest
 from jailpy.cli import main
 from jailpy.policy import BIND_KINDS
 from jailpy.profile import schema
+from profile_env import profiles  # noqa: F401  (fixture)
 
 MAN = Path(__file__).resolve().parents[2] / "man"
 

@@ -11,6 +11,7 @@ import pytest
 
 from jailpy.profile import cache as cache_module
 from jailpy.profile.cache import _FILE
+from profile_env import profiles  # noqa: F401  (fixture)
 
 OLD = time.time() - 3600
 

@@ -20,6 +20,7 @@ from jailpy.plan import Caller, build_plan
 from jailpy.policy import MOUNT_KINDS
 from jailpy.profile import emit, resolve_policy, schema
 from jailpy.profile.loader import shipped_profiles_dir
+from profile_env import profiles  # noqa: F401  (fixture)
 
 SHIPPED = sorted(shipped_profiles_dir().glob("*.toml"))
 SETTINGS = settings(max_examples=int(__import__("os").environ.get("FUZZ_N", "150")), deadline=None, derandomize=not __import__("os").environ.get("FUZZ_N"),

@@ -8,6 +8,7 @@ import pytest
 
 from jailpy.errors import ConfigError
 from jailpy.profile.loader import Layer, shipped_profiles_dir
+from profile_env import profiles  # noqa: F401  (fixture)
 
 BASE = """description = "base"
 [filesystem]

@@ -7,6 +7,7 @@ import pytest
 from jailpy.errors import EXIT_JAILPY_FAILURE, ConfigError
 from jailpy.profile import schema
 from jailpy.profile.schema import Field
+from profile_env import profiles  # noqa: F401  (fixture)
 
 
 def _err(profiles, text: str) -> ConfigError:

@@ -1,4 +1,6 @@
-"""Helpers for unit tests of the profile machinery: no kernel, no test user."""
+"""The `profiles` fixture for unit tests of the profile machinery: no kernel, no
+test user. Imported by the test modules that use it (not a conftest.py, which
+would shadow tests/conftest.py for `from conftest import ...`)."""
 
 from __future__ import annotations
 
