@@ -104,3 +104,44 @@ def test_strict_has_no_shell(jailpy):
     result = jailpy.run(["run", "-p", "strict", "--", "sh", "-c", "true"])
     assert result.returncode == 127, result.stderr
     assert "command not found" in result.stderr
+
+
+_CONNECT = ("import socket, sys; s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), 5);"
+            " print(s.recv(16).decode())")
+
+
+def test_net_client_reaches_a_host_service_and_default_does_not(jailpy):
+    """net-client shares the host's network; the counterpart is the default profile."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(10)
+    port = server.getsockname()[1]
+
+    def serve() -> None:
+        try:
+            conn, _ = server.accept()
+            conn.sendall(b"hello")
+            conn.close()
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        result = jailpy.run(["run", "-p", "net-client", "--", "python3", "-c", _CONNECT,
+                             str(port)])
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "hello\n"
+        check = jailpy.sandbox("test -r /etc/resolv.conf && ls -A \"$HOME\" | wc -l",
+                               "-p", "net-client")
+        assert check.stdout.split() == ["0"], check
+        blocked = jailpy.run(["run", "-p", "default", "--", "python3", "-c", _CONNECT,
+                              str(port)])
+        assert blocked.returncode != 0
+        assert "ConnectionRefusedError" in blocked.stderr or "Network is unreachable" in \
+            blocked.stderr, blocked.stderr
+    finally:
+        server.close()
+        thread.join(5)
