@@ -49,8 +49,10 @@ class ParseCache:
     """Parsed documents by path; load lazily, save once at the end if changed."""
 
     def __init__(self, env: dict[str, str]):
-        root = env.get("XDG_CACHE_HOME") or os.path.join(env.get("HOME") or "/", ".cache")
-        self.directory = os.path.join(root, "jailpy") if os.path.isabs(root) else None
+        root = env.get("XDG_CACHE_HOME") or ""
+        if not root.startswith("/"):  # the XDG spec: relative values are ignored
+            root = os.path.join(env.get("HOME") or "", ".cache")
+        self.directory = os.path.join(root, "jailpy") if root.startswith("/") else None
         self.entries: dict[str, tuple[StatKey, dict[str, Any]]] | None = None
         self.dirty = False
 

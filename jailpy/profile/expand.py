@@ -27,37 +27,50 @@ _USER_DIRS = {
 
 
 def _user_dirs(home: str, config_home: str) -> dict[str, str]:
+    """XDG user dirs from user-dirs.dirs (absolute or $HOME-relative values only),
+    else the English defaults under home."""
     found: dict[str, str] = {}
     try:
-        with open(os.path.join(config_home, "user-dirs.dirs")) as f:
+        with open(os.path.join(config_home, "user-dirs.dirs"), encoding="utf-8") as f:
             for line in f:
                 key, sep, value = line.strip().partition("=")
-                if sep and not key.startswith("#"):
-                    found[key] = value.strip().strip('"').replace("$HOME", home)
-    except OSError:
+                value = value.strip().strip('"').replace("$HOME", home)
+                if sep and not key.startswith("#") and value.startswith("/"):
+                    found[key] = value
+    except (OSError, ValueError):  # unreadable, or not UTF-8: use the defaults
         pass
-    return {name: found.get(key, f"{home}/{default}") for name, (key, default) in
+    base = "" if home == "/" else home
+    return {name: found.get(key, f"{base}/{default}") for name, (key, default) in
             _USER_DIRS.items()}
+
+
+def _absolute(env: Mapping[str, str], name: str) -> str | None:
+    """$name when it is an absolute path (the XDG spec says to ignore relative ones)."""
+    value = env.get(name) or ""
+    return value if value.startswith("/") else None
 
 
 def standard_variables(env: Mapping[str, str], uid: int, gid: int, cwd: str | None,
                        profile_dir: str | None = None) -> dict[str, str]:
     """The variables a profile may use, derived from the caller's environment."""
-    try:
-        entry = pwd.getpwuid(uid)
-        user, home = entry.pw_name, entry.pw_dir
-    except KeyError:
-        user, home = str(uid), "/"
-    home = env.get("HOME") or home
-    config = env.get("XDG_CONFIG_HOME") or f"{home}/.config"
+    home, user = _absolute(env, "HOME"), env.get("USER")
+    if home is None or not user:
+        try:
+            entry = pwd.getpwuid(uid)
+            home, user = home or entry.pw_dir, user or entry.pw_name
+        except KeyError:
+            home, user = home or "/", user or str(uid)
+    home = home.rstrip("/") or "/"
+    base = "" if home == "/" else home
+    config = _absolute(env, "XDG_CONFIG_HOME") or f"{base}/.config"
     variables = {
-        "HOME": home, "USER": env.get("USER") or user, "UID": str(uid), "GID": str(gid),
+        "HOME": home, "USER": user, "UID": str(uid), "GID": str(gid),
         "CWD": cwd or "/",
-        "XDG_RUNTIME_DIR": env.get("XDG_RUNTIME_DIR") or f"/run/user/{uid}",
+        "XDG_RUNTIME_DIR": _absolute(env, "XDG_RUNTIME_DIR") or f"/run/user/{uid}",
         "XDG_CONFIG_HOME": config,
-        "XDG_DATA_HOME": env.get("XDG_DATA_HOME") or f"{home}/.local/share",
-        "XDG_CACHE_HOME": env.get("XDG_CACHE_HOME") or f"{home}/.cache",
-        "TMPDIR": env.get("TMPDIR") or "/tmp",
+        "XDG_DATA_HOME": _absolute(env, "XDG_DATA_HOME") or f"{base}/.local/share",
+        "XDG_CACHE_HOME": _absolute(env, "XDG_CACHE_HOME") or f"{base}/.cache",
+        "TMPDIR": _absolute(env, "TMPDIR") or "/tmp",
     }
     variables.update(_user_dirs(home, config))
     if profile_dir is not None:

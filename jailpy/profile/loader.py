@@ -52,7 +52,9 @@ def shipped_profiles_dir() -> "Path":
 
 def search_path(env: dict[str, str]) -> list[tuple[str, str]]:
     """(label, directory) in search order: user, system, shipped."""
-    config = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or "/", ".config")
+    config = env.get("XDG_CONFIG_HOME") or ""
+    if not config.startswith("/"):  # the XDG spec: relative values are ignored
+        config = os.path.join(env.get("HOME") or "/", ".config")
     return [("user", os.path.join(config, "jailpy", "profiles")),
             ("system", "/etc/jailpy/profiles"),
             ("shipped", _shipped_dir())]

@@ -268,3 +268,19 @@ def test_cli_layer_is_validated_like_a_file():
     with pytest.raises(ConfigError) as info:
         validate_document({"process": {"cwd": "relative"}}, "command line")
     assert info.value.origin == "command line: process.cwd"
+
+
+def test_relative_xdg_variables_are_ignored_and_bad_user_dirs_file_is_harmless(profiles):
+    from jailpy.profile.expand import standard_variables
+
+    env = {"HOME": "/home/a/", "USER": "a", "XDG_CONFIG_HOME": "rel", "XDG_CACHE_HOME": "x",
+           "TMPDIR": "tmp"}
+    variables = standard_variables(env, 1000, 1000, "/")
+    assert variables["HOME"] == "/home/a"
+    assert variables["XDG_CONFIG_HOME"] == "/home/a/.config"
+    assert variables["XDG_CACHE_HOME"] == "/home/a/.cache" and variables["TMPDIR"] == "/tmp"
+    (profiles.root / "config").mkdir(exist_ok=True)
+    (profiles.root / "config" / "user-dirs.dirs").write_bytes(
+        b'XDG_MUSIC_DIR="rel/Music"\nXDG_VIDEOS_DIR="\xff"\n')
+    variables = standard_variables(profiles.env, 1000, 1000, "/")
+    assert variables["MUSIC"] == profiles.env["HOME"] + "/Music"
