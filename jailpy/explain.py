@@ -53,7 +53,15 @@ def describe_op(op: MountOp) -> str:
         extras.append("optional")
     if extras:
         text += f" ({', '.join(extras)})"
-    return f"{text}    [{short_origin(op.origin)}]" if op.origin else text
+    return f"{text}    [{op.origin}]" if op.origin else text
+
+
+def _shorten(line: str) -> str:
+    """Abbreviate the trailing "[origin]" that section lines of every area end with."""
+    head, sep, origin = line.rpartition("    [")
+    if not sep or not origin.endswith("]"):
+        return line
+    return f"{head}    [{short_origin(origin[:-1])}]"
 
 
 def core_sections(plan: Plan) -> list[Section]:
@@ -118,7 +126,7 @@ def blocks(plan: Plan) -> list[Section]:
     """Every section, in display order, ending with what this machine lacks."""
     out: list[Section] = []
     for provider in SECTION_PROVIDERS:
-        out.extend(provider(plan))
+        out.extend((title, [_shorten(line) for line in body]) for title, body in provider(plan))
     out.extend(machine_section(plan))
     return out
 

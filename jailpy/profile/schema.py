@@ -111,8 +111,8 @@ def _env_name(name: Any, origin: str) -> None:
 
 def _env_table(table: Any, origin: str) -> None:
     for name, value in table.items():
-        _env_name(name, f"{origin}.{_k(name)}")
-        _no_nul(value, f"{origin}.{_k(name)}")
+        _env_name(name, f"{origin}.{key_part(name)}")
+        _no_nul(value, f"{origin}.{key_part(name)}")
 
 
 def _hostname(name: Any, origin: str) -> None:
@@ -284,12 +284,10 @@ def key_part(name: str) -> str:
     return key(name)
 
 
-_k = key_part
-
 
 def _q(name: str) -> str:
     """A key quoted for a message, on one line whatever it contains."""
-    quoted = _k(name)
+    quoted = key_part(name)
     return f"'{quoted}'" if quoted == name else quoted
 
 
@@ -330,7 +328,7 @@ def check_structure(doc: dict[str, Any], source: str) -> None:
     for key, value in doc.items():
         spec = SCHEMA.get(key)
         if spec is None:
-            raise _unknown(key, list(SCHEMA), f"{source}: {_k(key)}", None)
+            raise _unknown(key, list(SCHEMA), f"{source}: {key_part(key)}", None)
         if isinstance(spec, Field):
             _check_type(spec, value, f"{source}: {key}")
             continue
@@ -338,7 +336,7 @@ def check_structure(doc: dict[str, Any], source: str) -> None:
             raise ConfigError(f"expected a table ([{key}]), got {_type_of(value)}",
                               origin=f"{source}: {key}")
         for sub, subvalue in value.items():
-            origin = f"{source}: {key}.{_k(sub)}"
+            origin = f"{source}: {key}.{key_part(sub)}"
             field = spec.get(sub)
             if field is None:
                 raise _unknown(sub, list(spec), origin, key)
@@ -413,11 +411,11 @@ def check_mount_structure(entry: Any, origin: str) -> None:
         if key not in MOUNT_KEYS and not (key.endswith("-try") and key[:-4] in BIND_KINDS) \
                 and key not in MOUNT_OPTION_KEYS:
             choices = [*MOUNT_KEYS, *MOUNT_OPTION_KEYS]
-            raise _unknown(key, choices, f"{origin}.{_k(key)}", "filesystem")
+            raise _unknown(key, choices, f"{origin}.{key_part(key)}", "filesystem")
     kind, _ = mount_kind(entry, origin)
     allowed = set(MOUNT_KEYS[kind]) | {kind, kind + "-try"}
     for key, value in entry.items():
-        where = f"{origin}.{_k(key)}"
+        where = f"{origin}.{key_part(key)}"
         if key not in allowed:
             raise ConfigError(f"'{key}' does not apply to a {kind} op", origin=where,
                               hint=f"a {kind} op takes {', '.join(MOUNT_KEYS[kind]) or 'no other keys'}")
