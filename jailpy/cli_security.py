@@ -101,8 +101,12 @@ def landlock_listing(policy) -> list[str]:
     from .landlock_rules import derive, describe
     from .linux.landlock import abi_version
 
+    from .api import Sandbox
+
     abi, why = abi_version()
-    return [f"profile {policy.name}: landlock", *describe(derive(policy), abi, why)]
+    plan = Sandbox(policy).plan(["true"])  # with the ops the planner adds (desktop, ...)
+    return [f"profile {policy.name}: landlock",
+            *describe(derive(policy, plan.mount_ops), abi, why)]
 
 
 def _export(policy, path: str) -> None:

@@ -100,8 +100,12 @@ def _ports(*lists: tuple[int, ...] | None) -> tuple[int, ...] | None:
     return tuple(sorted({port for ports in given for port in ports}))
 
 
-def derive(policy: Policy) -> LandlockRules | None:
-    """The Landlock rules a policy asks for (None when Landlock is off)."""
+def derive(policy: Policy, ops: tuple[MountOp, ...] | None = None) -> LandlockRules | None:
+    """The Landlock rules a policy asks for (None when Landlock is off).
+
+    `ops` are the plan's mount ops when there is a plan: they include what the
+    planner adds to the profile's own (desktop sockets, the workspace).
+    """
     spec = policy.landlock
     net = policy.network
     if not spec.enabled:
@@ -118,7 +122,8 @@ def derive(policy: Policy) -> LandlockRules | None:
         paths = [PathRule("/", frozenset({READ, WRITE, EXECUTE, IOCTL}), False,
                           "namespaces.mount = false")]
     else:
-        paths = _from_mounts(policy.filesystem.ops, policy.filesystem.root_readonly)
+        paths = _from_mounts(policy.filesystem.ops if ops is None else ops,
+                             policy.filesystem.root_readonly)
     for key, access in (("read", {READ}), ("write", {READ, WRITE}),
                         ("execute", {READ, EXECUTE})):
         for i, path in enumerate(getattr(spec, key)):

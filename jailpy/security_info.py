@@ -22,7 +22,7 @@ def explain_sections(plan) -> list[tuple[str, list[str]]]:
     lines = [f"capabilities kept: {kept} (bounding, permitted, effective, inheritable and "
              "ambient sets cleared of everything else; securebits locked)",
              "no_new_privs yes",
-             *describe(derive(policy), abi, why),
+             *describe(derive(policy, plan.mount_ops), abi, why),
              *summary(resolve(policy.seccomp)),
              "execve"]
     return [("security (applied in this order, right before execve)", lines)]

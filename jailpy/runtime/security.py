@@ -49,7 +49,7 @@ def prepare(plan: Plan) -> Plan:
     """Decide every privilege layer on the host; returns the plan carrying them."""
     capability_numbers(plan.keep_caps)
     program = _program(plan.policy.seccomp)
-    setup = landlock.prepare(derive_landlock(plan.policy))
+    setup = landlock.prepare(derive_landlock(plan.policy, plan.mount_ops))
     return plan.replace(security=TargetSecurity(setup, program))
 
 

@@ -70,7 +70,10 @@ class InHome:
 
 
 def snapshot(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
+    # Compiled seccomp filters are cached in ~/.cache/jailpy by any run: not wrap's.
+    return {str(p.relative_to(root)) for p in root.rglob("*")
+            if str(p.relative_to(root)) not in (".cache", ".cache/jailpy")
+            and not str(p.relative_to(root)).startswith(".cache/jailpy/")}
 
 
 def parse(output: str) -> dict[str, str]:
