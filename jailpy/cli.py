@@ -213,5 +213,15 @@ def unwrap_cmd(app: str, bin_dir: str | None) -> None:
     click.echo(f"unwrapped {record.app}")
 
 
+def _add_security_commands() -> None:
+    """`jailpy profile show --seccomp/--landlock/--export-bpf` (cli_security.py)."""
+    from .cli_security import attach_profile_commands
+
+    attach_profile_commands(main)
+
+
+_add_security_commands()  # keep this after every other command definition
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -97,8 +97,15 @@ def limits_checks() -> list[Check]:
     return check_rows()
 
 
+def _security_checks() -> list[Check]:
+    from .security_info import security_checks
+
+    return security_checks()
+
+
 #: Providers of check rows, in display order. Feature areas append theirs.
-CHECK_PROVIDERS: list[Callable[[], list[Check]]] = [core_checks, limits_checks, desktop_checks]
+CHECK_PROVIDERS: list[Callable[[], list[Check]]] = [
+    core_checks, limits_checks, desktop_checks, _security_checks]
 
 
 def collect() -> list[Check]:

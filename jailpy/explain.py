@@ -100,9 +100,15 @@ def limits_sections(plan: Plan) -> list[Section]:
     return explain_sections(plan)
 
 
+def _security_sections(plan: Plan) -> list[Section]:
+    from .security_info import explain_sections
+
+    return explain_sections(plan)
+
+
 #: Section renderers, in display order. Feature areas append theirs.
 SECTION_PROVIDERS: list[Callable[[Plan], list[Section]]] = [
-    core_sections, limits_sections, desktop_sections]
+    core_sections, limits_sections, desktop_sections, _security_sections]
 
 
 #: Words --explain highlights on a terminal.

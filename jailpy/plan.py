@@ -70,6 +70,8 @@ class Plan(Record):
     #: Desktop pieces (jailpy/desktop/planner.py); their ops and env are already
     #: part of mount_ops and env, this keeps the host-side specs and notes.
     desktop: "DesktopPlan | None" = None
+    #: Privilege layers decided on the host right before fork (runtime/security.py).
+    security: object | None = None
 
     @property
     def new_pid_ns(self) -> bool:

@@ -81,21 +81,36 @@ class Capabilities(Record):
 
 
 class SeccompPolicy(Record):
-    """Seccomp settings; enabled=False means no filter is installed."""
+    """Seccomp settings (resolved to rules by jailpy/seccomp_rules.py).
 
-    enabled: bool = False
+    Deny-list mode (default_action "allow") always refuses @default plus
+    `deny`, minus the `allow` exceptions; allow-list mode (default_action
+    "deny") permits `allow` minus `deny`. `origins` maps "deny[3]",
+    "action", ... to the profile key or option that set them.
+    """
+
+    enabled: bool = True
     default_action: str = "allow"
     deny: tuple[str, ...] = ()
     allow: tuple[str, ...] = ()
     action: str = "errno:EPERM"
-    allow_userns: bool = True
+    actions: tuple[tuple[str, str], ...] = ()
+    allow_userns: bool = False
     block_tty_injection: bool = True
     bad_arch_action: str = "kill-process"
+    origins: tuple[tuple[str, str], ...] = ()
 
 
 class LandlockPolicy(Record):
-    enabled: bool = False
+    """Landlock settings (rules derived by jailpy/landlock_rules.py).
+
+    from_mounts derives filesystem rules from the mount plan; read/write/
+    execute add paths; connect_tcp/bind_tcp = None leaves TCP unrestricted.
+    """
+
+    enabled: bool = True
     best_effort: bool = False
+    from_mounts: bool = True
     read: tuple[str, ...] = ()
     write: tuple[str, ...] = ()
     execute: tuple[str, ...] = ()
@@ -103,6 +118,7 @@ class LandlockPolicy(Record):
     bind_tcp: tuple[int, ...] | None = None
     scope_signals: bool = False
     scope_abstract_unix: bool = False
+    origins: tuple[tuple[str, str], ...] = ()
 
 
 class Network(Record):

@@ -121,6 +121,11 @@ def overrides_layer(order: list[str], opts: "dict[str, Any]") -> "Layer":
         sections, limit_origins = cli_sections(opts)
         doc.update(sections)
         item_origins.update(limit_origins)
+    from .security_opts import security_layer
+
+    security_doc, security_origins = security_layer(opts)
+    doc.update(security_doc)
+    item_origins.update(security_origins)
     doc = {k: v for k, v in doc.items() if v}
     for key in ("uid", "gid", "map_all", "hostname", "argv0"):
         item_origins[f"{'identity' if key in ('uid', 'gid', 'map_all') else 'process'}.{key}"] = \

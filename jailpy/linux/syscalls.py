@@ -68,6 +68,11 @@ PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
+PR_CAPBSET_READ = 23
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_IS_SET = 1
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _NUMBERS = {
     "x86_64": {
@@ -180,10 +185,28 @@ def close_range_cloexec(first: int) -> None:
     _check(res, "close_range")
 
 
-def prctl(option: int, arg2: int = 0) -> None:
-    res = _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(0),
+def prctl(option: int, arg2: int = 0, arg3: int = 0) -> int:
+    res = _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
                       ctypes.c_ulong(0), ctypes.c_ulong(0))
-    _check(res, "prctl")
+    return _check(res, "prctl")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def capget() -> tuple[int, int, int]:
+    """This thread's (effective, permitted, inheritable) sets as 64-bit masks."""
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    join = lambda f: getattr(data[0], f) | getattr(data[1], f) << 32  # noqa: E731
+    return join("effective"), join("permitted"), join("inheritable")
 
 
 def sethostname(name: str) -> None:

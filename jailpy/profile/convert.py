@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 from ..errors import ConfigError
 from ..policy import (BIND_KINDS, Capabilities, Environment, Filesystem, Identity, MountOp,
                       Namespaces, Network, Policy, Process)
-from . import schema
+from . import schema, security
 from .merge import Merged
 from .values import (normalize_path, parse_duration, parse_mode, parse_size,  # noqa: F401
                      require_absolute)
@@ -89,7 +89,9 @@ def to_policy(merged: Merged, name: str) -> Policy:
         process=Process(hostname=proc.get("hostname"), cwd=proc.get("cwd"),
                         argv0=proc.get("argv0"), new_session=proc.get("new_session", True),
                         die_with_parent=proc.get("die_with_parent", True)),
-        capabilities=Capabilities(keep=tuple(section("capabilities").get("keep", ()))),
+        capabilities=Capabilities(keep=security.capability_names(data)),
+        seccomp=security.seccomp_policy(data, origins),
+        landlock=security.landlock_policy(data, origins),
         network=Network(mode=mode),
         desktop=_desktop(section("desktop"), origins, ns.mount),
         **_limits_and_workspace(merged),

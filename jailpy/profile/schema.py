@@ -198,10 +198,29 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
         "keep": _f(STRS, "Capabilities (CAP_*) kept inside the user namespace."),
     },
     "seccomp": {
-        "enabled": _f(BOOL, "Install a seccomp filter.", supported=False),
+        "enabled": _f(BOOL, "Install a seccomp filter (default true)."),
+        "default_action": _f(STR, "\"allow\": deny-list mode (default); \"deny\": allow-list."),
+        "deny": _f(STRS, "Syscalls and @groups refused (deny-list: in addition to @default)."),
+        "allow": _f(STRS, "Syscalls and @groups allowed (allow-list), or exceptions (deny-list)."),
+        "action": _f(STR, "What a refused call gets: errno[:NAME] (EPERM), kill-process, "
+                     "kill-thread, trap, log."),
+        "actions": _f(STRMAP, "Per-syscall or per-@group action overrides."),
+        "allow_userns": _f(BOOL, "Allow creating user namespaces inside (default false)."),
+        "block_tty_injection": _f(BOOL, "Refuse the TIOCSTI and TIOCLINUX ioctls (default true)."),
+        "bad_arch_action": _f(STR, "Action for foreign ABIs (i386, x32): default kill-process."),
     },
     "landlock": {
-        "enabled": _f(BOOL, "Restrict filesystem access with Landlock.", supported=False),
+        "enabled": _f(BOOL, "Restrict file access with Landlock (default true)."),
+        "best_effort": _f(BOOL, "Run without what the kernel's Landlock ABI lacks."),
+        "from_mounts": _f(BOOL, "Derive filesystem rules from the mount plan (default true)."),
+        "read": _f(STRS, "Paths inside the sandbox readable beneath."),
+        "write": _f(STRS, "Paths inside the sandbox readable and writable beneath."),
+        "execute": _f(STRS, "Paths inside the sandbox readable and executable beneath."),
+        "connect_tcp": _f(PORTS, "TCP ports connect() may reach; unset: unrestricted."),
+        "bind_tcp": _f(PORTS, "TCP ports bind() may use; unset: unrestricted."),
+        "scope_signals": _f(BOOL, "Refuse signals to processes outside the sandbox."),
+        "scope_abstract_unix": _f(BOOL, "Refuse connecting to abstract unix sockets "
+                                  "outside the sandbox."),
     },
     "network": {
         "mode": _f(STR, "none, host, slirp4netns or pasta."),
@@ -379,6 +398,9 @@ def _check_values(doc: dict[str, Any], source: str) -> None:
         from ..desktop.config import check_section
 
         check_section(doc["desktop"], f"{source}: desktop")
+    from .security import check_values as _check_security
+
+    _check_security(doc, source)
 
 
 def _validate_key_path(path: str, origin: str) -> None:

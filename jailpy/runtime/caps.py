@@ -1,51 +1,83 @@
-"""Capability drop for the target, through python-prctl.
+"""Capability drop for pid 1 and the target, through python-prctl.
 
 A process that created a user namespace holds every capability inside it.
 Before execve the target gives all of them up except those the policy keeps,
 and locks the securebits so that root inside cannot regain them through
-execve of a setuid-root or file-capability binary.
+execve of a setuid-root or file-capability binary. Kept capabilities are
+raised in the ambient set so they survive execve for a non-root uid too.
+
+The drop covers every capability the running kernel knows (probed with
+PR_CAPBSET_READ), not only those python-prctl was built with, and is
+verified with capget afterwards: a set that still holds more than was kept
+is a set-up error, never a silent leak.
 """
 
 from __future__ import annotations
 
-import ctypes
-
+import _prctl
 import prctl
 
-from ..errors import ConfigError
+from ..errors import SetupError
+from ..linux import syscalls as sc
+from ..linux.capabilities import CAPABILITIES, capability_numbers
 
-_PR_CAP_AMBIENT = 47
-_PR_CAP_AMBIENT_RAISE = 2
-_PR_CAP_AMBIENT_CLEAR_ALL = 4
+#: SECBIT_NOROOT, NO_SETUID_FIXUP and KEEP_CAPS, each with its lock bit.
+LOCKED_SECUREBITS = 0b101111
 
 
-def capability_numbers(names: tuple[str, ...]) -> list[int]:
-    """Translate CAP_* names; unknown names are a configuration error."""
-    numbers = []
-    for name in names:
-        value = getattr(prctl, name.upper(), None) if name.upper().startswith("CAP_") else None
-        if not isinstance(value, int):
-            raise ConfigError(f"unknown capability {name!r}", origin="capabilities.keep")
-        numbers.append(value)
-    return numbers
+def last_capability() -> int:
+    """The highest capability number this kernel knows."""
+    cap = max(CAPABILITIES.values())
+    while cap < 63:
+        try:
+            sc.prctl(sc.PR_CAPBSET_READ, cap + 1)
+        except OSError:
+            break
+        cap += 1
+    return cap
 
 
 def drop_capabilities(keep: tuple[str, ...] = ()) -> None:
     """Leave exactly `keep` in the bounding, permitted, effective, inheritable and
     ambient sets, with securebits locked so execve cannot add anything back."""
     kept = set(capability_numbers(keep))
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-    for cap in prctl.ALL_CAPS:
+    try:
+        _drop(kept)
+    except OSError as exc:
+        raise SetupError(f"cannot drop capabilities: {exc.strerror or exc}",
+                         origin="capabilities") from exc
+
+
+def _drop(kept: set[int]) -> None:
+    last = last_capability()
+    sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
+    for cap in range(last + 1):
         if cap not in kept:
-            prctl.capbset_drop(cap)
+            _prctl.prctl(_prctl.PR_CAPBSET_DROP, cap)
     prctl.securebits.noroot = True
     prctl.securebits.noroot_locked = True
     prctl.securebits.no_setuid_fixup = True
     prctl.securebits.no_setuid_fixup_locked = True
     prctl.securebits.keep_caps_locked = True
-    prctl.cap_inheritable.limit(*kept)
-    for cap in kept:
-        libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, cap, 0, 0)
-    prctl.cap_effective.limit(*kept)
-    prctl.cap_permitted.limit(*kept)
+    known = set(prctl.ALL_CAPS)
+    prctl.cap_inheritable.limit(*(kept & known))
+    if kept:  # ambient needs the capability in the inheritable set too
+        prctl.set_caps(*((cap, prctl.CAP_INHERITABLE, True) for cap in sorted(kept)))
+    for cap in sorted(kept):
+        sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, cap)
+    prctl.cap_effective.limit(*(kept & known))
+    prctl.cap_permitted.limit(*(kept & known))
+    _verify(kept, last)
+
+
+def _verify(kept: set[int], last: int) -> None:
+    mask = sum(1 << cap for cap in kept)
+    effective, permitted, inheritable = sc.capget()
+    leftover = (effective | permitted | inheritable) & ~mask
+    leftover |= sum(1 << cap for cap in range(last + 1)
+                    if cap not in kept and sc.prctl(sc.PR_CAPBSET_READ, cap))
+    if leftover:
+        raise SetupError(f"capabilities still held after the drop: {leftover:#x}",
+                         origin="capabilities",
+                         hint="this kernel knows capabilities python-prctl does not; "
+                              "please report it")

@@ -30,7 +30,7 @@ from ..plan import Plan
 from ..record import Record
 # Everything the processes inside need is imported here, before any pivot_root:
 # after it, the interpreter's own files may not be visible any more.
-from . import caps, channel, init, mounts, netdev, target, userns
+from . import caps, channel, init, mounts, netdev, security, target, userns
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ def launch(plan: Plan, host_steps: tuple["HostStep", ...] = (),
            on_started: "Callable[[int], None] | None" = None) -> Result:
     """Run the plan to completion; raises JailpyError for set-up failures."""
     start = time.monotonic()
+    plan = security.prepare(plan)
     enforcer = _enforcer(plan, start)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC) if host_steps else (-1, -1)

@@ -2,8 +2,8 @@
 
 Order matters: things that need privileges (rlimits above the soft limit,
 Landlock rule creation) come before the capability drop; no_new_privs comes
-before seccomp, and seccomp comes last so the filter never has to allow the
-set-up calls themselves.
+before Landlock and seccomp, and seccomp comes last so the filter never has
+to allow the set-up calls themselves (see runtime/security.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import _signal as signal  # the C module: `signal` would import enum (ms at star
 from ..errors import SetupError
 from ..linux import syscalls as sc
 from ..plan import Plan
-from .caps import drop_capabilities
+from . import security
 
 
 def choose_cwd(plan: Plan) -> str:
@@ -51,5 +51,4 @@ def prepare_target(plan: Plan, keep_fds: tuple[int, ...] = ()) -> None:
         from .rlimits import apply_rlimits  # imported by the supervisor before fork
 
         apply_rlimits(plan.policy.limits)
-    drop_capabilities(plan.keep_caps)
-    sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    security.apply(plan)  # capabilities, no_new_privs, Landlock, seccomp: keep this last

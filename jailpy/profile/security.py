@@ -1,0 +1,130 @@
+"""Profile sections for the privilege layers: [capabilities], [seccomp], [landlock].
+
+check_values() runs per file during validation, so a bad capability name,
+seccomp group or action names the file and key. Syscall names are checked
+against libseccomp when the filter is compiled (runtime/seccomp.py), which
+keeps libseccomp out of profile loading. The converters build the Policy
+parts and remember, for each value, which file or option set it.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+from ..errors import ConfigError
+from ..linux.capabilities import CAPABILITIES, canonical
+from ..policy import LandlockPolicy, SeccompPolicy
+from ..seccomp_rules import BAD_ARCH_ACTIONS, GROUPS, group_hint, parse_action
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _syscall_shaped(name: str) -> bool:
+    return bool(name) and not name[0].isdigit() and set(name) <= _NAME_CHARS
+
+
+def check_values(doc: dict[str, Any], source: str) -> None:
+    from .schema import suggest
+
+    for i, name in enumerate(doc.get("capabilities", {}).get("keep", [])):
+        if canonical(name) not in CAPABILITIES:
+            raise ConfigError(f"unknown capability {name!r}",
+                              origin=f"{source}: capabilities.keep[{i}]",
+                              hint=suggest(canonical(name), list(CAPABILITIES)))
+    sec = doc.get("seccomp", {})
+    if "action" in sec:
+        parse_action(sec["action"], f"{source}: seccomp.action")
+    if "bad_arch_action" in sec:
+        parse_action(sec["bad_arch_action"], f"{source}: seccomp.bad_arch_action",
+                     BAD_ARCH_ACTIONS)
+    if sec.get("default_action", "allow") not in ("allow", "deny"):
+        raise ConfigError(f"expected \"allow\" (deny-list) or \"deny\" (allow-list), got "
+                          f"{sec['default_action']!r}", origin=f"{source}: seccomp.default_action")
+    for key in ("deny", "allow"):
+        for i, entry in enumerate(sec.get(key, [])):
+            check_entry(entry, f"{source}: seccomp.{key}[{i}]")
+    for name, action in sec.get("actions", {}).items():
+        check_entry(name, f"{source}: seccomp.actions.{name}")
+        parse_action(action, f"{source}: seccomp.actions.{name}")
+    for key in ("read", "write", "execute"):
+        for i, path in enumerate(doc.get("landlock", {}).get(key, [])):
+            if not path.startswith("/"):
+                raise ConfigError(f"path must be absolute: {path!r}",
+                                  origin=f"{source}: landlock.{key}[{i}]")
+
+
+def check_entry(entry: str, origin: str) -> None:
+    """A seccomp list entry: a known @group or something shaped like a syscall name."""
+    if entry.startswith("@"):
+        if entry not in GROUPS:
+            raise ConfigError(f"unknown seccomp group {entry!r}", origin=origin,
+                              hint=group_hint(entry))
+    elif not _syscall_shaped(entry):
+        raise ConfigError(f"not a syscall name: {entry!r}", origin=origin,
+                          hint="use a name like \"ptrace\" or a group like \"@mount\"")
+
+
+def _origins(section: str, data: dict[str, Any], origins: dict[str, Any]) -> tuple:
+    """Per-value origins of one section: 'deny[2]' -> 'file: seccomp.deny[2]'."""
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        path = f"{section}.{key}"
+        if isinstance(value, list):
+            for i, where in enumerate(origins.get(path, [])):
+                out[f"{key}[{i}]"] = where
+        elif isinstance(value, dict):
+            for name in value:
+                src = origins.get(f"{path}.{name}", "profile")
+                out[f"{key}.{name}"] = _scalar_origin(src, f"{path}.{name}")
+        else:
+            out[key] = _scalar_origin(origins.get(path, "profile"), path)
+    return tuple(sorted(out.items()))
+
+
+def _scalar_origin(source: str, path: str) -> str:
+    return source if source.startswith("--") or ": " in source else f"{source}: {path}"
+
+
+def seccomp_policy(data: dict[str, Any], origins: dict[str, Any]) -> SeccompPolicy:
+    sec = data.get("seccomp", {})
+    defaults = SeccompPolicy()
+    return SeccompPolicy(
+        enabled=sec.get("enabled", defaults.enabled),
+        default_action=sec.get("default_action", defaults.default_action),
+        deny=tuple(sec.get("deny", ())),
+        allow=tuple(sec.get("allow", ())),
+        action=sec.get("action", defaults.action),
+        actions=tuple(sec.get("actions", {}).items()),
+        allow_userns=sec.get("allow_userns", defaults.allow_userns),
+        block_tty_injection=sec.get("block_tty_injection", defaults.block_tty_injection),
+        bad_arch_action=sec.get("bad_arch_action", defaults.bad_arch_action),
+        origins=_origins("seccomp", sec, origins),
+    )
+
+
+def landlock_policy(data: dict[str, Any], origins: dict[str, Any]) -> LandlockPolicy:
+    ll = data.get("landlock", {})
+    defaults = LandlockPolicy()
+    ports = lambda key: tuple(ll[key]) if key in ll else None  # noqa: E731
+    return LandlockPolicy(
+        enabled=ll.get("enabled", defaults.enabled),
+        best_effort=ll.get("best_effort", defaults.best_effort),
+        from_mounts=ll.get("from_mounts", defaults.from_mounts),
+        read=tuple(ll.get("read", ())), write=tuple(ll.get("write", ())),
+        execute=tuple(ll.get("execute", ())),
+        connect_tcp=ports("connect_tcp"), bind_tcp=ports("bind_tcp"),
+        scope_signals=ll.get("scope_signals", defaults.scope_signals),
+        scope_abstract_unix=ll.get("scope_abstract_unix", defaults.scope_abstract_unix),
+        origins=_origins("landlock", ll, origins),
+    )
+
+
+def capability_names(data: dict[str, Any]) -> tuple[str, ...]:
+    """Kept capabilities, canonical and without duplicates, in order."""
+    names: list[str] = []
+    for name in data.get("capabilities", {}).get("keep", ()):
+        if canonical(name) not in names:
+            names.append(canonical(name))
+    return tuple(names)

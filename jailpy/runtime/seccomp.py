@@ -1,0 +1,298 @@
+"""Seccomp: compile a RuleSet to classic BPF, cache it, load it.
+
+Compiling needs libseccomp (through pyseccomp), whose import alone costs
+tens of milliseconds. The compiled program depends only on the rules, the
+kernel architecture and the libseccomp version, so it is cached as raw BPF
+under $XDG_CACHE_HOME/jailpy, keyed on a hash of exactly those, and loaded
+with the seccomp(2) syscall directly: a `jailpy run` that hits the cache
+never imports pyseccomp.
+
+The cache is trusted only when the directory and the file belong to the
+caller and are writable by nobody else; entries carry a hash of their
+content, so a truncated or foreign file is recompiled, never loaded.
+
+The guard and the main filter are compiled separately and composed into
+one program: every "allow" of the guard becomes a jump to the start of the
+main filter. Foreign ABIs (i386 through int 0x80, x32 syscall numbers)
+reach the bad-arch action of whichever part sees them first.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import stat
+import struct
+
+from ..errors import ConfigError, SetupError
+from ..linux import syscalls as sc
+from ..record import Record
+from ..seccomp_rules import GROUPS, Rule, RuleSet, errno_value
+
+#: Bump when the compiler or the file layout changes.
+FORMAT = b"jailpy-seccomp-2"
+_MAGIC = b"JPSECBPF"
+_MAX_INSNS = 4096
+
+#: Syscalls newer than some libseccomp releases; since Linux 5.1 new syscalls
+#: share one number on x86_64, aarch64 and the other asm-generic architectures.
+NEWER_SYSCALLS = {
+    "statmount": 457, "listmount": 458, "lsm_get_self_attr": 459, "lsm_set_self_attr": 460,
+    "lsm_list_modules": 461, "mseal": 462, "setxattrat": 463, "getxattrat": 464,
+    "listxattrat": 465, "removexattrat": 466, "open_tree_attr": 467, "file_getattr": 468,
+    "file_setattr": 469,
+}
+_UNIFIED_NUMBERING = ("x86_64", "aarch64")
+_MACHINE = os.uname().machine
+
+
+def _sha256(data: bytes = b""):
+    """hashlib.sha256 without importing hashlib (and OpenSSL) on every run."""
+    try:
+        from _sha2 import sha256  # Python 3.12+
+    except ImportError:
+        try:
+            from _sha256 import sha256  # Python 3.11
+        except ImportError:  # pragma: no cover - a build without the builtin module
+            from hashlib import sha256
+    return sha256(data)
+
+
+class Compiled(Record):
+    program: bytes
+    #: Syscalls in the rules that do not exist on this architecture.
+    skipped: tuple[str, ...] = ()
+
+
+# --- compiling (imports pyseccomp) ---------------------------------------------------
+
+
+def _action(lib, action: str) -> int:
+    if action == "allow":
+        return lib.ALLOW
+    if action.startswith("errno:"):
+        return lib.ERRNO(errno_value(action))
+    return {"kill-process": lib.KILL_PROCESS, "kill-thread": lib.KILL_THREAD,
+            "trap": lib.TRAP, "log": lib.LOG}[action]
+
+
+class _Names:
+    """Syscall name -> number on this architecture, with did-you-mean."""
+
+    def __init__(self, lib) -> None:
+        self.lib = lib
+        self._all: list[str] | None = None
+
+    def number(self, rule: Rule) -> int | None:
+        """The syscall number; None when the name exists only on other architectures."""
+        nr = self.lib.resolve_syscall(self.lib.Arch.NATIVE, rule.syscall)
+        if nr >= 0:
+            return nr
+        if nr == -1:
+            if rule.syscall in NEWER_SYSCALLS and _MACHINE in _UNIFIED_NUMBERING:
+                return NEWER_SYSCALLS[rule.syscall]
+            if not rule.group:  # a name the user wrote; group members may predate libseccomp
+                self._unknown(rule)
+        return None
+
+    def _unknown(self, rule: Rule) -> None:
+        from ..profile.schema import suggest
+
+        if self._all is None:
+            names = []
+            for nr in range(1024):
+                try:
+                    names.append(self.lib.resolve_syscall(self.lib.Arch.NATIVE, nr).decode())
+                except ValueError:
+                    continue
+            self._all = names + list(NEWER_SYSCALLS) + list(GROUPS)
+        raise ConfigError(f"unknown syscall {rule.syscall!r}", origin=rule.origin or "seccomp",
+                          hint=suggest(rule.syscall, self._all))
+
+
+def _export(lib, filt) -> bytes:
+    fd = os.memfd_create("jailpy-seccomp", os.MFD_CLOEXEC)
+    try:
+        with open(fd, "wb", closefd=False) as f:
+            filt.export_bpf(f)
+        size = os.lseek(fd, 0, os.SEEK_END)
+        return os.pread(fd, size, 0)
+    finally:
+        os.close(fd)
+
+
+def _build(lib, names: _Names, default: str, bad_arch: str, rules: tuple[Rule, ...],
+           skipped: list[str]) -> bytes:
+    filt = lib.SyscallFilter(_action(lib, default))
+    filt.set_attr(lib.Attr.ACT_BADARCH, _action(lib, bad_arch))
+    filt.set_attr(lib.Attr.CTL_OPTIMIZE, 2)
+    for rule in rules:
+        nr = names.number(rule)
+        if nr is None:
+            skipped.append(rule.syscall)
+            continue
+        args = [lib.Arg(m.arg, lib.MASKED_EQ, m.mask, m.value) for m in rule.match]
+        filt.add_rule(_action(lib, rule.action), nr, *args)
+    return _export(lib, filt)
+
+
+def compose(first: bytes, second: bytes) -> bytes:
+    """One program that runs `first` and, wherever it would allow, runs `second`."""
+    allow = 0x7FFF0000
+    out = bytearray()
+    count = len(first) // 8
+    for i in range(count):
+        code, jt, jf, k = struct.unpack_from("<HBBI", first, i * 8)
+        if code == 0x06 and k == allow:            # BPF_RET|BPF_K ALLOW
+            out += struct.pack("<HBBI", 0x05, 0, 0, count - i - 1)  # BPF_JMP|BPF_JA
+        elif code & 0x07 == 0x06 and code != 0x06:  # a RET of a register: cannot rewrite
+            raise SetupError("cannot compose seccomp filters (unexpected return form)",
+                             origin="seccomp")
+        else:
+            out += first[i * 8:i * 8 + 8]
+    out += second
+    if len(out) // 8 > _MAX_INSNS:
+        raise ConfigError(f"the seccomp filter has {len(out) // 8} instructions; the kernel "
+                          f"accepts at most {_MAX_INSNS}", origin="seccomp")
+    return bytes(out)
+
+
+def compile_rules(rules: RuleSet) -> Compiled:
+    """Validate names and compile (guard, then main) to one raw BPF program."""
+    import pyseccomp as lib
+
+    names = _Names(lib)
+    skipped: list[str] = []
+    main = _build(lib, names, rules.default_action, rules.bad_arch_action, rules.main, skipped)
+    if rules.guard:
+        guard = _build(lib, names, "allow", rules.bad_arch_action, rules.guard, skipped)
+        program = compose(guard, main)
+    else:
+        program = main
+    return Compiled(program, tuple(sorted(set(skipped))))
+
+
+# --- cache ------------------------------------------------------------------------
+
+
+def libseccomp_version() -> str:
+    """The libseccomp version, read without importing pyseccomp."""
+
+    class _Version(ctypes.Structure):
+        _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint),
+                    ("micro", ctypes.c_uint)]
+
+    try:
+        lib = ctypes.CDLL("libseccomp.so.2")
+    except OSError as exc:
+        raise SetupError("libseccomp is not installed", origin="seccomp",
+                         hint="install libseccomp2 (Debian/Ubuntu) or libseccomp (Fedora/Arch)"
+                         ) from exc
+    lib.seccomp_version.restype = ctypes.POINTER(_Version)
+    v = lib.seccomp_version().contents
+    return f"{v.major}.{v.minor}.{v.micro}"
+
+
+def cache_key(rules: RuleSet) -> str:
+    h = _sha256(FORMAT)
+    for part in (rules.canonical(), _MACHINE, libseccomp_version()):
+        h.update(b"\0" + part.encode())
+    return h.hexdigest()
+
+
+def cache_dir(env: dict[str, str] | None = None) -> str | None:
+    env = os.environ if env is None else env
+    base = env.get("XDG_CACHE_HOME") or (os.path.join(env["HOME"], ".cache")
+                                         if env.get("HOME") else None)
+    if not base or not os.path.isabs(base):
+        return None
+    return os.path.join(base, "jailpy")
+
+
+def _trusted(st: os.stat_result, uid: int, kind: int) -> bool:
+    return (stat.S_IFMT(st.st_mode) == kind and st.st_uid == uid
+            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _open_dir(path: str, create: bool) -> int | None:
+    """An fd for the cache directory if the caller owns it and only they can write it."""
+    if create:
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        except OSError:
+            return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not _trusted(os.fstat(fd), os.getuid(), stat.S_IFDIR):
+        os.close(fd)
+        return None
+    return fd
+
+
+def _read_entry(dir_fd: int, name: str) -> bytes | None:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not _trusted(st, os.getuid(), stat.S_IFREG) or st.st_size > 64 + _MAX_INSNS * 8:
+            return None
+        data = os.pread(fd, st.st_size, 0)
+    finally:
+        os.close(fd)
+    header, digest, program = data[:8], data[8:40], data[40:]
+    if header != _MAGIC or _sha256(program).digest() != digest \
+            or not program or len(program) % 8:
+        return None
+    return program
+
+
+def _write_entry(dir_fd: int, name: str, program: bytes) -> None:
+    tmp = f".{name}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=dir_fd)
+    except OSError:
+        return
+    try:
+        with open(fd, "wb") as f:
+            f.write(_MAGIC + _sha256(program).digest() + program)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
+
+
+def program_for(rules: RuleSet, env: dict[str, str] | None = None) -> bytes:
+    """The compiled filter, from the cache when a trusted entry exists."""
+    path = cache_dir(env)
+    dir_fd = _open_dir(path, create=True) if path else None
+    try:
+        key = cache_key(rules) if dir_fd is not None else ""
+        if dir_fd is not None:
+            cached = _read_entry(dir_fd, key + ".bpf")
+            if cached is not None:
+                return cached
+        program = compile_rules(rules).program
+        if dir_fd is not None:
+            _write_entry(dir_fd, key + ".bpf", program)
+        return program
+    finally:
+        if dir_fd is not None:
+            os.close(dir_fd)
+
+
+# --- loading (in the target, after no_new_privs, right before execve) -----------------
+
+
+def load(program: bytes) -> None:
+    try:
+        sc.seccomp_set_filter(program)
+    except OSError as exc:
+        raise SetupError(f"cannot load the seccomp filter: {os.strerror(exc.errno)}",
+                         origin="seccomp") from exc

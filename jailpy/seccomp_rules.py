@@ -1,0 +1,453 @@
+"""Seccomp policy as data: named groups, actions, and resolution to rules.
+
+This module is pure: it never imports libseccomp, so profile validation,
+`--explain` and `jailpy profile show --seccomp` cost nothing, and the BPF
+cache key can be computed without paying for the compiler. The runtime
+(jailpy/runtime/seccomp.py) turns a RuleSet into BPF.
+
+A RuleSet has two parts:
+
+- the *guard*: argument-filtered refusals (TIOCSTI/TIOCLINUX ioctls, user
+  namespace creation) on top of "allow everything else". It is evaluated
+  first, so it holds in allow-list mode too, where libseccomp cannot express
+  "allow ioctl except TIOCSTI" in one filter;
+- the *main* filter: a deny-list (default allow) or an allow-list (default
+  deny) of whole syscalls.
+
+Syscall names are validated against libseccomp's tables when the filter is
+compiled (runtime/seccomp.py), which is also where names that do not exist
+on this architecture are skipped.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+from .errors import ConfigError
+from .record import Record
+
+# --- constants -----------------------------------------------------------------
+
+TIOCSTI = 0x5412
+TIOCLINUX = 0x541C
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+#: Namespace flags clone(2) accepts (CLONE_NEWTIME shares bits with CSIGNAL there).
+_CLONE_NS_FLAGS = (CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER,
+                   CLONE_NEWPID, CLONE_NEWNET)
+_UNSHARE_NS_FLAGS = (*_CLONE_NS_FLAGS, CLONE_NEWTIME)
+#: Readable names for values that appear in argument filters.
+VALUE_NAMES = {
+    ("ioctl", 1, TIOCSTI): "TIOCSTI", ("ioctl", 1, TIOCLINUX): "TIOCLINUX",
+    **{(call, 0, flag): name for call in ("clone", "unshare") for flag, name in (
+        (CLONE_NEWNS, "CLONE_NEWNS"), (CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
+        (CLONE_NEWUTS, "CLONE_NEWUTS"), (CLONE_NEWIPC, "CLONE_NEWIPC"),
+        (CLONE_NEWUSER, "CLONE_NEWUSER"), (CLONE_NEWPID, "CLONE_NEWPID"),
+        (CLONE_NEWNET, "CLONE_NEWNET"), (CLONE_NEWTIME, "CLONE_NEWTIME"))},
+}
+
+#: Actions a profile may name. "errno" takes an optional errno name (default EPERM).
+ACTIONS = ("errno", "kill-process", "kill-thread", "trap", "log")
+#: Actions allowed for syscalls of a foreign ABI: "log" would let them through.
+BAD_ARCH_ACTIONS = ("errno", "kill-process", "kill-thread", "trap")
+#: Syscalls jailpy itself needs between loading the filter and execve (allow-list mode).
+EXEC_MINIMUM = ("execve", "exit", "exit_group", "write", "brk", "mmap", "munmap",
+                "rt_sigreturn")
+
+
+class ArgMatch(Record):
+    """(argument `arg` & mask) == value; masks fit in 32 bits, so the upper half of
+    the register is ignored as the kernel ignores it for int-typed arguments."""
+
+    arg: int
+    mask: int
+    value: int
+
+
+class Call(Record):
+    """A group member: a syscall, optionally only with matching arguments, and
+    optionally with an action of its own (clone3 must get ENOSYS, see below)."""
+
+    name: str
+    match: tuple[ArgMatch, ...] = ()
+    action: str | None = None
+
+
+def _flags(call: str, arg: int, flags: tuple[int, ...]) -> tuple[Call, ...]:
+    return tuple(Call(call, (ArgMatch(arg, flag, flag),)) for flag in flags)
+
+
+# clone3 passes its flags in memory that seccomp cannot read. Returning ENOSYS
+# makes glibc (and other libcs) fall back to clone(2), whose flags we can check.
+_CLONE3_ENOSYS = Call("clone3", action="errno:ENOSYS")
+
+#: Named groups. Members are syscall names, "@group" references or Calls.
+GROUPS: dict[str, tuple[str | Call, ...]] = {
+    # -- refused by the default deny-list ----------------------------------
+    "@clock": ("adjtimex", "clock_adjtime", "clock_adjtime64", "clock_settime",
+               "clock_settime64", "settimeofday", "stime"),
+    "@cpu-emulation": ("modify_ldt", "subpage_prot", "switch_endian", "vm86", "vm86old"),
+    "@debug": ("lookup_dcookie", "perf_event_open", "pidfd_getfd", "process_vm_writev",
+               "rtas", "s390_runtime_instr", "sys_debug_setcontext"),
+    "@module": ("create_module", "delete_module", "finit_module", "init_module"),
+    "@mount": ("chroot", "fsconfig", "fsmount", "fsopen", "fspick", "mount", "mount_setattr",
+               "move_mount", "open_tree", "open_tree_attr", "pivot_root", "umount", "umount2"),
+    "@obsolete": ("_sysctl", "afs_syscall", "bdflush", "break", "create_module", "ftime",
+                  "get_kernel_syms", "getpmsg", "gtty", "idle", "lock", "mpx", "prof", "profil",
+                  "putpmsg", "query_module", "security", "sgetmask", "ssetmask", "stty",
+                  "sysfs", "tuxcall", "ulimit", "uselib", "ustat", "vserver"),
+    "@raw-io": ("ioperm", "iopl", "pciconfig_iobase", "pciconfig_read", "pciconfig_write",
+                "s390_mmio_read", "s390_mmio_write"),
+    "@reboot": ("kexec_file_load", "kexec_load", "reboot"),
+    "@swap": ("swapoff", "swapon"),
+    "@keyring": ("add_key", "keyctl", "request_key"),
+    "@aio": ("io_cancel", "io_destroy", "io_getevents", "io_pgetevents", "io_setup",
+             "io_submit"),
+    "@numa": ("mbind", "migrate_pages", "move_pages", "set_mempolicy",
+              "set_mempolicy_home_node"),
+    "@handles": ("name_to_handle_at", "open_by_handle_at"),
+    "@default": ("@clock", "@cpu-emulation", "@debug", "@module", "@mount", "@obsolete",
+                 "@raw-io", "@reboot", "@swap", "@keyring", "@aio", "@numa", "@handles",
+                 "acct", "bpf", "fanotify_init", "ioprio_set", "nfsservctl", "personality",
+                 "quotactl", "quotactl_fd", "remap_file_pages", "setdomainname",
+                 "sethostname", "syslog", "userfaultfd", "vhangup", "vmsplice"),
+    # -- further groups the shipped default profile denies -------------------
+    "@ptrace": ("ptrace", "process_vm_readv", "process_vm_writev"),
+    "@io-uring": ("io_uring_enter", "io_uring_register", "io_uring_setup"),
+    "@namespaces": ("setns", *_flags("unshare", 0, _UNSHARE_NS_FLAGS),
+                    *_flags("clone", 0, _CLONE_NS_FLAGS), _CLONE3_ENOSYS),
+    # -- building blocks for allow-lists (default_action = "deny") ------------
+    "@basic-io": ("_llseek", "close", "close_range", "dup", "dup2", "dup3", "lseek", "pread64",
+                  "preadv", "preadv2", "pwrite64", "pwritev", "pwritev2", "read", "readv",
+                  "write", "writev"),
+    "@file-system": ("access", "chdir", "chmod", "creat", "faccessat", "faccessat2",
+                     "fadvise64", "fallocate", "fchdir", "fchmod", "fchmodat", "fchmodat2",
+                     "fcntl", "fcntl64", "fgetxattr", "flistxattr", "flock", "fremovexattr",
+                     "fsetxattr", "fstat", "fstat64", "fstatat64", "fstatfs", "fstatfs64",
+                     "ftruncate", "ftruncate64", "futimesat", "getcwd", "getdents",
+                     "getdents64", "getxattr", "inotify_add_watch", "inotify_init",
+                     "inotify_init1", "inotify_rm_watch", "lgetxattr", "link", "linkat",
+                     "listxattr", "llistxattr", "lremovexattr", "lsetxattr", "lstat", "lstat64",
+                     "mkdir", "mkdirat", "mknod", "mknodat", "newfstatat", "open", "openat",
+                     "openat2", "readahead", "readlink", "readlinkat", "removexattr", "rename",
+                     "renameat", "renameat2", "rmdir", "setxattr", "stat", "stat64", "statfs",
+                     "statfs64", "statx", "symlink", "symlinkat", "truncate", "truncate64",
+                     "umask", "unlink", "unlinkat", "utime", "utimensat", "utimes"),
+    "@io-event": ("_newselect", "epoll_create", "epoll_create1", "epoll_ctl", "epoll_pwait",
+                  "epoll_pwait2", "epoll_wait", "eventfd", "eventfd2", "poll", "ppoll",
+                  "pselect6", "select"),
+    "@ipc": ("memfd_create", "mq_getsetattr", "mq_notify", "mq_open", "mq_timedreceive",
+             "mq_timedsend", "mq_unlink", "msgctl", "msgget", "msgrcv", "msgsnd", "pipe",
+             "pipe2", "semctl", "semget", "semop", "semtimedop", "shmat", "shmctl", "shmdt",
+             "shmget"),
+    "@memory": ("brk", "get_mempolicy", "madvise", "membarrier", "mincore", "mlock", "mlock2",
+                "mlockall", "mmap", "mmap2", "mprotect", "mremap", "msync", "munlock",
+                "munlockall", "munmap", "pkey_alloc", "pkey_free", "pkey_mprotect"),
+    "@network-io": ("accept", "accept4", "bind", "connect", "getpeername", "getsockname",
+                    "getsockopt", "listen", "recv", "recvfrom", "recvmmsg", "recvmsg", "send",
+                    "sendmmsg", "sendmsg", "sendto", "setsockopt", "shutdown", "socket",
+                    "socketcall", "socketpair"),
+    "@process": ("arch_prctl", "capget", "clone", "execve", "execveat", "exit", "exit_group",
+                 "fork", "futex", "futex_requeue", "futex_wait", "futex_waitv", "futex_wake",
+                 "get_robust_list", "getcpu", "getegid", "geteuid", "getgid", "getgroups",
+                 "getpgid", "getpgrp", "getpid", "getppid", "getpriority", "getrandom",
+                 "getresgid", "getresuid", "getrlimit", "getrusage", "getsid", "gettid",
+                 "getuid", "ioctl", "kill", "pidfd_open", "pidfd_send_signal", "prctl",
+                 "prlimit64", "restart_syscall", "rseq", "sched_get_priority_max",
+                 "sched_get_priority_min", "sched_getaffinity", "sched_getattr",
+                 "sched_getparam", "sched_getscheduler", "sched_rr_get_interval",
+                 "sched_yield", "set_robust_list", "set_tid_address", "setpgid", "setrlimit",
+                 "setsid", "sysinfo", "tgkill", "times", "tkill", "uname", "vfork", "wait4",
+                 "waitid", "waitpid"),
+    "@signal": ("pause", "rt_sigaction", "rt_sigpending", "rt_sigprocmask", "rt_sigqueueinfo",
+                "rt_sigreturn", "rt_sigsuspend", "rt_sigtimedwait", "rt_tgsigqueueinfo",
+                "sigaction", "sigaltstack", "signal", "signalfd", "signalfd4", "sigpending",
+                "sigprocmask", "sigreturn", "sigsuspend"),
+    "@timer": ("alarm", "clock_getres", "clock_gettime", "clock_nanosleep", "getitimer",
+               "gettimeofday", "nanosleep", "setitimer", "time", "timer_create", "timer_delete",
+               "timer_getoverrun", "timer_gettime", "timer_settime", "timerfd_create",
+               "timerfd_gettime", "timerfd_settime"),
+    "@sync": ("fdatasync", "fsync", "msync", "sync", "sync_file_range", "sync_file_range2",
+              "syncfs"),
+    "@system-service": ("@basic-io", "@file-system", "@io-event", "@ipc", "@memory",
+                        "@network-io", "@process", "@signal", "@timer", "@sync",
+                        "copy_file_range", "sendfile", "sendfile64", "splice", "tee"),
+}
+
+#: What each group is for, shown by `jailpy profile show --seccomp`.
+GROUP_DOCS = {
+    "@default": "the baseline every deny-list refuses (superset of firejail's @default)",
+    "@ptrace": "tracing and reading/writing other processes' memory",
+    "@io-uring": "io_uring, which bypasses per-syscall filtering",
+    "@namespaces": "setns and creating any namespace (clone3 gets ENOSYS)",
+    "@system-service": "a practical allow-list for ordinary programs",
+}
+
+
+# --- actions ---------------------------------------------------------------------
+
+
+def parse_action(text: str, origin: str, allowed: tuple[str, ...] = ACTIONS) -> str:
+    """Canonical form of an action: 'errno:EPERM', 'kill-process', 'trap', 'log'."""
+    from .profile.schema import suggest
+
+    kind, _, arg = text.partition(":")
+    if kind not in allowed:
+        raise ConfigError(f"unknown seccomp action {text!r}", origin=origin,
+                          hint=suggest(kind, allowed) or f"choose one of {', '.join(allowed)}")
+    if kind != "errno":
+        if arg:
+            raise ConfigError(f"action {kind!r} takes no argument", origin=origin)
+        return kind
+    name = arg or "EPERM"
+    if not hasattr(_errno, name) or not name.startswith("E"):
+        names = sorted(n for n in _errno.errorcode.values())
+        raise ConfigError(f"unknown errno name {name!r}", origin=origin,
+                          hint=suggest(name, names) or "use a name like EPERM or ENOSYS")
+    return f"errno:{name}"
+
+
+def errno_value(action: str) -> int:
+    return getattr(_errno, action.partition(":")[2])
+
+
+# --- resolution ------------------------------------------------------------------
+
+
+class Rule(Record):
+    """One resolved filter entry."""
+
+    syscall: str
+    action: str
+    match: tuple[ArgMatch, ...] = ()
+    #: The group that brought the syscall in ("@obsolete in @default"), if any.
+    group: str = ""
+    #: The profile key or option that asked for it.
+    origin: str = ""
+
+    @property
+    def reason(self) -> str:
+        return f"{self.group}; {self.origin}" if self.group else self.origin
+
+    def describe_match(self) -> str:
+        parts = []
+        for m in self.match:
+            name = VALUE_NAMES.get((self.syscall, m.arg, m.value))
+            value = f"{m.value:#x}" + (f" ({name})" if name else "")
+            if m.mask == m.value:
+                parts.append(f"arg{m.arg} has {value}")
+            else:
+                parts.append(f"arg{m.arg} & {m.mask:#x} == {value}")
+        return " and ".join(parts)
+
+
+class RuleSet(Record):
+    """A resolved seccomp policy: what runtime/seccomp.py compiles."""
+
+    mode: str                      # "deny-list" or "allow-list"
+    default_action: str            # "allow" or an action
+    bad_arch_action: str
+    main: tuple[Rule, ...]         # unconditional, evaluated second
+    guard: tuple[Rule, ...]        # argument filters, evaluated first
+    origins: dict[str, str] = {}
+
+    def canonical(self) -> str:
+        """Stable text of everything that affects the compiled filter."""
+        data = (self.mode, self.default_action, self.bad_arch_action,
+                sorted((r.syscall, r.action) for r in self.main),
+                sorted((r.syscall, r.action, tuple((m.arg, m.mask, m.value) for m in r.match))
+                       for r in self.guard))
+        return repr(data)
+
+
+def _expand(entry: str, origin: str, chain: tuple[str, ...] = ()) -> list[tuple[Call, str]]:
+    """Flatten a deny/allow entry into Calls with the group chain that produced them."""
+    if not entry.startswith("@"):
+        return [(Call(entry), _chain(chain))]
+    if entry not in GROUPS:
+        raise ConfigError(f"unknown seccomp group {entry!r}", origin=origin,
+                          hint=group_hint(entry))
+    if entry in chain:
+        return []
+    out: list[tuple[Call, str]] = []
+    for member in GROUPS[entry]:
+        if isinstance(member, Call):
+            out.append((member, _chain((*chain, entry))))
+        else:
+            out.extend(_expand(member, origin, (*chain, entry)))
+    return out
+
+
+def _chain(chain: tuple[str, ...]) -> str:
+    return " in ".join(reversed(chain))
+
+
+def group_hint(word: str) -> str:
+    from .profile.schema import suggest
+
+    return suggest(word, list(GROUPS)) or f"known groups: {', '.join(sorted(GROUPS))}"
+
+
+def _guards(spec, action: str, origin) -> list[Rule]:
+    rules: list[Rule] = []
+    if spec.block_tty_injection:
+        for value in (TIOCSTI, TIOCLINUX):
+            rules.append(Rule("ioctl", action, (ArgMatch(1, 0xFFFFFFFF, value),),
+                              origin=origin("block_tty_injection")))
+    if not spec.allow_userns:
+        rules += [Rule(c.name, c.action or action, c.match,
+                       origin=f"{origin('allow_userns')} = false")
+                  for c in (*_flags("unshare", 0, (CLONE_NEWUSER,)),
+                            *_flags("clone", 0, (CLONE_NEWUSER,)), _CLONE3_ENOSYS)]
+    return rules
+
+
+def resolve(spec) -> RuleSet | None:
+    """SeccompPolicy -> RuleSet (None when seccomp is disabled).
+
+    Deny-list mode refuses @default plus `deny`, minus the `allow` exceptions.
+    Allow-list mode permits `allow` minus `deny`, refusing everything else.
+    """
+    if not spec.enabled:
+        return None
+    origins = dict(spec.origins)
+    origin = lambda key: origins.get(key, f"seccomp.{key}")  # noqa: E731
+    action = parse_action(spec.action, origin("action"))
+    bad_arch = parse_action(spec.bad_arch_action, origin("bad_arch_action"), BAD_ARCH_ACTIONS)
+    overrides = {name: parse_action(act, origins.get(f"actions.{name}", f"seccomp.actions.{name}"))
+                 for name, act in spec.actions}
+    for name in overrides:
+        if name.startswith("@") and name not in GROUPS:
+            raise ConfigError(f"unknown seccomp group {name!r}",
+                              origin=origins.get(f"actions.{name}", "seccomp.actions"),
+                              hint=group_hint(name))
+
+    def entries(key: str, values: tuple[str, ...]) -> list[tuple[Call, str, str]]:
+        out = []
+        for i, value in enumerate(values):
+            where = origins.get(f"{key}[{i}]", f"seccomp.{key}[{i}]")
+            out += [(call, chain, where) for call, chain in _expand(value, where)]
+        return out
+
+    def action_for(call: Call, chain: str) -> str:
+        if call.name in overrides:
+            return overrides[call.name]
+        for group in chain.split(" in ") if chain else ():
+            if group in overrides:
+                return overrides[group]
+        return call.action or action
+
+    if spec.default_action == "allow":
+        mode, default = "deny-list", "allow"
+        listed = entries("deny", spec.deny)
+        if not any(value == "@default" for value in spec.deny):
+            listed = [(c, ch, "implicit in deny-list mode") for c, ch in _expand("@default", "")] \
+                + listed
+        exceptions = {c.name for c, _, _ in entries("allow", spec.allow)}
+        chosen = [(c, ch, w) for c, ch, w in listed if c.name not in exceptions
+                  and not (spec.allow_userns and _creates_namespaces(c))]
+        main = _dedupe(Rule(c.name, action_for(c, ch), (), ch, w)
+                       for c, ch, w in chosen if not c.match)
+        guard = [Rule(c.name, action_for(c, ch), c.match, ch, w)
+                 for c, ch, w in chosen if c.match]
+    elif spec.default_action == "deny":
+        mode, default = "allow-list", action
+        if not spec.allow:
+            raise ConfigError("allow-list mode (default_action = \"deny\") needs seccomp.allow",
+                              origin=origin("default_action"),
+                              hint="start from allow = [\"@system-service\"]")
+        removed = entries("deny", spec.deny)
+        refused = {c.name for c, _, _ in removed if not c.match}
+        allowed = [(c, ch, w) for c, ch, w in entries("allow", spec.allow)
+                   if c.name not in refused and not c.match]
+        main_rules = [Rule(c.name, "allow", (), ch, w) for c, ch, w in allowed]
+        names = {r.syscall for r in main_rules}
+        main_rules += [Rule(n, "allow", origin="needed to exec the command")
+                       for n in EXEC_MINIMUM if n not in names]
+        if "clone3" not in names and action != "errno:ENOSYS":
+            main_rules.append(Rule("clone3", "errno:ENOSYS",
+                                   origin="not allowed: ENOSYS so libc falls back to clone"))
+        main = _dedupe(main_rules)
+        guard = [Rule(c.name, action_for(c, ch), c.match, ch, w)
+                 for c, ch, w in removed
+                 if c.match and not (spec.allow_userns and _creates_namespaces(c))]
+    else:
+        raise ConfigError(f"default_action must be \"allow\" (deny-list) or \"deny\" "
+                          f"(allow-list), not {spec.default_action!r}",
+                          origin=origin("default_action"))
+    guard = _dedupe_guard([*_guards(spec, action, origin), *guard])
+    return RuleSet(mode, default, bad_arch, tuple(main), tuple(guard), origins)
+
+
+def _creates_namespaces(call: Call) -> bool:
+    """The @namespaces rules that allow_userns = true lifts: a new user namespace is
+    usually created together with others (unshare -Ur, bwrap), so allowing one
+    means allowing the flags that come with it. setns stays refused."""
+    return call.name in ("unshare", "clone", "clone3") and (bool(call.match) or
+                                                            call == _CLONE3_ENOSYS)
+
+
+def _dedupe(rules) -> list[Rule]:
+    seen: dict[str, Rule] = {}
+    for rule in rules:
+        seen.setdefault(rule.syscall, rule)
+    return list(seen.values())
+
+
+def _dedupe_guard(rules: list[Rule]) -> list[Rule]:
+    """One rule per (syscall, match); an unconditional rule makes the rest moot."""
+    seen: dict[tuple, Rule] = {}
+    whole = {r.syscall for r in rules if not r.match}
+    for rule in rules:
+        if rule.match and rule.syscall in whole:
+            continue
+        seen.setdefault((rule.syscall, rule.match), rule)
+    return list(seen.values())
+
+
+def _guard_order(rule: Rule) -> tuple:
+    return rule.syscall, tuple((m.arg, m.mask, m.value) for m in rule.match)
+
+
+def render(rules: RuleSet, skipped: dict[str, str] | None = None) -> list[str]:
+    """Human-readable listing, in evaluation order."""
+    skipped = skipped or {}
+    lines = [f"mode: {rules.mode}",
+             f"default action: {rules.default_action}",
+             f"foreign ABIs (i386, x32, ...): {rules.bad_arch_action}",
+             "", "guard (argument filters, checked first):"]
+    for r in sorted(rules.guard, key=_guard_order):
+        cond = f" if {r.describe_match()}" if r.match else ""
+        lines.append(f"  {r.syscall}{cond} -> {r.action}    [{r.reason}]")
+    if not rules.guard:
+        lines.append("  (none)")
+    lines.append("")
+    lines.append(f"{'denied' if rules.mode == 'deny-list' else 'allowed'} syscalls:")
+    for r in sorted(rules.main, key=lambda r: r.syscall):
+        note = f"  (skipped: {skipped[r.syscall]})" if r.syscall in skipped else ""
+        lines.append(f"  {r.syscall:<24} {r.action:<14} [{r.reason}]{note}")
+    return lines
+
+
+def summary(rules: RuleSet | None, skipped: int = 0) -> list[str]:
+    """A few lines for --explain."""
+    if rules is None:
+        return ["seccomp     off"]
+    listed = "denied" if rules.mode == "deny-list" else "allowed"
+    extra = f", {skipped} not on this architecture" if skipped else ""
+    lines = [f"seccomp     {rules.mode}, {len(rules.main)} syscalls {listed}{extra}; "
+             f"default {rules.default_action}; foreign ABIs: {rules.bad_arch_action}"]
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for r in sorted(rules.guard, key=_guard_order):
+        names = [VALUE_NAMES.get((r.syscall, m.arg, m.value), f"{m.value:#x}") for m in r.match]
+        grouped.setdefault((r.syscall, r.action), []).append(" & ".join(names))
+    for (call, action), conds in grouped.items():
+        cond = f" with {' or '.join(c for c in conds if c)}" if any(conds) else ""
+        lines.append(f"            guard: {call}{cond} -> {action}")
+    return lines

@@ -1,0 +1,89 @@
+"""The compiled-filter cache: used when trusted, ignored otherwise, never imports
+libseccomp on a hit. Runs the real CLI as the test user."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def run_traced(jailpy, cache_home: Path):
+    """`jailpy run -- true` with -X importtime; returns (result, imported pyseccomp?)."""
+    python = str(Path(jailpy.binary).parent / "python")
+    result = jailpy.raw([python, "-X", "importtime", "-m", "jailpy", "run", "--", "true"],
+                        env={"XDG_CACHE_HOME": str(cache_home)})
+    assert result.returncode == 0, result.stderr
+    imported = any(line.rstrip().endswith("| pyseccomp") for line in result.stderr.splitlines())
+    return result, imported
+
+
+@pytest.fixture
+def cache_home(user_tmp, test_user) -> Path:
+    home = user_tmp / "cache"
+    home.mkdir(mode=0o700)
+    if os.geteuid() == 0:
+        os.chown(home, test_user.uid, test_user.gid)
+    return home
+
+
+def entries(cache_home: Path) -> list[Path]:
+    return sorted((cache_home / "jailpy").glob("*.bpf"))
+
+
+def test_hit_does_not_import_libseccomp(jailpy, cache_home, test_user):
+    _, imported = run_traced(jailpy, cache_home)
+    assert imported, "the first run must compile"
+    [entry] = entries(cache_home)
+    st = entry.stat()
+    assert st.st_uid == test_user.uid and stat.S_IMODE(st.st_mode) == 0o600
+    assert stat.S_IMODE((cache_home / "jailpy").stat().st_mode) == 0o700
+    _, imported = run_traced(jailpy, cache_home)
+    assert not imported, "a cache hit must not import pyseccomp"
+
+
+def test_tampered_entry_is_recompiled(jailpy, cache_home):
+    run_traced(jailpy, cache_home)
+    [entry] = entries(cache_home)
+    data = bytearray(entry.read_bytes())
+    data[-1] ^= 0xFF  # change the last instruction, keep owner and mode
+    entry.write_bytes(bytes(data))
+    _, imported = run_traced(jailpy, cache_home)
+    assert imported
+    _, imported = run_traced(jailpy, cache_home)
+    assert not imported, "the recompiled entry replaces the tampered one"
+
+
+def test_group_writable_cache_dir_is_ignored(jailpy, cache_home):
+    run_traced(jailpy, cache_home)
+    (cache_home / "jailpy").chmod(0o777)
+    for _ in range(2):
+        _, imported = run_traced(jailpy, cache_home)
+        assert imported
+
+
+def test_entry_owned_by_someone_else_is_ignored(jailpy, cache_home):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the entry another owner")
+    run_traced(jailpy, cache_home)
+    [entry] = entries(cache_home)
+    os.chown(entry, 0, 0)
+    entry.chmod(0o644)
+    _, imported = run_traced(jailpy, cache_home)
+    assert imported
+
+
+def test_symlinked_cache_dir_is_ignored(jailpy, cache_home, user_tmp):
+    real = user_tmp / "elsewhere"
+    real.mkdir(mode=0o700)
+    if os.geteuid() == 0:
+        os.chown(real, jailpy.user.uid, jailpy.user.gid)
+    (cache_home / "jailpy").symlink_to(real)
+    for _ in range(2):
+        _, imported = run_traced(jailpy, cache_home)
+        assert imported
+    assert list(real.iterdir()) == []
