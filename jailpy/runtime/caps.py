@@ -15,7 +15,6 @@ is a set-up error, never a silent leak.
 from __future__ import annotations
 
 import _prctl
-import prctl
 
 from ..errors import SetupError
 from ..linux import syscalls as sc
@@ -25,16 +24,23 @@ from ..linux.capabilities import CAPABILITIES, capability_numbers
 LOCKED_SECUREBITS = 0b101111
 
 
+_last_capability: int | None = None
+
+
 def last_capability() -> int:
-    """The highest capability number this kernel knows."""
-    cap = max(CAPABILITIES.values())
-    while cap < 63:
-        try:
-            sc.prctl(sc.PR_CAPBSET_READ, cap + 1)
-        except OSError:
-            break
-        cap += 1
-    return cap
+    """The highest capability number this kernel knows (probed once; the
+    supervisor calls this before forking, so the children inherit the answer)."""
+    global _last_capability
+    if _last_capability is None:
+        cap = max(CAPABILITIES.values())
+        while cap < 63:
+            try:
+                sc.prctl(sc.PR_CAPBSET_READ, cap + 1)
+            except OSError:
+                break
+            cap += 1
+        _last_capability = cap
+    return _last_capability
 
 
 def drop_capabilities(keep: tuple[str, ...] = ()) -> None:
@@ -49,24 +55,19 @@ def drop_capabilities(keep: tuple[str, ...] = ()) -> None:
 
 
 def _drop(kept: set[int]) -> None:
+    # A handful of syscalls in a fixed order: the bounding set and securebits need
+    # CAP_SETPCAP, so they go before capset lowers the permitted set; ambient
+    # capabilities need to be permitted and inheritable, so they go after.
     last = last_capability()
     sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
     for cap in range(last + 1):
         if cap not in kept:
             _prctl.prctl(_prctl.PR_CAPBSET_DROP, cap)
-    prctl.securebits.noroot = True
-    prctl.securebits.noroot_locked = True
-    prctl.securebits.no_setuid_fixup = True
-    prctl.securebits.no_setuid_fixup_locked = True
-    prctl.securebits.keep_caps_locked = True
-    known = set(prctl.ALL_CAPS)
-    prctl.cap_inheritable.limit(*(kept & known))
-    if kept:  # ambient needs the capability in the inheritable set too
-        prctl.set_caps(*((cap, prctl.CAP_INHERITABLE, True) for cap in sorted(kept)))
+    _prctl.prctl(_prctl.PR_SET_SECUREBITS, LOCKED_SECUREBITS)
+    mask = sum(1 << cap for cap in kept)
+    sc.capset(mask, mask, mask)
     for cap in sorted(kept):
         sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, cap)
-    prctl.cap_effective.limit(*(kept & known))
-    prctl.cap_permitted.limit(*(kept & known))
     _verify(kept, last)
 
 

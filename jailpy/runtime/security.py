@@ -48,6 +48,7 @@ def _program(spec) -> bytes | None:
 def prepare(plan: Plan) -> Plan:
     """Decide every privilege layer on the host; returns the plan carrying them."""
     capability_numbers(plan.keep_caps)
+    caps.last_capability()  # probed here once, inherited by pid 1 and the target
     program = _program(plan.policy.seccomp)
     setup = landlock.prepare(derive_landlock(plan.policy, plan.mount_ops))
     return plan.replace(security=TargetSecurity(setup, program))
