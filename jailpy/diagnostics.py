@@ -103,9 +103,15 @@ def _security_checks() -> list[Check]:
     return security_checks()
 
 
+def network_checks() -> list[Check]:
+    from .runtime.network import network_checks as rows
+
+    return rows()
+
+
 #: Providers of check rows, in display order. Feature areas append theirs.
 CHECK_PROVIDERS: list[Callable[[], list[Check]]] = [
-    core_checks, limits_checks, desktop_checks, _security_checks]
+    core_checks, limits_checks, network_checks, desktop_checks, _security_checks]
 
 
 def collect() -> list[Check]:

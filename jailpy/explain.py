@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .linux.syscalls import CLONE_NEWNET
 from .plan import Plan
 from .policy import BIND_KINDS, MountOp
 
@@ -106,9 +107,17 @@ def _security_sections(plan: Plan) -> list[Section]:
     return explain_sections(plan)
 
 
+def network_sections(plan: Plan) -> list[Section]:
+    from .netspec import explain_lines
+
+    return [("network", explain_lines(plan.network, bool(plan.unshare_flags & CLONE_NEWNET),
+                                      plan.outer_userns))]
+
+
 #: Section renderers, in display order. Feature areas append theirs.
 SECTION_PROVIDERS: list[Callable[[Plan], list[Section]]] = [
-    core_sections, limits_sections, desktop_sections, _security_sections]
+    core_sections, limits_sections, network_sections, desktop_sections,
+    _security_sections]
 
 
 #: Words --explain highlights on a terminal.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from .linux import syscalls as sc
-from .policy import MountOp, Policy
+from .policy import MountOp, Network, Policy
 from .record import Record
 
 TYPE_CHECKING = False
@@ -66,6 +66,7 @@ class Plan(Record):
     pass_fds: tuple[int, ...]
     argv0: str | None
     keep_caps: tuple[str, ...] = ()
+    network: Network = Network()
     policy: Policy = Policy()
     #: Desktop pieces (jailpy/desktop/planner.py); their ops and env are already
     #: part of mount_ops and env, this keeps the host-side specs and notes.
@@ -142,6 +143,7 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         mount_ops += desktop.mount_ops
         explicit = {name for name, _ in policy.environment.set}
         env.update((k, v) for k, v in desktop.env if k not in explicit)
+    mount_ops += _network_files(policy, mount_ops)
     return Plan(
         argv=tuple(argv),
         unshare_flags=flags,
@@ -161,6 +163,17 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         pass_fds=policy.process.pass_fds,
         argv0=policy.process.argv0,
         keep_caps=policy.capabilities.keep,
+        network=policy.network,
         policy=policy,
         desktop=desktop,
     )
+
+
+def _network_files(policy: Policy, ops: tuple[MountOp, ...]) -> tuple[MountOp, ...]:
+    """Generated /etc/resolv.conf and /etc/hosts when a network helper is used."""
+    if policy.network.mode not in ("slirp4netns", "pasta"):
+        return ()
+    from .netspec import generated_files
+
+    hostname = policy.process.hostname if policy.namespaces.uts else None
+    return generated_files(policy, hostname or os.uname().nodename, ops)

@@ -121,13 +121,27 @@ class LandlockPolicy(Record):
     origins: tuple[tuple[str, str], ...] = ()
 
 
+class PortMapping(Record):
+    """One published port: HOST_ADDR:HOST_PORT on the host -> SANDBOX_PORT inside."""
+
+    proto: str
+    host_addr: str
+    host_port: int
+    sandbox_port: int
+    origin: str = ""
+
+
 class Network(Record):
+    """How the sandbox reaches the network (see docs/network.md)."""
+
     mode: str = "none"
     host_loopback: bool = False
-    publish: tuple[str, ...] = ()
+    publish: tuple[PortMapping, ...] = ()
     allow_connect_tcp: tuple[int, ...] | None = None
     allow_bind_tcp: tuple[int, ...] | None = None
     best_effort: bool = False
+    #: (key, origin) of the port rules: the option or profile item that set them.
+    origins: tuple[tuple[str, str], ...] = ()
 
 
 class Limits(Record):

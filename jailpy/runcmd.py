@@ -106,10 +106,17 @@ def overrides_layer(order: list[str], opts: "dict[str, Any]") -> "Layer":
         "process": _present({"hostname": opts.get("hostname"), "cwd": opts.get("cwd"),
                              "argv0": opts.get("argv0"), "new_session": opts.get("new_session"),
                              "die_with_parent": opts.get("die_with_parent")}),
-        "network": _present({"mode": opts.get("net_mode")}),
+        "network": _present({
+            "mode": opts.get("net_mode"), "host_loopback": opts.get("host_loopback"),
+            "publish": list(opts.get("publish") or ()) or None,
+            "allow_connect_tcp": list(opts.get("allow_connect_tcp") or ()) or None,
+            "allow_bind_tcp": list(opts.get("allow_bind_tcp") or ()) or None}),
     }
     item_origins = {"filesystem.mounts": origins, "network.mode": ["--net"],
-                    "process.cwd": ["--chdir"]}
+                    "process.cwd": ["--chdir"], "network.host_loopback": ["--host-loopback"]}
+    for key in ("publish", "allow_connect_tcp", "allow_bind_tcp"):
+        flag = "--" + key.replace("_", "-")
+        item_origins[f"network.{key}"] = [f"{flag} {v}" for v in opts.get(key) or ()]
     if any(v not in (None, ()) for k, v in opts.items() if k.startswith("desktop_")):
         from .desktop.options import desktop_layer
 

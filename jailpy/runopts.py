@@ -143,7 +143,19 @@ RUN_OPTIONS: list[Opt] = [
         "Kill the sandbox when jailpy dies (default on).", off="--no-die-with-parent"),
     Opt("pass_fds", ("--pass-fd",), "multi", "Keep file descriptor N open in the sandbox.",
         type=int, metavar="N"),
-    Opt("net_mode", ("--net",), "value", "Network: none, host.", metavar="MODE"),
+    Opt("net_mode", ("--net",), "value",
+        "Network: none (default, loopback only), host, slirp4netns or pasta.", metavar="MODE"),
+    Opt("publish", ("--publish",), "multi",
+        "Publish a sandbox port on the host: [HOST_ADDR:]HOST_PORT:SANDBOX_PORT[/tcp|/udp] "
+        "(host address default 127.0.0.1; slirp4netns or pasta).", metavar="SPEC"),
+    Opt("host_loopback", ("--host-loopback",), "switch",
+        "Let the sandbox reach the host's 127.0.0.1 at 10.0.2.2 (default off).",
+        off="--no-host-loopback"),
+    Opt("allow_connect_tcp", ("--allow-connect-tcp",), "multi",
+        "Allow outgoing TCP connections only to this port (repeatable; Landlock).",
+        type=int, metavar="PORT"),
+    Opt("allow_bind_tcp", ("--allow-bind-tcp",), "multi",
+        "Allow binding only this TCP port (repeatable; Landlock).", type=int, metavar="PORT"),
     # Limits, workspace and the JSON result (docs/limits.md).
     Opt("rlimits", ("--rlimit",), "multi",
         "Set an rlimit: as, data, nofile, nproc, cpu, fsize, core, stack, memlock "

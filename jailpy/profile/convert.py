@@ -9,6 +9,7 @@ if TYPE_CHECKING:
 from ..errors import ConfigError
 from ..policy import (BIND_KINDS, Capabilities, Environment, Filesystem, Identity, MountOp,
                       Namespaces, Network, Policy, Process)
+from ..netspec import network_from_profile
 from . import schema, security
 from .merge import Merged
 from .values import (normalize_path, parse_duration, parse_mode, parse_size,  # noqa: F401
@@ -76,9 +77,6 @@ def to_policy(merged: Merged, name: str) -> Policy:
     mode = net.get("mode", "none")
     if mode == "host" and ns.net:
         ns = Namespaces(**{**ns.__dict__, "net": False})
-    if mode in ("slirp4netns", "pasta"):
-        raise ConfigError(f"network mode {mode!r} is not supported yet",
-                          origin=merged.origin_of("network.mode"))
     return Policy(
         namespaces=ns,
         identity=Identity(**section("identity")),
@@ -92,7 +90,8 @@ def to_policy(merged: Merged, name: str) -> Policy:
         capabilities=Capabilities(keep=security.capability_names(data)),
         seccomp=security.seccomp_policy(data, origins),
         landlock=security.landlock_policy(data, origins),
-        network=Network(mode=mode),
+        network=network_from_profile(net, origins, merged.origin_of) if net
+        else Network(),
         desktop=_desktop(section("desktop"), origins, ns.mount),
         **_limits_and_workspace(merged),
         name=name,

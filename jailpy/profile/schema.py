@@ -224,6 +224,14 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
     },
     "network": {
         "mode": _f(STR, "none, host, slirp4netns or pasta."),
+        "host_loopback": _f(BOOL, "Let the sandbox reach the host's 127.0.0.1 at 10.0.2.2 "
+                            "(slirp4netns, pasta)."),
+        "publish": _f(STRS, "Ports published on the host: "
+                      "[HOST_ADDR:]HOST_PORT:SANDBOX_PORT[/tcp|/udp]."),
+        "allow_connect_tcp": _f(PORTS, "Only these TCP ports may be connected to (Landlock)."),
+        "allow_bind_tcp": _f(PORTS, "Only these TCP ports may be bound (Landlock)."),
+        "best_effort": _f(BOOL, "Run without the port rules when the kernel cannot enforce "
+                          "them, instead of failing."),
     },
     "limits": {
         "rlimits": _f(RLIMITS, "rlimits by name (as, data, nofile, nproc, cpu, fsize, core, "

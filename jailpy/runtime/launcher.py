@@ -204,14 +204,15 @@ def _child_main(plan: Plan, supervisor: int, report_w: int, go_r: int,
         if enforcer is not None:
             _join_cgroup(enforcer)
         _unshare(plan)
+        if plan.unshare_flags & sc.CLONE_NEWUSER and not plan.map_all:
+            # Before any host step: a network helper joining our namespaces
+            # must find its own uid mapped.
+            userns.write_own_maps(plan.uid_inside, plan.uid_outside, plan.gid_inside,
+                                  plan.gid_outside)
         if go_r >= 0:
             channel.send(report_w, unshared=os.getpid())
             if os.read(go_r, 1) != b"g":
                 os._exit(EXIT_JAILPY_FAILURE)
-        if plan.unshare_flags & sc.CLONE_NEWUSER and not plan.map_all:
-            # Host steps other than newuidmap (proxies, ...) leave the maps to us.
-            userns.write_own_maps(plan.uid_inside, plan.uid_outside, plan.gid_inside,
-                                  plan.gid_outside)
         # pid 1 cannot use getppid() to notice that this process died before its
         # PDEATHSIG was armed (its parent is outside its pid namespace): it checks
         # this lifeline pipe instead, which reads EOF once we are gone.

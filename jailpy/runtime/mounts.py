@@ -289,6 +289,35 @@ class RootBuilder:
             os.write(fd, (op.content or "").encode())
             os.fchmod(fd, mode)
 
+    def _op_ro_bind_data(self, op: MountOp) -> None:
+        """Cover dest with a read-only file holding op.content (jailpy's generated
+        /etc/resolv.conf, /etc/hosts). The content lives in the scratch tmpfs, so
+        whatever is at dest, a host file bound read-write or a symlink, is covered
+        and never written. The scratch tmpfs stays alive as long as the bind does."""
+        name = "data" + op.dest.replace("/", "_")
+        mode = 0o644 if op.mode is None else op.mode
+        with _fd(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, mode)) as fd:
+            os.write(fd, (op.content or "").encode())
+            os.fchmod(fd, mode)
+        with _fd(os.open(name, os.O_PATH | os.O_CLOEXEC)) as src:
+            tree = sc.open_tree(src, "", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
+                                | sc.AT_EMPTY_PATH)
+        try:
+            sc.mount_setattr(tree, sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID
+                             | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC, recursive=False)
+            try:  # an existing file, or a symlink (covered itself, not followed)
+                dest_fd = self.open_inside(op.dest, os.O_PATH | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                dest_fd = self.ensure_file(op.dest)
+            if stat.S_ISDIR(os.fstat(dest_fd).st_mode):
+                os.close(dest_fd)
+                raise _fail(op, f"{op.dest} is a directory")
+        except BaseException:
+            os.close(tree)
+            raise
+        self._attach(tree, dest_fd)
+
     def _op_remount_ro(self, op: MountOp) -> None:
         self.make_readonly(op.dest)
 

@@ -1,0 +1,508 @@
+"""User-mode networking: slirp4netns and pasta attached to the sandbox's namespaces.
+
+The contract, the same for both helpers (docs/network.md):
+
+- checked before anything is forked: the helper is installed, /dev/net/tun
+  can be opened, Landlock can enforce the port rules;
+- started by the supervisor as a host step, once the namespace child has
+  unshared and mapped its ids and while it waits for "go"; attached by pid;
+- ready within READY_TIMEOUT: slirp4netns writes "1" to --ready-fd; pasta runs
+  in the foreground as our own child and writes its pid file, which is a FIFO
+  we read. A pidfd on the helper notices a helper that dies instead, and its
+  output is shown;
+- ports are published before "go": slirp4netns through its API socket
+  (add_hostfwd), pasta with -t/-u; a host port in use is a clear error;
+- the private directory holding the API socket and the FIFO is removed
+  before the sandbox starts, so nothing inside could ever reach the API;
+- stopped when the sandbox ends: slirp4netns sees EOF on --exit-fd, pasta gets
+  SIGTERM. Both get PDEATHSIG=SIGKILL and run in their own session, so a
+  SIGKILLed jailpy leaves no helper behind (slirp4netns' exit fd also reads
+  EOF then) and a terminal's ^C reaches only jailpy, which forwards it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import time
+
+from .. import netspec
+from ..errors import SetupError
+from ..linux import syscalls as sc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..plan import Plan
+    from ..policy import Network, PortMapping
+
+READY_TIMEOUT = 10.0
+STOP_TIMEOUT = 2.0
+TUN_PATH = "/dev/net/tun"
+_TUN_HINT = ("as root: chmod 0666 /dev/net/tun (desktop distributions ship it so; make it "
+             "last with a udev rule: KERNEL==\"tun\", MODE=\"0666\")")
+
+
+# --- checks before the fork ------------------------------------------------------------
+
+
+def find_helper(name: str, path: str | None = None) -> str | None:
+    """The helper's path on $PATH (without importing shutil on the start-up path)."""
+    for directory in (path if path is not None else os.environ.get("PATH", "")).split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None
+
+
+def check_tun(path: str = TUN_PATH) -> str | None:
+    """None when the tun device can be opened by this user, else why not."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+        return None
+    except FileNotFoundError:
+        return f"{path} does not exist"
+    except PermissionError:
+        return f"{path} is not accessible to this user"
+    except OSError as exc:
+        return f"cannot open {path}: {exc.strerror}"
+
+
+def require_helper(mode: str) -> str:
+    binary = find_helper(mode)
+    if binary is None:
+        raise SetupError(f"{mode} is not installed (not found on PATH)",
+                         origin=f"network.mode = {mode}",
+                         hint=f"install the '{netspec.PACKAGES[mode]}' package "
+                         f"(apt install {netspec.PACKAGES[mode]})")
+    problem = check_tun()
+    if problem is not None:
+        hint = ("load the tun module as root: modprobe tun" if "does not exist" in problem
+                else _TUN_HINT)
+        raise SetupError(f"{mode} needs the tun device, but {problem}",
+                         origin=f"network.mode = {mode}", hint=hint)
+    return binary
+
+
+def ipv6_available() -> bool:
+    try:
+        with open("/proc/sys/net/ipv6/conf/default/disable_ipv6") as f:
+            return f.read().strip() == "0"
+    except OSError:
+        return False
+
+
+class NetworkSession:
+    """The host side of one sandbox's network: a host step and a stop()."""
+
+    def __init__(self, plan: "Plan") -> None:
+        self.network = plan.network
+        self.helper: _Helper | None = None
+        if netspec.uses_port_rules(self.network):
+            from . import landlock_net  # the target needs it after pivot_root
+
+            abi = landlock_net.abi_version()
+            if abi < landlock_net.NET_ABI and not self.network.best_effort:
+                raise landlock_net.unsupported(self.network, abi)
+        mode = self.network.mode
+        if mode in netspec.HELPER_MODES and plan.unshare_flags & sc.CLONE_NEWNET:
+            binary = require_helper(mode)
+            self.helper = (_Slirp4netns if mode == "slirp4netns" else _Pasta)(binary, self.network)
+            self.helper.root_mapped = plan.map_all or (plan.uid_inside == 0
+                                                       and plan.gid_inside == 0)
+
+    def host_steps(self) -> tuple:
+        return (self.helper.start,) if self.helper is not None else ()
+
+    def stop(self) -> None:
+        if self.helper is not None:
+            self.helper.stop()
+
+    def __enter__(self) -> "NetworkSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def prepare(plan: "Plan") -> NetworkSession | None:
+    """Checks and a session when the plan needs networking work, else None."""
+    if plan.network.mode in netspec.HELPER_MODES or netspec.uses_port_rules(plan.network):
+        return NetworkSession(plan)
+    return None
+
+
+# --- helpers ----------------------------------------------------------------------
+
+
+class _Helper:
+    """A helper process we spawn, wait for, and always stop."""
+
+    name = ""
+
+    def __init__(self, binary: str, network: "Network") -> None:
+        self.binary = binary
+        self.network = network
+        self.pid: int | None = None
+        self.pidfd = -1
+        self.output = -1
+        self.workdir: str | None = None
+        self.ready_after: float | None = None
+        #: Whether id 0 exists in the sandbox's user namespace (see _Slirp4netns).
+        self.root_mapped = False
+
+    # The host step: spawn, wait for readiness, publish, remove the private dir.
+    def start(self, target_pid: int) -> None:
+        started = time.monotonic()
+        self.workdir = _private_dir()
+        try:
+            self.launch(target_pid)
+            self.ready_after = time.monotonic() - started
+        finally:
+            self._remove_workdir()
+
+    def launch(self, target_pid: int) -> None:
+        raise NotImplementedError
+
+    @property
+    def origin(self) -> str:
+        return f"network.mode = {self.name}"
+
+    def spawn(self, argv: list[str], keep_fds: tuple[int, ...]) -> None:
+        assert self.workdir is not None
+        out_path = os.path.join(self.workdir, "output")
+        self.output = os.open(out_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.unlink(out_path)
+        supervisor = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            self._exec_child(argv, keep_fds, supervisor)
+        self.pid = pid
+        self.pidfd = os.pidfd_open(pid)
+
+    def _exec_child(self, argv: list[str], keep_fds: tuple[int, ...], supervisor: int) -> None:
+        """In the forked child: detach from the terminal, die with jailpy, exec."""
+        try:
+            os.setsid()
+            sc.prctl(sc.PR_SET_PDEATHSIG, 9)
+            if os.getppid() != supervisor:
+                os._exit(1)
+            import _signal
+
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
+            for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):  # Python ignores these; exec keeps that
+                _signal.signal(sig, _signal.SIG_DFL)
+            null = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(self.output, 1)
+            os.dup2(self.output, 2)
+            sc.close_range_cloexec(3)
+            for fd in keep_fds:
+                os.set_inheritable(fd, True)
+            os.chdir("/")
+            os.execv(self.binary, argv)
+        except BaseException as exc:  # noqa: BLE001 - reported through the output file
+            try:
+                os.write(2, f"cannot run {self.binary}: {exc}\n".encode())
+            except OSError:
+                pass
+        os._exit(127)
+
+    def wait_readable(self, fd: int) -> bytes:
+        """Data from fd once the helper signals readiness; raises if it dies or stalls."""
+        poll = select.poll()
+        poll.register(fd, select.POLLIN)
+        poll.register(self.pidfd, select.POLLIN)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.stop()
+                raise SetupError(f"{self.name} did not become ready within "
+                                 f"{READY_TIMEOUT:g} s{self._output_suffix()}",
+                                 origin=self.origin, hint="run with --debug and check "
+                                 f"that {self.name} works on this machine (jailpy check)")
+            events = dict(poll.poll(remaining * 1000))
+            if fd in events:
+                data = os.read(fd, 64)
+                if data:
+                    return data
+                poll.unregister(fd)  # EOF without data: the helper is going away
+            if self.pidfd in events:
+                raise self.died()
+
+    def died(self) -> SetupError:
+        """The helper exited during start-up: say so, with what it printed."""
+        status = self._reap(block=True)
+        how = ("killed by signal %d" % os.WTERMSIG(status) if os.WIFSIGNALED(status)
+               else "exit status %d" % os.WEXITSTATUS(status)) if status is not None else "gone"
+        return SetupError(f"{self.name} exited during start-up ({how}): "
+                          f"{self.read_output() or 'it printed nothing'}", origin=self.origin,
+                          hint=f"see 'jailpy check'; the message above is {self.name}'s own")
+
+    def read_output(self, limit: int = 3) -> str:
+        """The helper's last meaningful output lines, joined on one line."""
+        if self.output < 0:
+            return ""
+        data = os.pread(self.output, 65536, 0).decode(errors="replace")
+        lines = [line.strip() for line in data.splitlines()]
+        lines = [line for line in lines if line and "to syslog" not in line]
+        return " | ".join(lines[-limit:])
+
+    def _output_suffix(self) -> str:
+        text = self.read_output()
+        return f" (it printed: {text})" if text else ""
+
+    def port_error(self, mapping: "PortMapping", detail: str | None) -> SetupError:
+        reason = probe_host_port(mapping)
+        where = f"{mapping.host_addr}:{mapping.host_port}/{mapping.proto}"
+        if reason == errno.EADDRINUSE:
+            return SetupError(f"host port {where} is already in use", origin=mapping.origin,
+                              hint="choose another host port, or stop the program listening "
+                              f"there (ss -lntup 'sport = :{mapping.host_port}')")
+        if reason == errno.EACCES:
+            return SetupError(f"host port {where} is privileged", origin=mapping.origin,
+                              hint="publish on a port >= 1024 (or lower "
+                              "net.ipv4.ip_unprivileged_port_start)")
+        if reason == errno.EADDRNOTAVAIL:
+            return SetupError(f"host address {mapping.host_addr} is not an address of this "
+                              "machine", origin=mapping.origin,
+                              hint="publish on 127.0.0.1 or one of this machine's addresses")
+        return SetupError(f"{self.name} could not publish {where} -> sandbox port "
+                          f"{mapping.sandbox_port}: {detail or 'unknown error'}",
+                          origin=mapping.origin)
+
+    # Stopping.
+    def terminate(self) -> None:
+        """Ask the helper to exit (each helper has its own way)."""
+        if self.pid is not None:
+            os.kill(self.pid, 15)
+
+    def stop(self) -> None:
+        """Stop and reap the helper; safe to call twice."""
+        if self.pid is not None:
+            try:
+                self.terminate()
+            except ProcessLookupError:
+                pass
+            if self._reap(timeout=STOP_TIMEOUT) is None and self.pid is not None:
+                os.kill(self.pid, 9)
+                self._reap(block=True)
+        for attr in ("pidfd", "output"):
+            fd = getattr(self, attr)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, attr, -1)
+        self._remove_workdir()
+
+    def _reap(self, block: bool = False, timeout: float = 0.0) -> int | None:
+        """The helper's wait status once it has exited (None while it runs)."""
+        if self.pid is None:
+            return None
+        if not block and timeout > 0 and self.pidfd >= 0:
+            select.select([self.pidfd], [], [], timeout)
+        try:
+            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            pid, status = self.pid, 0
+        if pid == 0:
+            return None
+        self.pid = None
+        return status
+
+    def _remove_workdir(self) -> None:
+        if self.workdir is None:
+            return
+        for name in os.listdir(self.workdir):
+            try:
+                os.unlink(os.path.join(self.workdir, name))
+            except OSError:
+                pass
+        try:
+            os.rmdir(self.workdir)
+        except OSError:
+            pass
+        self.workdir = None
+
+
+class _Slirp4netns(_Helper):
+    name = "slirp4netns"
+    exit_w = -1  # our end of --exit-fd: closing it (or dying) stops slirp4netns
+
+    def command(self, target_pid: int, ready_fd: int, exit_fd: int, api: str) -> list[str]:
+        argv = [self.name, "--configure", f"--mtu={netspec.MTU}",
+                f"--cidr={netspec.SANDBOX_ADDRESS.rsplit('.', 1)[0]}.0/{netspec.PREFIX_LENGTH}",
+                "--enable-seccomp",
+                f"--ready-fd={ready_fd}", f"--exit-fd={exit_fd}", f"--api-socket={api}"]
+        if self.root_mapped:
+            # --enable-sandbox joins the sandbox's user namespace and becomes id 0
+            # there (then pivots into a root with only /etc and /run): that needs
+            # id 0 to be mapped, which a one-id map of the caller does not give.
+            argv.append("--enable-sandbox")
+        if not self.network.host_loopback:
+            argv.append("--disable-host-loopback")
+        if ipv6_available():
+            argv.append("--enable-ipv6")
+        return [*argv, str(target_pid), "tap0"]
+
+    def launch(self, target_pid: int) -> None:
+        assert self.workdir is not None
+        api = os.path.join(self.workdir, "api.sock")
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        exit_r, self.exit_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            self.spawn(self.command(target_pid, ready_w, exit_r, api), (ready_w, exit_r))
+        finally:
+            os.close(ready_w)
+            os.close(exit_r)
+        try:
+            if self.wait_readable(ready_r) != b"1":
+                raise SetupError(f"{self.name} sent an unexpected readiness message",
+                                 origin=self.origin)
+        finally:
+            os.close(ready_r)
+        for mapping in self.network.publish:
+            reply = _api_request(api, {"execute": "add_hostfwd", "arguments": {
+                "proto": mapping.proto, "host_addr": mapping.host_addr,
+                "host_port": mapping.host_port, "guest_port": mapping.sandbox_port}})
+            if "return" not in reply:
+                detail = reply.get("error", {}).get("desc") if isinstance(reply, dict) else None
+                raise self.port_error(mapping, detail)
+
+    def terminate(self) -> None:
+        # EOF on the exit fd is slirp4netns' own way to stop.
+        if self.exit_w >= 0:
+            os.close(self.exit_w)
+            self.exit_w = -1
+        else:
+            super().terminate()
+
+
+class _Pasta(_Helper):
+    name = "pasta"
+
+    def command(self, target_pid: int, pidfile: str) -> list[str]:
+        argv = [self.name, "--foreground", "--quiet", "--config-net",
+                "--address", netspec.SANDBOX_ADDRESS, "--netmask", str(netspec.PREFIX_LENGTH),
+                "--gateway", netspec.HOST_ADDRESS, "--dns-forward", netspec.DNS_ADDRESS,
+                "--mtu", str(netspec.MTU), "--pid", pidfile,
+                # Never forward the sandbox's loopback ports to the host's (pasta's
+                # default for -T/-U is "auto"), nor host ports we were not asked for.
+                "--tcp-ns", "none", "--udp-ns", "none"]
+        for proto, flag in (("tcp", "--tcp-ports"), ("udp", "--udp-ports")):
+            specs = [f"{m.host_addr}/{m.host_port}:{m.sandbox_port}"
+                     for m in self.network.publish if m.proto == proto]
+            for spec in specs or ["none"]:
+                argv += [flag, spec]
+        if not self.network.host_loopback:
+            argv.append("--no-map-gw")
+        return [*argv, str(target_pid)]
+
+    def launch(self, target_pid: int) -> None:
+        assert self.workdir is not None
+        fifo = os.path.join(self.workdir, "ready")
+        os.mkfifo(fifo, 0o600)
+        ready = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            self.spawn(self.command(target_pid, fifo), ())
+            try:
+                data = self.wait_readable(ready)
+            except SetupError:
+                if self.pid is None:  # it died: a busy host port is the usual reason
+                    for mapping in self.network.publish:
+                        if probe_host_port(mapping) is not None:
+                            raise self.port_error(mapping, None) from None
+                raise
+        finally:
+            os.close(ready)
+        if data.strip() != str(self.pid).encode():
+            self.stop()
+            raise SetupError(f"{self.name} did not stay in the foreground (pid file: "
+                             f"{data.strip().decode(errors='replace')!r})", origin=self.origin)
+
+
+# --- small host-side utilities ------------------------------------------------------
+
+
+def _private_dir() -> str:
+    """A fresh 0700 directory for sockets and FIFOs, named after this process."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
+    if not os.access(base, os.W_OK | os.X_OK):
+        base = "/tmp"
+    while True:
+        path = os.path.join(base, f"jailpy-net-{os.getpid()}-{os.urandom(4).hex()}")
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            continue
+
+
+def _api_request(path: str, request: dict) -> dict:
+    """One slirp4netns API call: send, shut down writing, read the reply."""
+    import json
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(READY_TIMEOUT)
+        sock.connect(path)
+        sock.sendall(json.dumps(request).encode())
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    try:
+        reply = json.loads(b"".join(chunks) or b"{}")
+    except ValueError:
+        return {"error": {"desc": b"".join(chunks).decode(errors="replace")}}
+    return reply if isinstance(reply, dict) else {"error": {"desc": repr(reply)}}
+
+
+def probe_host_port(mapping: "PortMapping") -> int | None:
+    """errno of binding the host side of a mapping ourselves (None: it is free)."""
+    import socket
+
+    kind = socket.SOCK_STREAM if mapping.proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((mapping.host_addr, mapping.host_port))
+        except OSError as exc:
+            return exc.errno
+    return None
+
+
+# --- jailpy check --------------------------------------------------------------------
+
+
+def network_checks() -> list:
+    """`jailpy check` rows: each helper, the tun device, Landlock port rules, IPv6."""
+    from ..diagnostics import Check
+    from . import landlock_net
+
+    rows = []
+    tun = check_tun()
+    for mode in netspec.HELPER_MODES:
+        binary = find_helper(mode)
+        package = netspec.PACKAGES[mode]
+        if binary is None:
+            rows.append(Check("network", mode, False, "not installed",
+                              f"install the '{package}' package (apt install {package})"))
+        elif tun is not None:
+            rows.append(Check("network", mode, False, f"{binary}, but {tun}", _TUN_HINT))
+        else:
+            rows.append(Check("network", mode, True, f"ready ({binary})"))
+    rows.append(Check("network", TUN_PATH, tun is None, "usable" if tun is None else tun,
+                      None if tun is None else _TUN_HINT))
+    abi = landlock_net.abi_version()
+    ok = abi >= landlock_net.NET_ABI
+    rows.append(Check("network", "TCP port rules (Landlock)", ok,
+                      f"Landlock ABI {abi}" if abi else "Landlock not available",
+                      None if ok else "needs Linux 6.7+ with Landlock enabled "
+                      "(network.allow_connect_tcp / allow_bind_tcp)"))
+    rows.append(Check("network", "IPv6 in slirp4netns", True,
+                      "enabled" if ipv6_available() else "off (IPv6 disabled on this host)"))
+    return rows
