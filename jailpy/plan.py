@@ -67,6 +67,9 @@ class Plan(Record):
     argv0: str | None
     keep_caps: tuple[str, ...] = ()
     network: Network = Network()
+    #: The network namespace belongs to a user namespace around the sandbox's own,
+    #: with the caller as id 0 (slirp4netns, pasta; see runtime/launcher.py).
+    outer_userns: bool = False
     policy: Policy = Policy()
     #: Desktop pieces (jailpy/desktop/planner.py); their ops and env are already
     #: part of mount_ops and env, this keeps the host-side specs and notes.
@@ -164,6 +167,9 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         argv0=policy.process.argv0,
         keep_caps=policy.capabilities.keep,
         network=policy.network,
+        outer_userns=(policy.network.mode in ("slirp4netns", "pasta")
+                      and policy.namespaces.user and policy.namespaces.net
+                      and not ident.map_all),
         policy=policy,
         desktop=desktop,
     )

@@ -203,16 +203,22 @@ def _child_main(plan: Plan, supervisor: int, report_w: int, go_r: int,
                 os._exit(EXIT_JAILPY_FAILURE)
         if enforcer is not None:
             _join_cgroup(enforcer)
-        _unshare(plan)
-        if plan.unshare_flags & sc.CLONE_NEWUSER and not plan.map_all:
-            # Before any host step: a network helper joining our namespaces
-            # must find its own uid mapped.
-            userns.write_own_maps(plan.uid_inside, plan.uid_outside, plan.gid_inside,
-                                  plan.gid_outside)
+        if plan.outer_userns:
+            _enter_network_userns(plan)
+        else:
+            _unshare(plan)
+            if plan.unshare_flags & sc.CLONE_NEWUSER and not plan.map_all:
+                # Before any host step: a network helper joining our namespaces
+                # must find its own uid mapped.
+                userns.write_own_maps(plan.uid_inside, plan.uid_outside, plan.gid_inside,
+                                      plan.gid_outside)
         if go_r >= 0:
             channel.send(report_w, unshared=os.getpid())
             if os.read(go_r, 1) != b"g":
                 os._exit(EXIT_JAILPY_FAILURE)
+        if plan.outer_userns:
+            _unshare(plan, plan.unshare_flags & ~sc.CLONE_NEWNET)
+            userns.write_own_maps(plan.uid_inside, 0, plan.gid_inside, 0)
         # pid 1 cannot use getppid() to notice that this process died before its
         # PDEATHSIG was armed (its parent is outside its pid namespace): it checks
         # this lifeline pipe instead, which reads EOF once we are gone.
@@ -247,9 +253,20 @@ def _join_cgroup(enforcer: "Enforcer") -> None:
                          origin="limits") from exc
 
 
-def _unshare(plan: Plan) -> None:
+def _enter_network_userns(plan: Plan) -> None:
+    """For slirp4netns/pasta: a user namespace of our own, with the caller as id 0,
+    that owns the sandbox's network namespace. The helper attaches to it (and
+    slirp4netns --enable-sandbox becomes id 0 in it); after "go" the sandbox's
+    own namespaces are created inside it, so nothing in the sandbox has
+    capabilities over its network namespace, whatever its uid."""
+    _unshare(plan, sc.CLONE_NEWUSER | sc.CLONE_NEWNET)
+    userns.write_own_maps(0, plan.uid_outside, 0, plan.gid_outside)
+    netdev.bring_up_loopback()
+
+
+def _unshare(plan: Plan, flags: int = 0) -> None:
     try:
-        sc.unshare(plan.unshare_flags)
+        sc.unshare(flags or plan.unshare_flags)
     except OSError as exc:
         hint = ("unprivileged user namespaces may be disabled: see 'jailpy check'"
                 if exc.errno in (errno.EPERM, errno.ENOSPC, errno.EINVAL) else None)
@@ -273,7 +290,7 @@ def _pid1_main(plan: Plan, report_w: int, lifeline: int) -> None:
             mounts.build_root(plan.mount_ops, plan.root_readonly, plan.new_pid_ns)
         if plan.hostname is not None:
             sc.sethostname(plan.hostname)
-        if plan.unshare_flags & sc.CLONE_NEWNET:
+        if plan.unshare_flags & sc.CLONE_NEWNET and not plan.outer_userns:
             netdev.bring_up_loopback()
         if not plan.new_pid_ns:
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)

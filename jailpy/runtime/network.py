@@ -108,8 +108,6 @@ class NetworkSession:
         if mode in netspec.HELPER_MODES and plan.unshare_flags & sc.CLONE_NEWNET:
             binary = require_helper(mode)
             self.helper = (_Slirp4netns if mode == "slirp4netns" else _Pasta)(binary, self.network)
-            self.helper.root_mapped = plan.map_all or (plan.uid_inside == 0
-                                                       and plan.gid_inside == 0)
 
     def host_steps(self) -> tuple:
         return (self.helper.start,) if self.helper is not None else ()
@@ -148,8 +146,6 @@ class _Helper:
         self.output = -1
         self.workdir: str | None = None
         self.ready_after: float | None = None
-        #: Whether id 0 exists in the sandbox's user namespace (see _Slirp4netns).
-        self.root_mapped = False
 
     # The host step: spawn, wait for readiness, publish, remove the private dir.
     def start(self, target_pid: int) -> None:
@@ -330,15 +326,14 @@ class _Slirp4netns(_Helper):
     exit_w = -1  # our end of --exit-fd: closing it (or dying) stops slirp4netns
 
     def command(self, target_pid: int, ready_fd: int, exit_fd: int, api: str) -> list[str]:
+        # --enable-sandbox: slirp4netns joins the target's user namespace, becomes
+        # id 0 there and pivots into a root holding only /etc and /run. Id 0 is
+        # mapped there: the launcher attaches us to a user namespace around the
+        # sandbox's that maps the caller to 0 (or, with --map-all, the range has 0).
         argv = [self.name, "--configure", f"--mtu={netspec.MTU}",
                 f"--cidr={netspec.SANDBOX_ADDRESS.rsplit('.', 1)[0]}.0/{netspec.PREFIX_LENGTH}",
-                "--enable-seccomp",
+                "--enable-sandbox", "--enable-seccomp",
                 f"--ready-fd={ready_fd}", f"--exit-fd={exit_fd}", f"--api-socket={api}"]
-        if self.root_mapped:
-            # --enable-sandbox joins the sandbox's user namespace and becomes id 0
-            # there (then pivots into a root with only /etc and /run): that needs
-            # id 0 to be mapped, which a one-id map of the caller does not give.
-            argv.append("--enable-sandbox")
         if not self.network.host_loopback:
             argv.append("--disable-host-loopback")
         if ipv6_available():

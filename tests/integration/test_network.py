@@ -416,6 +416,54 @@ def test_explain_shows_the_network_plan(jailpy):
     assert "ro-bind-data /etc/resolv.conf" in out
 
 
+#: Which user namespace owns the sandbox's network namespace: "own" (the
+#: sandbox's, so it holds every capability over it), "outside" (one it cannot
+#: even name: NS_GET_USERNS says EPERM), or "other".
+NETNS_OWNER = """
+import fcntl, os
+net = os.open("/proc/self/ns/net", os.O_RDONLY)
+try:
+    owner = fcntl.ioctl(net, 0xB701)
+except PermissionError:
+    print("outside")
+else:
+    print("own" if os.fstat(owner).st_ino == os.stat("/proc/self/ns/user").st_ino else "other")
+"""
+
+
+def test_sandbox_does_not_own_its_helper_network(jailpy, helper, host):
+    served = jailpy_on(jailpy, host, ["run", "--net", helper, "--uid", "0", "--gid", "0",
+                                      "--", "python3", "-c", NETNS_OWNER])
+    assert served.stdout == "outside\n", served.stderr
+    # Counterpart: with a network namespace of its own (none), the sandbox owns it.
+    own = jailpy_on(jailpy, host, ["run", "--net", "none", "--uid", "0", "--gid", "0",
+                                   "--", "python3", "-c", NETNS_OWNER])
+    assert own.stdout == "own\n", own.stderr
+
+
+def test_slirp4netns_runs_in_its_own_sandbox(jailpy):
+    _skip_unless_usable("slirp4netns")
+    sandbox = jailpy.popen(["run", "--net", "slirp4netns", "--", "head", "-c1"],
+                           stdin=subprocess.PIPE)
+    sup = wait_for(lambda: next((p for p in process_tree(sandbox.pid)
+                                 if _comm(p) == "jailpy"), None))
+    slirp = wait_for(lambda: helper_pids(sup))
+    assert slirp, "slirp4netns did not start"
+    # Once the command runs, slirp4netns has reported ready: its sandbox is in place.
+    assert wait_for(lambda: [p for p in process_tree(sup) if _comm(p) == "head"])
+    with open(f"/proc/{slirp[0]}/mountinfo") as f:
+        mounts = sorted({line.split()[4] for line in f})
+    with open(f"/proc/{slirp[0]}/status") as f:
+        status = dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
+    sandbox.stdin.write(b"x")
+    sandbox.stdin.close()
+    assert sandbox.wait(timeout=30) == 0
+    # --enable-sandbox: a root of its own with only /etc and /run from the host.
+    assert "/home" not in mounts and "/usr" not in mounts and "/etc" in mounts, mounts
+    assert status["Seccomp"].strip() == "2"  # --enable-seccomp
+    assert int(status["CapEff"], 16) & ~(1 << 10) == 0  # at most CAP_NET_BIND_SERVICE
+
+
 # --- helper lifecycle ---------------------------------------------------------------------
 
 
