@@ -162,7 +162,7 @@ def generated_files(policy: "Policy", hostname: str,
 # --- --explain -------------------------------------------------------------------------
 
 
-def explain_lines(network: Network, new_netns: bool) -> list[str]:
+def explain_lines(network: Network, new_netns: bool, outer_userns: bool = False) -> list[str]:
     """The [network] section of --explain; host mode is said loudly."""
     mode = network.mode
     if mode == "host" or not new_netns:
@@ -178,6 +178,9 @@ def explain_lines(network: Network, new_netns: bool) -> list[str]:
                  f"DNS {DNS_ADDRESS}, MTU {MTU}",
                  "host 127.0.0.1 " + (f"REACHABLE at {HOST_ADDRESS}" if network.host_loopback
                                       else "not reachable")]
+        if outer_userns:
+            lines.append("namespace   owned by a user namespace around the sandbox's: no "
+                         "capabilities over it inside")
         for m in network.publish:
             note = (" (replies to clients on the host's loopback need host_loopback)"
                     if m.proto == "udp" and mode == "slirp4netns" and not network.host_loopback

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from jailpy.errors import ConfigError
@@ -9,6 +12,8 @@ from jailpy.netspec import (DATA_KIND, explain_lines, generated_files, network_f
                             parse_publish)
 from jailpy.plan import Caller, build_plan
 from jailpy.policy import Filesystem, MountOp, Namespaces, Network, Policy, PortMapping, Process
+from jailpy.profile.schema import SCHEMA
+from jailpy.runopts import RUN_OPTIONS
 
 
 def test_publish_specs():
@@ -87,3 +92,22 @@ def test_explain_lines():
                                   allow_bind_tcp=(8080,), best_effort=True), new_netns=True)
     assert "host 127.0.0.1 REACHABLE at 10.0.2.2" in lines
     assert lines[-1] == "tcp bind    only ports 8080 (Landlock, best effort)"
+
+
+REPO = Path(__file__).resolve().parent.parent.parent
+NETWORK_FLAGS = ("--net", "--publish", "--host-loopback", "--no-host-loopback",
+                 "--allow-connect-tcp", "--allow-bind-tcp")
+
+
+@pytest.mark.parametrize("key", sorted(SCHEMA["network"]))
+def test_network_key_documented(key):
+    page = (REPO / "man" / "jailpy-profile.5").read_text().replace("\\-", "-")
+    section = page.split(".SH [network]")[1].split(".SH ")[0]
+    assert re.search(rf"^\.BR {key} ", section, re.M), f"network.{key} missing from man page"
+    assert key in (REPO / "docs" / "network.md").read_text()
+
+
+@pytest.mark.parametrize("flag", NETWORK_FLAGS)
+def test_network_flag_exists_and_is_documented(flag):
+    assert any(flag in (*opt.flags, opt.off) for opt in RUN_OPTIONS)
+    assert flag in (REPO / "man" / "jailpy.1").read_text().replace("\\-", "-")
