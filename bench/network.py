@@ -4,7 +4,9 @@
 - TCP throughput (iperf3) between a sandbox and a server on the host's
   127.0.0.1, both directions, for --net host, slirp4netns and pasta (both with
   --host-loopback, so the sandbox reaches the host's loopback at 10.0.2.2),
-  next to plain host loopback measured in the same run; ratios to it.
+  next to plain host loopback and to each helper alone (same flags, attached
+  to a bare `unshare -Urn` namespace), measured in the same run; ratios to
+  host loopback.
 - Helper start-up: spawn to ready of slirp4netns and pasta through jailpy's
   own driver, attached to a fresh `unshare -Urn` namespace each time; and the
   whole `jailpy run --net MODE -- true` against `--net none`.
@@ -81,10 +83,37 @@ def iperf(client: list[str], address: str, seconds: float, reverse: bool) -> flo
         server.wait()
 
 
+#: The helper alone, with jailpy's flags, attached to a bare `unshare -Urn`
+#: namespace; runs the rest of argv in it. Separates the helper's own speed
+#: from anything jailpy adds.
+HELPER_ALONE = textwrap.dedent("""
+    import subprocess, sys
+    from jailpy.policy import Network
+    from jailpy.runtime import network
+    helper, argv = sys.argv[1], sys.argv[2:]
+    kind = network._Slirp4netns if helper == "slirp4netns" else network._Pasta
+    target = subprocess.Popen(["unshare", "-Urn", "sh", "-c", "echo; exec sleep 600"],
+                              stdout=subprocess.PIPE)
+    target.stdout.readline()
+    driver = kind(network.require_helper(helper), Network(mode=helper, host_loopback=True))
+    driver.start(target.pid)
+    try:
+        code = subprocess.run(["nsenter", "-t", str(target.pid), "-U", "-n",
+                               "--preserve-credentials", *argv]).returncode
+    finally:
+        driver.stop()
+        target.kill()
+        target.wait()
+    sys.exit(code)
+""")
+
+
 def throughput(seconds: float, reps: int) -> dict[str, dict[str, float]]:
     modes = {"host loopback": ([], "127.0.0.1"),
              "jailpy --net host": ([JAILPY, "run", "--net", "host", "--"], "127.0.0.1")}
     for helper in HELPERS:
+        modes[f"{helper} alone"] = (
+            [f"{VENV}/bin/python", "-c", HELPER_ALONE, helper], "10.0.2.2")
         modes[f"jailpy --net {helper}"] = (
             [JAILPY, "run", "--net", helper, "--host-loopback", "--"], "10.0.2.2")
     results: dict[str, dict[str, list[float]]] = {m: {"out": [], "in": []} for m in modes}

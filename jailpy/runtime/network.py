@@ -102,8 +102,13 @@ class NetworkSession:
             from . import landlock_net  # the target needs it after pivot_root
 
             abi = landlock_net.abi_version()
-            if abi < landlock_net.NET_ABI and not self.network.best_effort:
-                raise landlock_net.unsupported(self.network, abi)
+            if abi < landlock_net.NET_ABI:
+                if not self.network.best_effort:
+                    raise landlock_net.unsupported(self.network, abi)
+                import sys
+
+                sys.stderr.write(f"jailpy: warning: {landlock_net.unsupported(self.network, abi)}"
+                                 "; running without them (network.best_effort)\n")
         mode = self.network.mode
         if mode in netspec.HELPER_MODES and plan.unshare_flags & sc.CLONE_NEWNET:
             binary = require_helper(mode)
@@ -113,14 +118,9 @@ class NetworkSession:
         return (self.helper.start,) if self.helper is not None else ()
 
     def stop(self) -> None:
+        """The closer: runs when the sandbox has ended, whatever happened."""
         if self.helper is not None:
             self.helper.stop()
-
-    def __enter__(self) -> "NetworkSession":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def prepare(plan: "Plan") -> NetworkSession | None:
@@ -145,15 +145,12 @@ class _Helper:
         self.pidfd = -1
         self.output = -1
         self.workdir: str | None = None
-        self.ready_after: float | None = None
 
-    # The host step: spawn, wait for readiness, publish, remove the private dir.
     def start(self, target_pid: int) -> None:
-        started = time.monotonic()
+        """The host step: spawn, wait for readiness, publish, remove the private dir."""
         self.workdir = _private_dir()
         try:
             self.launch(target_pid)
-            self.ready_after = time.monotonic() - started
         finally:
             self._remove_workdir()
 
@@ -284,8 +281,8 @@ class _Helper:
             if self._reap(timeout=STOP_TIMEOUT) is None and self.pid is not None:
                 os.kill(self.pid, 9)
                 self._reap(block=True)
-        for attr in ("pidfd", "output"):
-            fd = getattr(self, attr)
+        for attr in ("pidfd", "output", "exit_w"):
+            fd = getattr(self, attr, -1)
             if fd >= 0:
                 os.close(fd)
                 setattr(self, attr, -1)

@@ -367,6 +367,7 @@ def test_port_rules_fail_closed_without_landlock_unless_best_effort(jailpy, user
     lenient = jailpy.raw([python, "-c", NO_LANDLOCK, jailpy.binary, "run", "--profile",
                           str(profile), "--", "echo", "ran"])
     assert (lenient.returncode, lenient.stdout) == (0, "ran\n"), lenient.stderr
+    assert "warning: " in lenient.stderr and "running without them" in lenient.stderr
 
 
 # --- generated files never touch the host -------------------------------------------------
