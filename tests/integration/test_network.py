@@ -276,6 +276,54 @@ def _old_pasta() -> bool:
     return version.startswith("0.0~git2023") or version.startswith("0.0~git2022")
 
 
+#: Waits (bounded) for slirp4netns' IPv6 router advertisement, then fetches [fd00::2]:PORT.
+CLIENT6 = """
+import socket, sys, time
+port = int(sys.argv[1])
+for _ in range(100):
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.connect(("fd00::2", port))  # succeeds once there is a route
+        break
+    except OSError:
+        time.sleep(0.05)
+else:
+    print("NOROUTE")
+    sys.exit()
+try:
+    with socket.create_connection(("fd00::2", port), timeout=2) as s:
+        print("BODY", s.recv(100).decode().strip())
+except OSError as exc:
+    print("FAIL", type(exc).__name__, exc.errno)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/sys/net/ipv6/conf/lo"), reason="no IPv6 here")
+def test_host_loopback_rule_covers_ipv6_with_slirp4netns(jailpy):
+    _skip_unless_usable("slirp4netns")
+    token = f"v6-{os.urandom(4).hex()}"
+    with socket.socket(socket.AF_INET6) as server:
+        server.bind(("::1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        def fetch6(*options: str) -> str:
+            proc = subprocess.Popen(jailpy.user.command(
+                [jailpy.binary, "run", "--net", "slirp4netns", *options, "--", "python3", "-c",
+                 CLIENT6, str(port)]), stdout=subprocess.PIPE, text=True, cwd=jailpy.workdir,
+                env=jailpy.env())
+            jailpy.started.append(proc)
+            server.settimeout(10)
+            if "--host-loopback" in options:
+                conn, _ = server.accept()
+                conn.sendall(token.encode())
+                conn.close()
+            return proc.communicate(timeout=30)[0].strip()
+
+        assert fetch6("--host-loopback") == f"BODY {token}"
+        assert fetch6().startswith("FAIL")  # with a route to fd00::2, but no host loopback
+
+
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
 def test_published_port_answers_on_the_hosts_loopback(jailpy, helper, host, proto):
     options = ["--net", helper]
