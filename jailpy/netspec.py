@@ -10,7 +10,7 @@ See docs/network.md for the design.
 from __future__ import annotations
 
 from .errors import ConfigError
-from .policy import MountOp, Network, PortMapping
+from .policy import GENERATED_KINDS, MountOp, Network, PortMapping
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ DEFAULT_PUBLISH_ADDRESS = "127.0.0.1"
 
 PUBLISH_FORMAT = "[HOST_ADDR:]HOST_PORT:SANDBOX_PORT[/tcp|/udp]"
 #: Internal mount-op kind: a read-only file with generated content bound over dest.
-DATA_KIND = "ro-bind-data"
+DATA_KIND = GENERATED_KINDS[0]
 
 
 def parse_port(text: str, what: str, origin: str) -> int:

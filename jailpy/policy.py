@@ -18,6 +18,9 @@ MOUNT_KINDS = (
 )
 #: Kinds that take a host source path.
 BIND_KINDS = ("bind", "ro-bind", "dev-bind")
+#: Kinds jailpy generates itself and profiles cannot name: "ro-bind-data" (a
+#: read-only file with `content` bound over `dest`; netspec.generated_files).
+GENERATED_KINDS = ("ro-bind-data",)
 
 
 class Namespaces(Record):
