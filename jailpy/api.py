@@ -86,12 +86,10 @@ class Sandbox:
             userns.check_full_range(plan.uid_outside, plan.gid_outside)
             steps.append(lambda pid: userns.write_full_range_maps(
                 pid, plan.uid_inside, plan.uid_outside, plan.gid_inside, plan.gid_outside))
-        net = plan.network
-        if net.mode in ("slirp4netns", "pasta") or net.allow_connect_tcp is not None \
-                or net.allow_bind_tcp is not None:
+        if plan.network.mode in ("slirp4netns", "pasta"):
             from .runtime import network
 
-            session = network.prepare(plan)  # checks first: helper, /dev/net/tun, Landlock
+            session = network.prepare(plan)  # checks first: the helper, /dev/net/tun
             if session is not None:
                 closers.append(session.stop)
                 steps.extend(session.host_steps())

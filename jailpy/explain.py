@@ -121,7 +121,7 @@ SECTION_PROVIDERS: list[Callable[[Plan], list[Section]]] = [
 
 
 #: Words --explain highlights on a terminal.
-ALARMS = ("SHARED with the host", "MISSING")
+ALARMS = ("SHARED with the host", "MISSING", "SHARES THE HOST'S NETWORK NAMESPACE")
 
 
 def machine_section(plan: Plan) -> list[Section]:

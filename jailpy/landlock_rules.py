@@ -24,7 +24,7 @@ read-only mount itself still refuses the write.
 from __future__ import annotations
 
 from .errors import ConfigError
-from .policy import MountOp, Policy
+from .policy import GENERATED_KINDS, MountOp, Policy
 from .record import Record
 
 READ, WRITE, EXECUTE, IOCTL, LIST = "read", "write", "execute", "ioctl", "list"
@@ -87,6 +87,8 @@ def _from_mounts(ops: tuple[MountOp, ...], root_readonly: bool) -> list[PathRule
         elif op.kind in ("dir", "file"):
             access = {READ, WRITE, EXECUTE} if writable_root else {READ}
             rules[op.dest] = PathRule(op.dest, frozenset(access), False, origin)
+        elif op.kind in GENERATED_KINDS:  # jailpy's own read-only files (/etc/resolv.conf)
+            rules[op.dest] = PathRule(op.dest, frozenset({READ}), False, origin)
         elif op.kind == "remount-ro" and op.dest in rules:
             old = rules[op.dest]
             rules[op.dest] = PathRule(op.dest, old.access - {WRITE}, old.optional, old.origin)
@@ -138,7 +140,8 @@ def derive(policy: Policy, ops: tuple[MountOp, ...] | None = None) -> LandlockRu
         if ports is not None:
             needs.append(Requirement(feature, ABI_TCP, _origin(policy, key), lax))
         if theirs is not None:  # asked for by the network settings, with their own leniency
-            needs.append(Requirement(feature, ABI_TCP, f"network.allow_{key}", net.best_effort))
+            origin = dict(net.origins).get(f"allow_{key}", f"network.allow_{key}")
+            needs.append(Requirement(feature, ABI_TCP, origin, net.best_effort))
     if spec.scope_signals:
         needs.append(Requirement("signal scoping", ABI_SCOPES, _origin(policy, "scope_signals"),
                                  lax))

@@ -2,9 +2,9 @@
 and the files a networked sandbox gets in /etc.
 
 Everything here is pure: profile values in, Policy/Plan pieces out, no
-syscalls that change state. The runtime side (starting slirp4netns or pasta,
-Landlock port rules) lives in runtime/network.py and runtime/landlock_net.py.
-See docs/network.md for the design.
+syscalls that change state. The runtime side (starting slirp4netns or pasta)
+lives in runtime/network.py; the TCP port rules are part of the Landlock
+ruleset (landlock_rules.py). See docs/network.md for the design.
 """
 
 from __future__ import annotations

@@ -66,8 +66,8 @@ def decide(rules: LandlockRules, abi: int, why: str = "") -> LandlockSetup | Non
         else:
             message = (f"this kernel's Landlock ABI {abi} lacks {need.feature} "
                        f"(needs ABI {need.abi})")
-        lenient = "network.best_effort" if need.origin.startswith("network.") \
-            else "landlock.best_effort"
+        from_network = "network." in need.origin or need.origin.startswith("--allow-")
+        lenient = "network.best_effort" if from_network else "landlock.best_effort"
         raise UnsupportedError(message, origin=need.origin,
                                hint=f"set {lenient} = true to run without it, or use a newer "
                                     "kernel")

@@ -3,7 +3,7 @@
 The contract, the same for both helpers (docs/network.md):
 
 - checked before anything is forked: the helper is installed, /dev/net/tun
-  can be opened, Landlock can enforce the port rules;
+  can be opened;
 - started by the supervisor as a host step, once the namespace child has
   unshared and mapped its ids and while it waits for "go"; attached by pid;
 - ready within READY_TIMEOUT: slirp4netns writes "1" to --ready-fd; pasta runs
@@ -98,17 +98,6 @@ class NetworkSession:
     def __init__(self, plan: "Plan") -> None:
         self.network = plan.network
         self.helper: _Helper | None = None
-        if netspec.uses_port_rules(self.network):
-            from . import landlock_net  # the target needs it after pivot_root
-
-            abi = landlock_net.abi_version()
-            if abi < landlock_net.NET_ABI:
-                if not self.network.best_effort:
-                    raise landlock_net.unsupported(self.network, abi)
-                import sys
-
-                sys.stderr.write(f"jailpy: warning: {landlock_net.unsupported(self.network, abi)}"
-                                 "; running without them (network.best_effort)\n")
         mode = self.network.mode
         if mode in netspec.HELPER_MODES and plan.unshare_flags & sc.CLONE_NEWNET:
             binary = require_helper(mode)
@@ -124,8 +113,12 @@ class NetworkSession:
 
 
 def prepare(plan: "Plan") -> NetworkSession | None:
-    """Checks and a session when the plan needs networking work, else None."""
-    if plan.network.mode in netspec.HELPER_MODES or netspec.uses_port_rules(plan.network):
+    """Checks and a session when the plan uses a network helper, else None.
+
+    (The TCP port rules are part of the sandbox's Landlock ruleset, prepared
+    with the other privilege layers: runtime/security.py, landlock_rules.py.)
+    """
+    if plan.network.mode in netspec.HELPER_MODES:
         return NetworkSession(plan)
     return None
 
@@ -473,7 +466,10 @@ def probe_host_port(mapping: "PortMapping") -> int | None:
 def network_checks() -> list:
     """`jailpy check` rows: each helper, the tun device, Landlock port rules, IPv6."""
     from ..diagnostics import Check
-    from . import landlock_net
+    from ..linux.landlock import abi_version
+
+    def mode_is(*modes: str):
+        return lambda policy: policy.network.mode in modes
 
     rows = []
     tun = check_tun()
@@ -482,19 +478,22 @@ def network_checks() -> list:
         package = netspec.PACKAGES[mode]
         if binary is None:
             rows.append(Check("network", mode, False, "not installed",
-                              f"install the '{package}' package (apt install {package})"))
+                              f"install the '{package}' package (apt install {package})",
+                              mode_is(mode)))
         elif tun is not None:
-            rows.append(Check("network", mode, False, f"{binary}, but {tun}", _TUN_HINT))
+            rows.append(Check("network", mode, False, f"{binary}, but {tun}", _TUN_HINT,
+                              mode_is(mode)))
         else:
-            rows.append(Check("network", mode, True, f"ready ({binary})"))
+            rows.append(Check("network", mode, True, f"ready ({binary})", None, mode_is(mode)))
     rows.append(Check("network", TUN_PATH, tun is None, "usable" if tun is None else tun,
-                      None if tun is None else _TUN_HINT))
-    abi = landlock_net.abi_version()
-    ok = abi >= landlock_net.NET_ABI
-    rows.append(Check("network", "TCP port rules (Landlock)", ok,
-                      f"Landlock ABI {abi}" if abi else "Landlock not available",
-                      None if ok else "needs Linux 6.7+ with Landlock enabled "
-                      "(network.allow_connect_tcp / allow_bind_tcp)"))
+                      None if tun is None else _TUN_HINT, mode_is(*netspec.HELPER_MODES)))
+    abi, why = abi_version()
+    ok = abi >= 4
+    rows.append(Check("network", "TCP port rules (Landlock ABI 4)", ok,
+                      f"Landlock ABI {abi}" if abi else f"Landlock not available: {why}",
+                      None if ok else "needs Linux 6.7+ with Landlock enabled, or "
+                      "network.best_effort = true",
+                      lambda p: netspec.uses_port_rules(p.network) and not p.network.best_effort))
     rows.append(Check("network", "IPv6 in slirp4netns", True,
                       "enabled" if ipv6_available() else "off (IPv6 disabled on this host)"))
     return rows

@@ -110,8 +110,9 @@ _CONNECT = ("import socket, sys; s = socket.create_connection(('127.0.0.1', int(
             " print(s.recv(16).decode())")
 
 
-def test_net_client_reaches_a_host_service_and_default_does_not(jailpy):
-    """net-client shares the host's network; the counterpart is the default profile."""
+def test_net_client_has_a_network_but_not_the_hosts_loopback(jailpy):
+    """net-client: slirp4netns, without the host's 127.0.0.1 unless --host-loopback;
+    the counterpart for "has a network" is the default profile, which has none."""
     import socket
     import threading
 
@@ -130,18 +131,18 @@ def test_net_client_reaches_a_host_service_and_default_does_not(jailpy):
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        result = jailpy.run(["run", "-p", "net-client", "--", "python3", "-c", _CONNECT,
-                             str(port)])
-        assert result.returncode == 0, result.stderr
-        assert result.stdout == "hello\n"
-        check = jailpy.sandbox("test -r /etc/resolv.conf && ls -A \"$HOME\" | wc -l",
-                               "-p", "net-client")
-        assert check.stdout.split() == ["0"], check
-        blocked = jailpy.run(["run", "-p", "default", "--", "python3", "-c", _CONNECT,
-                              str(port)])
-        assert blocked.returncode != 0
-        assert "ConnectionRefusedError" in blocked.stderr or "Network is unreachable" in \
-            blocked.stderr, blocked.stderr
+        devices = "python3 -c 'import socket; print(len(socket.if_nameindex()))'"
+        check = jailpy.sandbox(f"{devices}; grep -c 10.0.2.3 /etc/resolv.conf; "
+                               "ls -A \"$HOME\" | wc -l", "-p", "net-client")
+        assert check.stdout.split() == ["2", "1", "0"], check
+        assert jailpy.sandbox(devices, "-p", "default").stdout.split() == ["1"]
+        for address in ("127.0.0.1", "10.0.2.2"):
+            blocked = jailpy.run(["run", "-p", "net-client", "--", "python3", "-c",
+                                  _CONNECT.replace("127.0.0.1", address), str(port)])
+            assert blocked.returncode != 0, blocked.stdout
+        allowed = jailpy.run(["run", "-p", "net-client", "--host-loopback", "--", "python3",
+                              "-c", _CONNECT.replace("127.0.0.1", "10.0.2.2"), str(port)])
+        assert allowed.stdout == "hello\n", allowed.stderr
     finally:
         server.close()
         thread.join(5)

@@ -86,6 +86,16 @@ def test_plan_appends_generated_files_and_carries_the_network():
     assert build_plan(_policy("none", ops=ops), ["true"], caller).mount_ops == tuple(ops)
 
 
+def test_landlock_rules_let_the_generated_files_be_read():
+    from jailpy.landlock_rules import derive
+
+    caller = Caller(uid=1000, gid=1000, env={}, cwd="/", cwd_identity=None)
+    plan = build_plan(_policy("pasta"), ["true"], caller)
+    rules = {r.path: r.access for r in derive(plan.policy, plan.mount_ops).paths}
+    assert rules["/etc/resolv.conf"] == frozenset({"read"})
+    assert rules["/etc/hosts"] == frozenset({"read"})
+
+
 def test_explain_lines():
     assert "HOST" in explain_lines(Network(mode="host"), new_netns=False)[0]
     lines = explain_lines(Network(mode="slirp4netns", host_loopback=True,
