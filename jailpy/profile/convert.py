@@ -7,9 +7,9 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from ..errors import ConfigError
+from ..netspec import network_from_profile
 from ..policy import (BIND_KINDS, Capabilities, Environment, Filesystem, Identity, MountOp,
                       Namespaces, Network, Policy, Process)
-from ..netspec import network_from_profile
 from . import schema, security
 from .merge import Merged
 from .values import (normalize_path, parse_duration, parse_mode, parse_size,  # noqa: F401
