@@ -107,12 +107,16 @@ def overrides_layer(order: list[str], opts: "dict[str, Any]") -> "Layer":
                              "argv0": opts.get("argv0"), "new_session": opts.get("new_session"),
                              "die_with_parent": opts.get("die_with_parent")}),
         "network": _present({
-            "mode": opts.get("net_mode"), "host_loopback": opts.get("host_loopback"),
+            # --share-net asks for the host's network: it means --net host unless
+            # --net says otherwise (a contradiction the constraints then report).
+            "mode": opts.get("net_mode") or ("host" if opts.get("share_net") else None),
+            "host_loopback": opts.get("host_loopback"),
             "publish": list(opts.get("publish") or ()) or None,
             "allow_connect_tcp": list(opts.get("allow_connect_tcp") or ()) or None,
             "allow_bind_tcp": list(opts.get("allow_bind_tcp") or ()) or None}),
     }
-    item_origins = {"filesystem.mounts": origins, "network.mode": ["--net"],
+    item_origins = {"filesystem.mounts": origins,
+                    "network.mode": ["--net" if opts.get("net_mode") else "--share-net"],
                     "process.cwd": ["--chdir"], "network.host_loopback": ["--host-loopback"]}
     for key in ("publish", "allow_connect_tcp", "allow_bind_tcp"):
         flag = "--" + key.replace("_", "-")

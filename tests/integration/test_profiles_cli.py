@@ -115,8 +115,17 @@ def test_bad_profiles_fail_with_one_line(jailpy, user_tmp, test_user, text, need
 
 
 def test_cli_override_conflict_names_the_option(jailpy):
-    result = jailpy.run(["run", "--share-net", "--", "true"])
-    _one_error_line(result, "default.toml: network.mode", "(from --share-net)")
+    result = jailpy.run(["run", "--net", "none", "--share-net", "--", "true"])
+    _one_error_line(result, "--net: mode 'none'", "(from --share-net)")
+
+
+def test_share_net_alone_means_the_hosts_network(jailpy):
+    result = jailpy.sandbox("tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '",
+                            "--share-net")
+    assert result.returncode == 0, result.stderr
+    with open("/proc/net/dev") as f:
+        host = {line.split(":")[0].strip() for line in f.readlines()[2:]}
+    assert set(result.stdout.split()) == host
 
 
 def test_user_profile_extending_the_shipped_one_of_the_same_name(jailpy, config, test_user):
