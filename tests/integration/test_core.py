@@ -295,3 +295,14 @@ def test_leftovers_die_with_the_target_without_a_pid_namespace(jailpy, test_user
     assert result.returncode == 0, result.stderr
     time.sleep(0.2)
     assert not _running(marker, test_user.uid)
+
+
+def test_argv0_is_given_to_the_command(jailpy):
+    result = jailpy.run(["run", "--argv0", "renamed-shell", "--", "sh", "-c", "echo $0"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "renamed-shell"  # sh -c with no operands: $0 is argv[0]
+    result = jailpy.run(["run", "--argv0", "renamed-python", "--", "python3", "-c",
+                         "import sys, os; print(open('/proc/self/cmdline','rb').read()"
+                         ".split(b'\\0')[0].decode())"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "renamed-python"

@@ -146,3 +146,44 @@ def test_net_client_has_a_network_but_not_the_hosts_loopback(jailpy):
     finally:
         server.close()
         thread.join(5)
+
+
+def test_ci_build_net_has_a_network_but_keeps_ci_builds_box(jailpy, user_tmp):
+    """ci-build-net: ci-build's workspace, empty home and cleared environment,
+    plus slirp4netns; the host's 127.0.0.1 stays unreachable (counterpart:
+    the same listener answers outside, and ci-build itself has no network)."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(10)
+    port = server.getsockname()[1]
+    threading.Thread(target=lambda: _serve_once(server), daemon=True).start()
+    try:
+        devices = "python3 -c 'import socket; print(len(socket.if_nameindex()))'"
+        probe = (f"{devices}; grep -c 10.0.2.3 /etc/resolv.conf; ls -A \"$HOME\" | wc -l; "
+                 "echo built > out.txt; echo ${SECRET_TOKEN:-no-token}")
+        result = jailpy.run(["run", "-p", "ci-build-net", "--", "sh", "-c", probe],
+                            env={"SECRET_TOKEN": "hunter2"})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["2", "1", "0", "no-token"]
+        assert (user_tmp / "out.txt").read_text() == "built\n"
+        offline = jailpy.run(["run", "-p", "ci-build", "--", "sh", "-c", devices])
+        assert offline.stdout.split() == ["1"]
+        for address in ("127.0.0.1", "10.0.2.2"):
+            blocked = jailpy.run(["run", "-p", "ci-build-net", "--", "python3", "-c",
+                                  _CONNECT.replace("127.0.0.1", address), str(port)])
+            assert blocked.returncode != 0, blocked.stdout
+        outside = jailpy.raw(["python3", "-c", _CONNECT, str(port)])
+        assert outside.stdout == "hello\n", outside.stderr
+    finally:
+        server.close()
+
+
+def _serve_once(server) -> None:
+    try:
+        conn, _ = server.accept()
+        conn.sendall(b"hello")
+        conn.close()
+    except OSError:
+        pass
