@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import _signal  # the C module: `signal` would import enum (ms at start-up)
-from .errors import SetupError
+from .errors import ConfigError, SetupError
 from .plan import Caller, Plan, build_plan
 from .policy import Policy
 from .runtime.launcher import Result, launch
@@ -57,9 +57,13 @@ class Sandbox:
         SIGTERM, SIGINT, ... to the sandbox, as the CLI does; a library
         caller usually wants to keep its own handlers.
         """
-        if not argv:
-            raise SetupError("no command given", origin="run")
+        if not argv or not argv[0]:
+            raise ConfigError("the command is empty", origin="command")
+        if any("\0" in arg for arg in argv):
+            raise ConfigError("the command contains a NUL byte", origin="command")
         policy = self.policy
+        if policy.process.argv0 == "":
+            raise ConfigError("argv0 must not be empty", origin="process.argv0 / --argv0")
         if pass_fds:
             process = policy.process.replace(pass_fds=policy.process.pass_fds + pass_fds)
             policy = policy.replace(process=process)

@@ -80,6 +80,11 @@ def _from_mounts(ops: tuple[MountOp, ...], root_readonly: bool) -> list[PathRule
     for op in ops:
         origin = op.origin or f"{op.kind} {op.dest}"
         if op.kind in _BY_KIND:
+            # A new mount hides whatever earlier ops put beneath it: their rules
+            # would name paths that no longer exist in the sandbox.
+            beneath = op.dest.rstrip("/") + "/"
+            for path in [p for p in rules if p.startswith(beneath)]:
+                del rules[path]
             rules[op.dest] = PathRule(op.dest, _BY_KIND[op.kind], op.optional, origin)
             if op.kind == "dev":
                 shm = op.dest.rstrip("/") + "/shm"

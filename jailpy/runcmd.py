@@ -126,7 +126,9 @@ def overrides_layer(order: list[str], opts: "dict[str, Any]") -> "Layer":
 
         doc["desktop"], desktop_origins = desktop_layer(opts)
         item_origins.update(desktop_origins)
-    if any(opts.get(dest) for dest in LIMIT_OPTIONS):
+    # `is not None`, not truthiness: --pids-max 0 must reach validation and be refused.
+    if any(opts.get(dest) is not None and opts.get(dest) is not False and opts.get(dest) != ()
+           for dest in LIMIT_OPTIONS):
         from .profile.limits import cli_sections
 
         sections, limit_origins = cli_sections(opts)

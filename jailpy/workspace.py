@@ -32,6 +32,34 @@ def _contains(parent: str, child: str) -> bool:
     return parent == "/" or child == parent or child.startswith(parent.rstrip("/") + "/")
 
 
+#: Kernel and device trees: a writable bind of anything in them reaches host
+#: processes (/proc/PID/mem), devices or kernel settings.
+_KERNEL_TREES = ("/proc", "/sys", "/dev")
+#: Shared places holding other programs' sockets (ssh-agent, X11, D-Bus,
+#: the session's runtime dir): a workspace may live below /tmp, but must
+#: not be one of these or contain them.
+_SHARED_PLACES = ("/tmp", "/var/tmp", "/dev/shm", "/run")
+
+
+def _unsafe(real: str, env: dict[str, str], uid: int) -> str | None:
+    """Why binding `real` read-write would hand the build something beyond its project."""
+    if real == "/":
+        return "is /; the build could read every secret of the caller"
+    home = _home(env, uid)
+    if home is not None and _contains(real, home):
+        return f"contains the home directory {home}; the build could read its secrets"
+    for tree in _KERNEL_TREES:
+        if _contains(real, tree) or _contains(tree, real):
+            return f"is in or contains {tree}; the build could reach host processes or devices"
+    runtime = env.get("XDG_RUNTIME_DIR")
+    for place in (*_SHARED_PLACES, *([os.path.realpath(runtime)] if runtime else [])):
+        if _contains(real, place):
+            return f"is or contains {place}, where other programs keep their sockets"
+        if place not in ("/tmp", "/var/tmp") and _contains(place, real):
+            return f"lies in {place}, where other programs keep their sockets"
+    return None
+
+
 def workspace_ops(policy: Policy, env: dict[str, str], uid: int,
                   caller_cwd: str | None) -> tuple[tuple[MountOp, ...], str | None]:
     """(the workspace bind, the cwd it implies) or ((), None) without a workspace."""
@@ -40,11 +68,9 @@ def workspace_ops(policy: Policy, env: dict[str, str], uid: int,
         return (), None
     path = os.path.normpath(ws.path)
     real = os.path.realpath(path)
-    home = _home(env, uid)
-    if real == "/" or (home is not None and _contains(real, home)):
-        what = "is /" if real == "/" else f"contains the home directory {home}"
-        raise ConfigError(f"workspace {path} {what}; the build could read its secrets",
-                          origin=ws.origin,
+    problem = _unsafe(real, env, uid)
+    if problem is not None:
+        raise ConfigError(f"workspace {path} {problem}", origin=ws.origin,
                           hint="run jailpy from the project directory, or pass --workspace DIR")
     op = MountOp(kind="bind", dest=path, source=path, origin=ws.origin)
     if caller_cwd is not None and _contains(path, os.path.normpath(caller_cwd)):

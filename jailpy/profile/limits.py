@@ -38,6 +38,18 @@ def origin_in(merged: Any, path: str) -> str:
 
 
 def _one_value(name: str, text: Any, origin: str) -> int:
+    value = _unchecked_value(name, text, origin)
+    if value != INFINITY and not 0 <= value <= _LARGEST:
+        raise ConfigError(f"{name} limit {text!r} is out of range", origin=origin,
+                          hint=f'the largest finite value is {_LARGEST}; or use "unlimited"')
+    return value
+
+
+#: setrlimit(2) through Python takes a C long; RLIM_INFINITY is -1 there.
+_LARGEST = 2**63 - 1
+
+
+def _unchecked_value(name: str, text: Any, origin: str) -> int:
     from .convert import parse_duration, parse_size
 
     if isinstance(text, str) and text.strip().lower() in _UNLIMITED:

@@ -68,6 +68,7 @@ def launch(plan: Plan, host_steps: tuple["HostStep", ...] = (),
            on_started: "Callable[[int], None] | None" = None) -> Result:
     """Run the plan to completion; raises JailpyError for set-up failures."""
     start = time.monotonic()
+    _check_pass_fds(plan.pass_fds)
     plan = security.prepare(plan)
     enforcer = _enforcer(plan, start)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
@@ -80,6 +81,9 @@ def launch(plan: Plan, host_steps: tuple["HostStep", ...] = (),
             enforcer.finish()
         raise
     if pid == 0:
+        os.close(report_r)
+        if go_w >= 0:
+            os.close(go_w)
         _child_main(plan, supervisor, report_w, go_r, enforcer)
     os.close(report_w)
     if enforcer is not None:
@@ -165,6 +169,12 @@ def _result(messages: list[dict], wait_status: int, usage, start: float, plan: P
     if raw is None and timed_out:
         raw = signal.SIGKILL  # killed with the rest of the sandbox after the grace period
     if raw is None:
+        stats = limit_report.stats if limit_report is not None else None
+        if stats is not None and stats.oom_kills:
+            raise SetupError("the memory limit is too small for jailpy's own set-up "
+                             "processes: they were killed before the command started",
+                             origin="limits.memory_max / --memory-max",
+                             hint="allow at least a few tens of MiB")
         code = os.waitstatus_to_exitcode(wait_status)
         raise SetupError(f"the sandbox set-up process ended unexpectedly (status {code})",
                          origin="launcher", hint="run with --debug for details")
@@ -187,6 +197,18 @@ def _result(messages: list[dict], wait_status: int, usage, start: float, plan: P
 
 
 # --- inside --------------------------------------------------------------------
+
+
+def _check_pass_fds(fds: tuple[int, ...]) -> None:
+    """Every fd to pass must be open before jailpy opens its own: an fd number
+    that is free now could otherwise be taken by jailpy's report pipe and
+    handed to the command, which could then forge its own exit status."""
+    for fd in fds:
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise SetupError(f"file descriptor {fd} is not open",
+                             origin=f"--pass-fd {fd}") from None
 
 
 def _child_main(plan: Plan, supervisor: int, report_w: int, go_r: int,
@@ -294,10 +316,13 @@ def _pid1_main(plan: Plan, report_w: int, lifeline: int) -> None:
             netdev.bring_up_loopback()
         if not plan.new_pid_ns:
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        # Non-dumpable before the fork, so there is no moment in which the target
+        # could ptrace pid 1 while pid 1 still holds capabilities; the target
+        # becomes dumpable again at execve.
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
         target = os.fork()
         if target == 0:
             _target_main(plan, report_w)
-        sc.prctl(sc.PR_SET_DUMPABLE, 0)
         caps.drop_capabilities()
         status = init.supervise(target, is_pid1=plan.new_pid_ns,
                                 forward_terminal=plan.new_session)

@@ -163,22 +163,38 @@ class RootBuilder:
         self._attach(tree, dest_fd)
 
     def make_readonly(self, dest: str) -> None:
-        """Make the mount tree at dest read-only; binds dest onto itself if needed."""
-        with _fd(self.open_inside(dest)) as fd:
-            tree = sc.open_tree(fd, "", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
+        """Make the mount tree at dest read-only: a read-only clone of it is
+        attached over the very object that was cloned (one lookup of dest, so
+        a symlink swapped in between cannot redirect the read-only copy)."""
+        dest_fd = self.open_inside(dest)
+        try:
+            tree = sc.open_tree(dest_fd, "", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
                                 | sc.AT_EMPTY_PATH | sc.AT_RECURSIVE)
+        except BaseException:
+            os.close(dest_fd)
+            raise
         try:
             sc.mount_setattr(tree, sc.MOUNT_ATTR_RDONLY, recursive=True)
         except BaseException:
             os.close(tree)
+            os.close(dest_fd)
             raise
-        self._attach(tree, self.open_inside(dest))
+        self._attach(tree, dest_fd)
+
+    def _reopen_root(self) -> None:
+        """An op on / stacked a new mount over the sandbox root: later ops and
+        the final pivot must use that mount, found by looking /newroot up again."""
+        fresh = os.open("/newroot", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        os.close(self.root)
+        self.root = fresh
 
     # -- op kinds ----------------------------------------------------------
 
     def apply(self, op: MountOp) -> None:
         try:
             getattr(self, "_op_" + op.kind.replace("-", "_"))(op)
+            if op.dest == "/":
+                self._reopen_root()
         except SetupError:
             raise
         except FileNotFoundError as exc:

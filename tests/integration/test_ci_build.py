@@ -168,3 +168,18 @@ def test_workspace_may_not_be_the_home_directory(jailpy, scene):
     assert result.returncode == 125
     assert "workspace" in result.stderr and "contains the home directory" in result.stderr
     assert "ci-build.toml: workspace.path" in result.stderr
+
+
+@pytest.mark.parametrize("cwd,fragment", [
+    ("/proc", "is in or contains /proc"),
+    ("/tmp", "is or contains /tmp"),
+    ("/var", "is or contains /var/tmp"),
+    ("/dev/shm", "/dev"),
+])
+def test_workspace_may_not_expose_host_processes_or_shared_sockets(jailpy, cwd, fragment):
+    """Binding /proc read-write would reach host processes (/proc/PID/mem);
+    /tmp, /run and friends hold other programs' sockets (ssh-agent, X11)."""
+    result = jailpy.run(["run", "-p", "ci-build", "--", "true"], cwd=cwd)
+    assert result.returncode == 125, result.stderr
+    assert fragment in result.stderr
+    assert "workspace.path" in result.stderr

@@ -172,6 +172,10 @@ def test_try_binds_skip_missing_sources(jailpy):
     (["--bogus-option"], "No such option"),
     (["--uid", "x"], "--uid"),
     (["--ro-bind", "relative", "/x"], "absolute"),
+    (["--pass-fd", "47"], "file descriptor 47 is not open"),
+    (["--pids-max", "0"], "pids_max must be at least 1"),
+    (["--rlimit", "nofile=99999999999999999999"], "out of range"),
+    (["--argv0", ""], "argv0 must not be empty"),
 ])
 def test_bad_options_exit_125_without_traceback(jailpy, args, fragment):
     result = jailpy.run(["run", *args, "--", "true"])
@@ -179,3 +183,64 @@ def test_bad_options_exit_125_without_traceback(jailpy, args, fragment):
     assert fragment in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 2
+
+
+def test_empty_command_is_a_clear_error(jailpy):
+    result = jailpy.run(["run", "--", ""])
+    assert result.returncode == 125
+    assert result.stderr.strip() == "jailpy: command: the command is empty"
+
+
+def test_tmpfs_on_root_starts_from_an_empty_root(jailpy):
+    """An op on / goes over everything before it, like any later op."""
+    result = jailpy.run(["run", "--tmpfs", "/", "--", "/usr/bin/true"])
+    assert result.returncode == 127, result.stderr
+    assert "command not found" in result.stderr
+
+
+def test_ro_bind_of_the_host_root_on_root(jailpy):
+    result = jailpy.sandbox("ls -A /; touch /jailpy-x 2>&1; true", "--ro-bind", "/", "/")
+    assert result.returncode == 0, result.stderr
+    assert set(os.listdir("/")) <= set(result.stdout.split())
+    assert "Read-only file system" in result.stdout
+
+
+def test_remount_ro_lands_on_the_directory_it_resolved(jailpy, user_tmp, test_user):
+    """A symlink flipped while the sandbox is built must not move the read-only
+    copy onto another directory (a lookup done twice would): whichever
+    directory /w/x named is the one made read-only, with its own content."""
+    import threading
+
+    for name in ("real", "other"):
+        (user_tmp / name).mkdir()
+        (user_tmp / name / name.upper()).write_text("")
+    os.symlink("real", user_tmp / "x")
+    chown_tree(user_tmp, test_user)
+    stop = threading.Event()
+
+    def flip() -> None:
+        flag = False
+        while not stop.is_set():
+            tmp = user_tmp / "x.new"
+            os.symlink("other" if flag else "real", tmp)
+            os.replace(tmp, user_tmp / "x")
+            flag = not flag
+
+    flipper = threading.Thread(target=flip, daemon=True)
+    flipper.start()
+    try:
+        for _ in range(25):
+            result = jailpy.sandbox(
+                "ls /w/real /w/other | tr '\\n' ' '; echo; "
+                "for d in real other; do touch /w/$d/t 2>/dev/null && echo $d-rw || echo $d-ro; done",
+                "--bind", str(user_tmp), "/w", "--remount-ro", "/w/x")
+            if result.returncode == 125:
+                continue  # the link was mid-replacement: a clean refusal is fine
+            lines = result.stdout.split("\n")
+            assert "REAL" in lines[0].split("/w/real:")[1].split("/w/other:")[0], result.stdout
+            assert "OTHER" in lines[0].split("/w/other:")[1], result.stdout
+            assert sorted(lines[1:3]) in (["other-rw", "real-ro"], ["other-ro", "real-rw"]), \
+                result.stdout
+    finally:
+        stop.set()
+        flipper.join(5)
