@@ -37,7 +37,9 @@ class Check:
         return self.needed(policy) if self.needed is not None else self.area == "core"
 
 
-def _read(path: str) -> str | None:
+def read_value(path: str) -> str | None:
+    """A /proc or /sys value, or None where the kernel does not have it: a
+    missing knob is itself an answer for `jailpy check`, not an error."""
     try:
         with open(path) as f:
             return f.read().strip()
@@ -48,9 +50,9 @@ def _read(path: str) -> str | None:
 def core_checks() -> list[Check]:
     """User namespaces, id-mapping helpers and the kernel mount API."""
     rows = []
-    max_userns = _read("/proc/sys/user/max_user_namespaces")
-    clone = _read("/proc/sys/kernel/unprivileged_userns_clone")
-    apparmor = _read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
+    max_userns = read_value("/proc/sys/user/max_user_namespaces")
+    clone = read_value("/proc/sys/kernel/unprivileged_userns_clone")
+    apparmor = read_value("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
     userns_ok = max_userns not in (None, "0") and clone != "0" and apparmor != "1"
     detail = f"max_user_namespaces={max_userns}"
     if clone is not None:

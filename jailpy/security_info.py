@@ -7,7 +7,7 @@ will be enforced on this machine.
 
 from __future__ import annotations
 
-from .diagnostics import Check
+from .diagnostics import Check, read_value
 
 
 def explain_sections(plan) -> list[tuple[str, list[str]]]:
@@ -28,20 +28,12 @@ def explain_sections(plan) -> list[tuple[str, list[str]]]:
     return [("security (applied in this order, right before execve)", lines)]
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
 def security_checks() -> list[Check]:
     from .linux import landlock as ll
     from .runtime.seccomp import cache_dir, libseccomp_version
 
     rows = []
-    status = _read("/proc/self/status") or ""
+    status = read_value("/proc/self/status") or ""
     has_seccomp = "Seccomp:" in status
     try:
         version = libseccomp_version()
@@ -69,7 +61,7 @@ def security_checks() -> list[Check]:
         rows.append(Check("security", "landlock", False, why,
                           "profiles need landlock.best_effort = true or landlock.enabled = "
                           "false on this kernel"))
-    last = _read("/proc/sys/kernel/cap_last_cap")
+    last = read_value("/proc/sys/kernel/cap_last_cap")
     from .linux.capabilities import CAPABILITIES
 
     known = max(CAPABILITIES.values())
