@@ -24,32 +24,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pwd
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import textwrap
-import time
 
-VENV = os.environ.get("JAILPY_VENV", "/opt/jailpy/venv")
-USER = os.environ.get("JAILPY_TEST_USER", "jailpy-test")
-JAILPY = f"{VENV}/bin/jailpy"
+from _common import JAILPY, VENV, as_user, median_times, python_as_user
+from _common import user_env as _user_env
+
 HELPERS = [h for h in ("slirp4netns", "pasta") if shutil.which(h)]
 
 
-def as_user(argv: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return argv
-    entry = pwd.getpwnam(USER)
-    return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups",
-            *argv]
-
-
 def user_env() -> dict[str, str]:
-    home = pwd.getpwnam(USER).pw_dir if os.geteuid() == 0 else os.environ["HOME"]
-    return {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "HOME": home, "LANG": "C.UTF-8"}
+    """The user's environment, with sbin too: where some distributions put the helpers."""
+    return _user_env("/usr/bin:/bin:/usr/sbin:/sbin")
 
 
 def free_port() -> int:
@@ -152,25 +142,14 @@ HELPER_READY = textwrap.dedent("""
 
 
 def helper_ready(helper: str, runs: int) -> float:
-    out = subprocess.run(as_user([f"{VENV}/bin/python", "-c", HELPER_READY, helper, str(runs)]),
-                         env=user_env(), cwd="/", check=True, capture_output=True, text=True)
-    return float(out.stdout.strip())
+    return python_as_user(HELPER_READY, helper, str(runs), env=user_env())
 
 
 def run_times(runs: int) -> dict[str, float]:
     modes = {"none": [JAILPY, "run", "--net", "none", "--", "true"]}
     for helper in HELPERS:
         modes[helper] = [JAILPY, "run", "--net", helper, "--", "true"]
-    samples: dict[str, list[float]] = {m: [] for m in modes}
-    for argv in modes.values():  # warm-up
-        subprocess.run(as_user(argv), env=user_env(), cwd="/", check=True, capture_output=True)
-    for _ in range(runs):
-        for mode, argv in modes.items():
-            start = time.perf_counter()
-            subprocess.run(as_user(argv), env=user_env(), cwd="/", check=True,
-                           capture_output=True)
-            samples[mode].append(time.perf_counter() - start)
-    return {m: statistics.median(v) for m, v in samples.items()}
+    return median_times(modes, runs, user_env())
 
 
 def main() -> None:

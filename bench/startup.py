@@ -14,29 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import pwd
 import shutil
-import statistics
-import subprocess
 import sys
 import textwrap
-import time
 
-VENV = os.environ.get("JAILPY_VENV", "/opt/jailpy/venv")
-USER = os.environ.get("JAILPY_TEST_USER", "jailpy-test")
-
-
-def as_user(argv: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return argv
-    entry = pwd.getpwnam(USER)
-    return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups",
-            *argv]
-
-
-def user_env() -> dict[str, str]:
-    home = pwd.getpwnam(USER).pw_dir if os.geteuid() == 0 else os.environ["HOME"]
-    return {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8"}
+from _common import JAILPY, median_times, python_as_user, user_env
 
 
 def commands() -> dict[str, list[str]]:
@@ -44,7 +26,7 @@ def commands() -> dict[str, list[str]]:
     tools = {
         # jailpy's default profile: /usr and /etc read-only, fresh /proc and /dev,
         # tmpfs /tmp /run /var/tmp and home, every namespace, new session, no network.
-        "jailpy": [f"{VENV}/bin/jailpy", "run", "--", "true"],
+        "jailpy": [JAILPY, "run", "--", "true"],
         # bwrap doing the same work as the default profile.
         "bwrap": ["bwrap", "--unshare-all", "--die-with-parent", "--new-session",
                   "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
@@ -56,19 +38,6 @@ def commands() -> dict[str, list[str]]:
         "firejail": ["firejail", "--noprofile", "--quiet", "true"],
     }
     return {name: argv for name, argv in tools.items() if shutil.which(argv[0])}
-
-
-def time_commands(tools: dict[str, list[str]], runs: int) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {name: [] for name in tools}
-    env = user_env()
-    for name, argv in tools.items():  # warm-up
-        subprocess.run(as_user(argv), env=env, cwd="/", check=True, capture_output=True)
-    for _ in range(runs):
-        for name, argv in tools.items():
-            start = time.perf_counter()
-            subprocess.run(as_user(argv), env=env, cwd="/", check=True, capture_output=True)
-            samples[name].append(time.perf_counter() - start)
-    return samples
 
 
 def api_per_sandbox(runs: int) -> float:
@@ -84,9 +53,7 @@ def api_per_sandbox(runs: int) -> float:
             times.append(time.perf_counter() - start)
         print(statistics.median(times))
     """)
-    out = subprocess.run(as_user([f"{VENV}/bin/python", "-c", script]), env=user_env(),
-                         cwd="/", check=True, capture_output=True, text=True)
-    return float(out.stdout.strip())
+    return python_as_user(script, env=user_env())
 
 
 def main() -> None:
@@ -94,8 +61,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=40)
     args = parser.parse_args()
     tools = commands()
-    samples = time_commands(tools, args.runs)
-    medians = {name: statistics.median(values) * 1000 for name, values in samples.items()}
+    medians = {name: seconds * 1000
+               for name, seconds in median_times(tools, args.runs, user_env()).items()}
     print(f"machine: {os.uname().machine}, {os.cpu_count()} cpus, kernel {os.uname().release}")
     print(f"runs per tool: {args.runs} (round-robin), median wall time in ms")
     for name, ms in medians.items():
