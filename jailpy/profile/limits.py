@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import math
 import resource
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..policy import Limits, Workspace
+
+if TYPE_CHECKING:
+    from .merge import Merged
 
 #: rlimit names (RLIMIT_<NAME>) and how their values are written.
 RLIMIT_UNITS: dict[str, str] = {
@@ -23,18 +26,6 @@ RLIMIT_UNITS: dict[str, str] = {
 }
 _UNLIMITED = ("unlimited", "infinity")
 INFINITY = resource.RLIM_INFINITY
-
-
-def origin_in(merged: Any, path: str) -> str:
-    """"FILE: section.key", or the CLI option that set `path` (same as Merged.origin_of)."""
-    found = merged.origins.get(path)
-    if isinstance(found, list):
-        found = found[-1] if found else None
-    if not found:
-        return path
-    if found.startswith("--") or ": " in found:
-        return found
-    return f"{found}: {path}"
 
 
 def _one_value(name: str, text: Any, origin: str) -> int:
@@ -124,7 +115,7 @@ def cli_sections(opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[s
     return sections, origins
 
 
-def limits_policy(merged: Any) -> Limits:
+def limits_policy(merged: "Merged") -> Limits:
     """The [limits] section of a merged profile, parsed."""
     from .convert import parse_duration, parse_size
 
@@ -132,7 +123,7 @@ def limits_policy(merged: Any) -> Limits:
     origins: dict[str, str] = {}
 
     def origin(key: str) -> str:
-        origins[key] = origin_in(merged, f"limits.{key}")
+        origins[key] = merged.origin_of(f"limits.{key}")
         return origins[key]
 
     rlimits = []
@@ -174,12 +165,12 @@ def limits_policy(merged: Any) -> Limits:
         best_effort=bool(data.get("best_effort", False)), origins=tuple(origins.items()))
 
 
-def workspace_policy(merged: Any) -> Workspace:
+def workspace_policy(merged: "Merged") -> Workspace:
     """The [workspace] section: which directory a build may write."""
     path = merged.data.get("workspace", {}).get("path")
     if path is None:
         return Workspace()
-    where = origin_in(merged, "workspace.path")
+    where = merged.origin_of("workspace.path")
     if not path.startswith("/"):
         raise ConfigError(f"workspace must be an absolute path, got {path!r}", origin=where)
     return Workspace(path=path, origin=where)
