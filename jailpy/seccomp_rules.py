@@ -24,20 +24,14 @@ from __future__ import annotations
 import errno as _errno
 
 from .errors import ConfigError
+from .linux.syscalls import (CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS,
+                             CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWUSER, CLONE_NEWUTS)
 from .record import Record
 
 # --- constants -----------------------------------------------------------------
 
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
-CLONE_NEWTIME = 0x00000080
-CLONE_NEWNS = 0x00020000
-CLONE_NEWCGROUP = 0x02000000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
 #: Namespace flags clone(2) accepts (CLONE_NEWTIME shares bits with CSIGNAL there).
 _CLONE_NS_FLAGS = (CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER,
                    CLONE_NEWPID, CLONE_NEWNET)

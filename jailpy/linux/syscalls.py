@@ -15,6 +15,7 @@ _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 
 # Namespace flags (linux/sched.h).
+CLONE_NEWTIME = 0x00000080
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
