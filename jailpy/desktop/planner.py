@@ -313,18 +313,8 @@ class _Builder:
                              hint="run from a desktop session, or start one with dbus-run-session")
                 return
             upstream = f"unix:path={default}"
-        missing = _missing_unix_path(upstream)
-        if missing:
-            self.problem("dbus", f"no session bus at {missing} (DBUS_SESSION_BUS_ADDRESS)",
-                         hint="is the session's dbus-daemon running?")
-            return
-        socket = f"{self.session()}/bus"
-        inside = f"{self.rt}/bus"
-        self.proxies.append(BusProxy("session", upstream, socket, _rule_args(self.d.dbus_rules)))
-        self.op("ro-bind", inside, socket, key="dbus")
-        self.out_env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={inside}"
-        self.notes.append(f"dbus session  {upstream} -> {inside}, filtered: "
-                          f"{_describe_rules(self.d.dbus_rules)}")
+        self._proxy_bus("session", "dbus", upstream, "bus", f"{self.rt}/bus", self.d.dbus_rules,
+                        hint="is the session's dbus-daemon running?")
 
     def system_bus(self) -> None:
         upstream = self.env.get("DBUS_SYSTEM_BUS_ADDRESS")
@@ -335,18 +325,28 @@ class _Builder:
                              hint="start the system dbus-daemon, or set dbus_system = \"none\"")
                 return
             upstream = f"unix:path={SYSTEM_BUS_SOCKET}"
+        self._proxy_bus("system", "dbus_system", upstream, "system_bus", SYSTEM_BUS_SOCKET,
+                        self.d.dbus_system_rules,
+                        hint="start the system dbus-daemon, or set dbus_system = \"none\"")
+
+    def _proxy_bus(self, bus: str, key: str, upstream: str, name: str, inside: str,
+                   rules: DBusRules, hint: str) -> None:
+        """Put `upstream` behind an xdg-dbus-proxy socket `name` in the session
+        directory, mounted at `inside`, where DBUS_<BUS>_BUS_ADDRESS points.
+
+        Only the filtered proxy socket enters the sandbox, never the real bus.
+        """
+        variable = f"DBUS_{bus.upper()}_BUS_ADDRESS"
         missing = _missing_unix_path(upstream)
         if missing:
-            self.problem("dbus_system", f"no system bus at {missing} (DBUS_SYSTEM_BUS_ADDRESS)",
-                         hint="start the system dbus-daemon, or set dbus_system = \"none\"")
+            self.problem(key, f"no {bus} bus at {missing} ({variable})", hint=hint)
             return
-        socket = f"{self.session()}/system_bus"
-        self.proxies.append(BusProxy("system", upstream, socket,
-                                     _rule_args(self.d.dbus_system_rules)))
-        self.op("ro-bind", SYSTEM_BUS_SOCKET, socket, key="dbus_system")
-        self.out_env["DBUS_SYSTEM_BUS_ADDRESS"] = f"unix:path={SYSTEM_BUS_SOCKET}"
-        self.notes.append(f"dbus system   {upstream} -> {SYSTEM_BUS_SOCKET}, filtered: "
-                          f"{_describe_rules(self.d.dbus_system_rules)}")
+        socket = f"{self.session()}/{name}"
+        self.proxies.append(BusProxy(bus, upstream, socket, _rule_args(rules)))
+        self.op("ro-bind", inside, socket, key=key)
+        self.out_env[variable] = f"unix:path={inside}"
+        self.notes.append(f"dbus {bus:<9}{upstream} -> {inside}, filtered: "
+                          f"{_describe_rules(rules)}")
 
     def gpu_piece(self) -> None:
         devices = gpu_devices()
