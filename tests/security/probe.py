@@ -240,18 +240,18 @@ def clone_user() -> None:
     """Raw clone(2) with CLONE_NEWUSER; the child exits at once."""
     pid = libc.syscall(ctypes.c_long(NR["clone"]), ctypes.c_ulong(CLONE_NEWUSER | signal.SIGCHLD),
                        None, None, None, None)
-    if pid == 0:
-        os._exit(0)
-    if pid < 0:
-        return out(False, err=ctypes.get_errno())
-    os.waitpid(pid, 0)
-    out(True, "cloned")
+    _cloned(pid)
 
 
 def clone3_user() -> None:
     args = struct.pack("<QQQQQQQQ", CLONE_NEWUSER, 0, 0, 0, signal.SIGCHLD, 0, 0, 0)
     buf = ctypes.create_string_buffer(args, len(args))
     pid = libc.syscall(ctypes.c_long(NR["clone3"]), buf, ctypes.c_size_t(len(args)))
+    _cloned(pid)
+
+
+def _cloned(pid: int) -> None:
+    """What a raw clone returned: the child leaves at once, the parent reports."""
     if pid == 0:
         os._exit(0)
     if pid < 0:
