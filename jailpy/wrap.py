@@ -274,7 +274,7 @@ def _choose_profile(app: str, profile: str | None, env: dict[str, str]) -> str:
             locate(app, env, origin="jailpy wrap")
         except ConfigError:
             raise ConfigError(f"no profile named '{app}'", origin="jailpy wrap",
-                              hint=f"choose one with --profile (e.g. --profile gui)") from None
+                              hint="choose one with --profile (e.g. --profile gui)") from None
         profile = app
     elif "/" in profile or profile.endswith(".toml"):
         profile = str(Path(profile).expanduser().absolute())

@@ -12,8 +12,7 @@ from ..policy import (BIND_KINDS, Capabilities, Environment, Filesystem, Identit
                       Namespaces, Network, Policy, Process)
 from . import schema, security
 from .merge import Merged
-from .values import (normalize_path, parse_duration, parse_mode, parse_size,  # noqa: F401
-                     require_absolute)
+from .values import normalize_path, parse_mode, parse_size, require_absolute
 
 
 def mount_op(entry: dict[str, Any], origin: str) -> MountOp:

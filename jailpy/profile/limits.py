@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..policy import Limits, Workspace
+from .values import parse_duration, parse_size
 
 if TYPE_CHECKING:
     from .merge import Merged
@@ -41,8 +42,6 @@ _LARGEST = 2**63 - 1
 
 
 def _unchecked_value(name: str, text: Any, origin: str) -> int:
-    from .convert import parse_duration, parse_size
-
     if isinstance(text, str) and text.strip().lower() in _UNLIMITED:
         return INFINITY
     unit = RLIMIT_UNITS[name]
@@ -117,8 +116,6 @@ def cli_sections(opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[s
 
 def limits_policy(merged: "Merged") -> Limits:
     """The [limits] section of a merged profile, parsed."""
-    from .convert import parse_duration, parse_size
-
     data = merged.data.get("limits", {})
     origins: dict[str, str] = {}
 

@@ -8,7 +8,6 @@ needs the setuid helpers newuidmap/newgidmap, run by the supervisor.
 
 from __future__ import annotations
 
-import os
 import pwd
 
 from ..errors import SetupError

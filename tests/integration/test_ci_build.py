@@ -12,7 +12,6 @@ shows the sandbox, not the probe, is what fails.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import tempfile

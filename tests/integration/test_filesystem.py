@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import as_user_file, chown_tree
+from conftest import chown_tree
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="needs root to prepare host mounts for the test")
