@@ -12,16 +12,18 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator, TypeVar
 
 import pytest
 
 VENV = Path(os.environ.get("JAILPY_VENV", "/opt/jailpy/venv"))
 TEST_USER = os.environ.get("JAILPY_TEST_USER", "jailpy-test")
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 RUNUSER = shutil.which("runuser", path="/usr/sbin:/sbin:/usr/bin:/bin") or "runuser"
 
 
@@ -150,16 +152,54 @@ def jailpy(test_user: TestUser, jailpy_bin: str, user_tmp: Path):
     runner.cleanup()
 
 
+def children(pid: int) -> list[int]:
+    """pid's children ([] once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
 def process_tree(root: int) -> list[int]:
     """root and all its descendants, parents first."""
     found = [root]
     for pid in found:
+        found.extend(children(pid))
+    return found
+
+
+def processes(uid: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """(pid, raw /proc/PID/cmdline) of every process (of `uid`, if given).
+
+    Processes that end while being read are passed over: the tests look for
+    what is still running.
+    """
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                found.extend(int(x) for x in f.read().split())
+            if uid is not None and os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                yield int(entry), f.read()
         except OSError:
             continue
-    return found
+
+
+def poll(predicate: Callable[[], T], timeout: float, interval: float = 0.05) -> T:
+    """predicate()'s first truthy value within `timeout` seconds, else its last value.
+
+    Tests wait on processes and sockets they do not control the timing of;
+    the bound keeps a broken sandbox from hanging the suite.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
 
 
 def as_user_file(path: Path, content: str, user: TestUser, mode: int = 0o644) -> Path:

@@ -13,11 +13,10 @@ import secrets
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Callable
 
-from conftest import TestUser, as_user_file
+from conftest import TestUser, as_user_file, children, poll
 
 SERVICE_PY = r'''
 import sys
@@ -49,23 +48,12 @@ GLib.MainLoop().run()
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str,
-              interval: float = 0.05) -> object:
+             interval: float = 0.05) -> object:
     """Poll until predicate() is truthy; bounded."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
+    value = poll(predicate, timeout, interval)
+    if not value:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return value
 
 
 def child_of(pid: int) -> int:

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from conftest import children, poll, processes
+
 
 def test_ids_inside_are_the_callers_by_default(jailpy, test_user):
     result = jailpy.sandbox("id -u; id -g; cat /proc/self/uid_map /proc/self/setgroups")
@@ -132,18 +134,22 @@ def test_signals_are_forwarded_to_the_target(jailpy):
         proc.kill()
 
 
-def test_die_with_parent_kills_the_whole_sandbox(jailpy, test_user):
-    marker = "jailpy-orphan-check-777"
-    proc = jailpy.popen(["run", "--", "bash", "-c",
-                         f"(exec -a {marker} sleep 60) & echo ready; wait"],
+def _kill_supervisor(jailpy, opts: list[str], script: str, marker: str, uid: int) -> None:
+    """Run `script` (which starts `marker`, then says "ready") and SIGKILL jailpy itself:
+    what a sandbox's processes do when their supervisor dies without a word."""
+    proc = jailpy.popen(["run", *opts, "--", "bash", "-c", script],
                         stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
-    _wait_for(lambda: _running(marker, test_user.uid))
+    assert poll(lambda: _running(marker, uid), 5.0), "condition not met in time"
     os.kill(_jailpy_process(proc).pid, signal.SIGKILL)
     proc.wait(timeout=10)
-    deadline = time.monotonic() + 5
-    while _running(marker, test_user.uid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+
+
+def test_die_with_parent_kills_the_whole_sandbox(jailpy, test_user):
+    marker = "jailpy-orphan-check-777"
+    _kill_supervisor(jailpy, [], f"(exec -a {marker} sleep 60) & echo ready; wait", marker,
+                     test_user.uid)
+    poll(lambda: not _running(marker, test_user.uid), 5)
     assert not _running(marker, test_user.uid)
     # nor any jailpy process of that sandbox (pid 1, the namespace child)
     assert not [c for c in _user_cmdlines(test_user.uid) if "jailpy run" in c and marker in c]
@@ -151,13 +157,8 @@ def test_die_with_parent_kills_the_whole_sandbox(jailpy, test_user):
 
 def test_no_die_with_parent_keeps_the_sandbox_alive(jailpy, test_user):
     marker = "jailpy-survivor-555"
-    proc = jailpy.popen(["run", "--no-die-with-parent", "--", "bash", "-c",
-                         f"echo ready; exec -a {marker} sleep 3"],
-                        stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    _wait_for(lambda: _running(marker, test_user.uid))
-    os.kill(_jailpy_process(proc).pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    _kill_supervisor(jailpy, ["--no-die-with-parent"], f"echo ready; exec -a {marker} sleep 3",
+                     marker, test_user.uid)
     time.sleep(0.3)
     assert _running(marker, test_user.uid)
 
@@ -223,53 +224,26 @@ def test_share_pid_sees_host_processes(jailpy):
     assert int(result.stdout.strip()) > 5
 
 
-def _wait_for(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
 def _running(marker: str, uid: int) -> bool:
     """A process of uid whose argv[0] is marker (set with bash's exec -a)."""
     return any(c.startswith(marker + " ") for c in _user_cmdlines(uid))
 
 
 def _user_cmdlines(uid: int) -> list[str]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}").st_uid != uid:
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                found.append(f.read().replace(b"\0", b" ").decode(errors="replace"))
-        except OSError:
-            continue
-    return found
+    return [raw.replace(b"\0", b" ").decode(errors="replace") for _, raw in processes(uid)]
 
 
 def _jailpy_process(proc: subprocess.Popen) -> "_Proc":
     """The jailpy supervisor itself (proc may be runuser wrapping it)."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        pid = _find_descendant(proc.pid)
-        if pid is not None:
-            return _Proc(pid)
-        time.sleep(0.02)
-    raise AssertionError("jailpy supervisor not found")
+    pid = poll(lambda: _find_descendant(proc.pid), 5, interval=0.02)
+    if pid is None:
+        raise AssertionError("jailpy supervisor not found")
+    return _Proc(pid)
 
 
 def _find_descendant(root: int) -> int | None:
     """root itself if it is jailpy, else its child that is."""
-    candidates = [root]
-    try:
-        with open(f"/proc/{root}/task/{root}/children") as f:
-            candidates += [int(x) for x in f.read().split()]
-    except OSError:
-        return None
-    for pid in candidates:
+    for pid in [root, *children(root)]:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")

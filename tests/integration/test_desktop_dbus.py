@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import processes
 from desktop_servers import SessionBus, child_of, wait_for
 
 pytestmark = pytest.mark.integration
@@ -53,18 +54,9 @@ def session_env(bus: SessionBus) -> dict[str, str]:
 
 def proxies_for(bus: SessionBus) -> list[int]:
     """xdg-dbus-proxy processes whose upstream is this test's bus."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"xdg-dbus-proxy") and bus.address.encode() in argv:
-            found.append(int(entry))
-    return found
+    return [pid for pid, cmdline in processes()
+            if (argv := cmdline.split(b"\0"))[0].endswith(b"xdg-dbus-proxy")
+            and bus.address.encode() in argv]
 
 
 def test_allowed_name_answers_and_forbidden_is_refused(jailpy, bus):
@@ -175,15 +167,7 @@ def _session_dir_of(pid: int) -> str:
 
 
 def _running(cmdline: str) -> bool:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline") as f:
-                    if f.read().rstrip("\0") == cmdline:
-                        return True
-            except OSError:
-                continue
-    return False
+    return any(raw.decode(errors="replace").rstrip("\0") == cmdline for _, raw in processes())
 
 
 def test_missing_session_bus_is_a_clear_error(jailpy):

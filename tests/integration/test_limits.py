@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import as_user_file
+from conftest import as_user_file, poll
 
 #: A fork bomb that records, from inside, the most processes it ever saw.
 BOMB = r"""
@@ -141,10 +141,7 @@ def test_nproc_stops_a_fork_bomb_without_touching_the_host_user(jailpy, user_tmp
                              "--rlimit", f"nproc={limit}", "--", "python3", "-c", BOMB,
                              str(out), "2", marker], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not (out.exists() and int(out.read_text()) >=
-                                                   limit - 4):
-            time.sleep(0.05)
+        poll(lambda: out.exists() and int(out.read_text()) >= limit - 4, 20)
         alive = jailpy.raw(["sh", "-c", "echo alive"], timeout=20)  # the host user, meanwhile
         _, err = bomb.communicate(timeout=30)
     finally:
@@ -173,7 +170,7 @@ def test_pids_cgroup_stops_a_fork_bomb(jailpy, user_tmp, cgroup_parent):
     assert status["cgroup"] in ("v1", "v2")
     assert _leftovers(marker) == ""
     assert not [p for p in Path(cgroup_parent["pids"]).iterdir()
-                if p.name.startswith(f"jailpy-")]
+                if p.name.startswith("jailpy-")]
 
 
 # --- memory --------------------------------------------------------------------

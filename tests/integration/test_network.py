@@ -17,12 +17,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import RUNUSER, Completed, chown_tree, process_tree
+from conftest import Completed, chown_tree, poll, process_tree, processes
 
 HELPERS = ("slirp4netns", "pasta")
 IS_ROOT = os.geteuid() == 0
@@ -493,12 +492,12 @@ def test_slirp4netns_runs_in_its_own_sandbox(jailpy):
     _skip_unless_usable("slirp4netns")
     sandbox = jailpy.popen(["run", "--net", "slirp4netns", "--", "head", "-c1"],
                            stdin=subprocess.PIPE)
-    sup = wait_for(lambda: next((p for p in process_tree(sandbox.pid)
-                                 if _comm(p) == "jailpy"), None))
-    slirp = wait_for(lambda: helper_pids(sup))
+    sup = poll(lambda: next((p for p in process_tree(sandbox.pid)
+                             if _comm(p) == "jailpy"), None), 10)
+    slirp = poll(lambda: helper_pids(sup), 10)
     assert slirp, "slirp4netns did not start"
     # Once the command runs, slirp4netns has reported ready: its sandbox is in place.
-    assert wait_for(lambda: [p for p in process_tree(sup) if _comm(p) == "head"])
+    assert poll(lambda: [p for p in process_tree(sup) if _comm(p) == "head"], 10)
     with open(f"/proc/{slirp[0]}/mountinfo") as f:
         mounts = sorted({line.split()[4] for line in f})
     with open(f"/proc/{slirp[0]}/status") as f:
@@ -518,27 +517,7 @@ def test_slirp4netns_runs_in_its_own_sandbox(jailpy):
 def helper_pids(supervisor: int) -> list[int]:
     """Helpers started by this jailpy: their arguments name its private directory."""
     marker = f"jailpy-net-{supervisor}-".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if marker in f.read():
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
-
-
-def wait_for(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    return predicate()
+    return [pid for pid, cmdline in processes() if marker in cmdline]
 
 
 @pytest.mark.parametrize("ending", ["exit", "signal", "sigkill"])
@@ -552,11 +531,11 @@ def test_no_helper_outlives_the_sandbox(jailpy, helper, host, ending):
     def supervisor() -> int | None:  # the first "jailpy" below runuser (and nsenter)
         return next((p for p in process_tree(sandbox.pid) if _comm(p) == "jailpy"), None)
 
-    sup = wait_for(supervisor)
+    sup = poll(supervisor, 10)
     assert sup, "jailpy did not start"
-    helpers = wait_for(lambda: helper_pids(sup))
+    helpers = poll(lambda: helper_pids(sup), 10)
     assert helpers, f"{helper} was not running while the sandbox ran"
-    target = wait_for(lambda: [p for p in process_tree(sup) if _comm(p) == "head"])
+    target = poll(lambda: [p for p in process_tree(sup) if _comm(p) == "head"], 10)
     assert target
     if ending == "exit":
         sandbox.stdin.write(b"x")
@@ -570,8 +549,8 @@ def test_no_helper_outlives_the_sandbox(jailpy, helper, host, ending):
     else:
         os.kill(sup, signal.SIGKILL)
         sandbox.wait(timeout=30)
-        assert wait_for(lambda: not helper_pids(sup), timeout=5), "helper outlived jailpy"
-        assert wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in target), 5)
+        assert poll(lambda: not helper_pids(sup), 5), "helper outlived jailpy"
+        assert poll(lambda: not any(os.path.exists(f"/proc/{p}") for p in target), 5)
     assert not any(name.startswith(f"jailpy-net-{sup}-") for name in os.listdir("/tmp"))
 
 
