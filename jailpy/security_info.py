@@ -30,7 +30,8 @@ def explain_sections(plan) -> list[tuple[str, list[str]]]:
 
 def security_checks() -> list[Check]:
     from .linux import landlock as ll
-    from .runtime.seccomp import cache_dir, libseccomp_version
+    from .runtime.seccomp import libseccomp_version
+    from .usercache import cache_dir
 
     rows = []
     status = read_value("/proc/self/status") or ""

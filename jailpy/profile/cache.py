@@ -10,11 +10,9 @@ something else than its text, and it does not depend on jailpy's version.
 
 Trust: the cache lives in $XDG_CACHE_HOME/jailpy (default ~/.cache/jailpy),
 and is used only when that directory and the file are owned by the
-effective user and writable by nobody else; the directory is opened with
-O_NOFOLLOW and the file relative to it, so a link planted by someone else is
-not followed. A file changed within the last two seconds is not cached (its
-mtime might not change again on the next edit, as with git's "racy clean"
-files). Any problem reading or writing the cache just means no cache.
+effective user and writable by nobody else (jailpy/usercache.py). A file
+changed within the last two seconds is not cached (its mtime might not
+change again on the next edit, as with git's "racy clean" files). Any problem reading or writing the cache just means no cache.
 JAILPY_NO_CACHE=1 turns it off.
 """
 
@@ -22,8 +20,9 @@ from __future__ import annotations
 
 import marshal
 import os
-import stat
 import time
+
+from ..usercache import cache_dir, open_dir, read_entry, write_entry
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
@@ -41,38 +40,16 @@ def stat_key(st: os.stat_result) -> StatKey:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _owned_private(st: os.stat_result) -> bool:
-    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
-
-
 class ParseCache:
     """Parsed documents by path; load lazily, save once at the end if changed."""
 
     def __init__(self, env: dict[str, str]):
-        root = env.get("XDG_CACHE_HOME") or ""
-        if not root.startswith("/"):  # the XDG spec: relative values are ignored
-            root = os.path.join(env.get("HOME") or "", ".cache")
-        self.directory = os.path.join(root, "jailpy") if root.startswith("/") else None
+        self.directory = cache_dir(env)
         self.entries: dict[str, tuple[StatKey, dict[str, Any]]] | None = None
         self.dirty = False
 
     def _open_dir(self, create: bool) -> int | None:
-        if self.directory is None:
-            return None
-        if create:
-            try:
-                os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            except OSError:
-                return None
-        try:
-            fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                         | os.O_CLOEXEC)
-        except OSError:
-            return None
-        if not _owned_private(os.fstat(fd)):
-            os.close(fd)
-            return None
-        return fd
+        return None if self.directory is None else open_dir(self.directory, create)
 
     def _load(self) -> dict[str, tuple[StatKey, dict[str, Any]]]:
         if self.entries is not None:
@@ -82,17 +59,12 @@ class ParseCache:
         if dir_fd is None:
             return self.entries
         try:
-            fd = os.open(_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-            try:
-                st = os.fstat(fd)
-                if stat.S_ISREG(st.st_mode) and _owned_private(st):
-                    data = marshal.loads(os.read(fd, st.st_size + 1))
-                    if isinstance(data, dict) and data.get("format") == _FORMAT and \
-                            isinstance(data.get("entries"), dict):
-                        self.entries = data["entries"]
-            finally:
-                os.close(fd)
-        except (OSError, ValueError, EOFError, TypeError):
+            raw = read_entry(dir_fd, _FILE)
+            data = marshal.loads(raw) if raw is not None else None
+            if isinstance(data, dict) and data.get("format") == _FORMAT and \
+                    isinstance(data.get("entries"), dict):
+                self.entries = data["entries"]
+        except (ValueError, EOFError, TypeError):
             self.entries = {}
         finally:
             os.close(dir_fd)
@@ -126,20 +98,11 @@ class ParseCache:
         dir_fd = self._open_dir(create=True)
         if dir_fd is None:
             return
-        temp = f".{_FILE}.{os.getpid()}"
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
-            try:
-                os.write(fd, marshal.dumps({"format": _FORMAT, "entries": self.entries}))
-            finally:
-                os.close(fd)
-            os.rename(temp, _FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except (OSError, ValueError):
-            try:
-                os.unlink(temp, dir_fd=dir_fd)
-            except OSError:
-                pass
+            write_entry(dir_fd, _FILE, marshal.dumps({"format": _FORMAT,
+                                                      "entries": self.entries}))
+        except ValueError:
+            pass  # something marshal cannot store: no cache rather than a broken one
         finally:
             os.close(dir_fd)
 

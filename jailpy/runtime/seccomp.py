@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-import stat
 import struct
 
 from ..errors import ConfigError, SetupError
 from ..linux import syscalls as sc
 from ..record import Record
 from ..seccomp_rules import GROUPS, Rule, RuleSet, errno_value
+from ..usercache import cache_dir, open_dir, read_entry, write_entry
 
 #: Bump when the compiler or the file layout changes.
 FORMAT = b"jailpy-seccomp-2"
@@ -200,49 +200,11 @@ def cache_key(rules: RuleSet) -> str:
     return h.hexdigest()
 
 
-def cache_dir(env: dict[str, str] | None = None) -> str | None:
-    env = os.environ if env is None else env
-    base = env.get("XDG_CACHE_HOME") or (os.path.join(env["HOME"], ".cache")
-                                         if env.get("HOME") else None)
-    if not base or not os.path.isabs(base):
-        return None
-    return os.path.join(base, "jailpy")
-
-
-def _trusted(st: os.stat_result, uid: int, kind: int) -> bool:
-    return (stat.S_IFMT(st.st_mode) == kind and st.st_uid == uid
-            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
-
-
-def _open_dir(path: str, create: bool) -> int | None:
-    """An fd for the cache directory if the caller owns it and only they can write it."""
-    if create:
-        try:
-            os.makedirs(path, mode=0o700, exist_ok=True)
-        except OSError:
-            return None
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    if not _trusted(os.fstat(fd), os.getuid(), stat.S_IFDIR):
-        os.close(fd)
-        return None
-    return fd
-
-
 def _read_entry(dir_fd: int, name: str) -> bytes | None:
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError:
+    """A cached program, if its stored checksum matches (a torn or foreign file does not)."""
+    data = read_entry(dir_fd, name, limit=64 + _MAX_INSNS * 8)
+    if data is None:
         return None
-    try:
-        st = os.fstat(fd)
-        if not _trusted(st, os.getuid(), stat.S_IFREG) or st.st_size > 64 + _MAX_INSNS * 8:
-            return None
-        data = os.pread(fd, st.st_size, 0)
-    finally:
-        os.close(fd)
     header, digest, program = data[:8], data[8:40], data[40:]
     if header != _MAGIC or _sha256(program).digest() != digest \
             or not program or len(program) % 8:
@@ -250,28 +212,10 @@ def _read_entry(dir_fd: int, name: str) -> bytes | None:
     return program
 
 
-def _write_entry(dir_fd: int, name: str, program: bytes) -> None:
-    tmp = f".{name}.{os.getpid()}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=dir_fd)
-    except OSError:
-        return
-    try:
-        with open(fd, "wb") as f:
-            f.write(_MAGIC + _sha256(program).digest() + program)
-        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except OSError:
-        try:
-            os.unlink(tmp, dir_fd=dir_fd)
-        except OSError:
-            pass
-
-
 def program_for(rules: RuleSet, env: dict[str, str] | None = None) -> bytes:
     """The compiled filter, from the cache when a trusted entry exists."""
     path = cache_dir(env)
-    dir_fd = _open_dir(path, create=True) if path else None
+    dir_fd = open_dir(path, create=True) if path else None
     try:
         key = cache_key(rules) if dir_fd is not None else ""
         if dir_fd is not None:
@@ -280,7 +224,7 @@ def program_for(rules: RuleSet, env: dict[str, str] | None = None) -> bytes:
                 return cached
         program = compile_rules(rules).program
         if dir_fd is not None:
-            _write_entry(dir_fd, key + ".bpf", program)
+            write_entry(dir_fd, key + ".bpf", _MAGIC + _sha256(program).digest() + program)
         return program
     finally:
         if dir_fd is not None:
