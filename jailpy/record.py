@@ -71,6 +71,3 @@ class Record:
     def replace(self, **changes: Any) -> "Record":
         """A copy with some fields changed (dataclasses.replace)."""
         return type(self)(**{**{n: getattr(self, n) for n in self._fields}, **changes})
-
-    def as_dict(self) -> dict[str, Any]:
-        return {n: getattr(self, n) for n in self._fields}

@@ -174,16 +174,6 @@ GROUPS: dict[str, tuple[str | Call, ...]] = {
                         "copy_file_range", "sendfile", "sendfile64", "splice", "tee"),
 }
 
-#: What each group is for, shown by `jailpy profile show --seccomp`.
-GROUP_DOCS = {
-    "@default": "the baseline every deny-list refuses (superset of firejail's @default)",
-    "@ptrace": "tracing and reading/writing other processes' memory",
-    "@io-uring": "io_uring, which bypasses per-syscall filtering",
-    "@namespaces": "setns and creating any namespace (clone3 gets ENOSYS)",
-    "@system-service": "a practical allow-list for ordinary programs",
-}
-
-
 # --- actions ---------------------------------------------------------------------
 
 

@@ -64,14 +64,6 @@ def fs_rights(abi: int) -> int:
     return _FS_BY_ABI[min(abi, 5)] if abi >= 1 else 0
 
 
-def net_rights(abi: int) -> int:
-    return NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0
-
-
-def scopes(abi: int) -> int:
-    return SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0
-
-
 #: What each ABI version added, for `jailpy check` and --explain.
 ABI_FEATURES = {
     1: "filesystem access control", 2: "rename/link across directories (refer)",

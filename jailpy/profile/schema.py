@@ -482,12 +482,6 @@ def check_mount_values(entry: dict[str, Any], origin: str) -> None:
         parse_mode(entry["mode"], f"{origin}.mode")
 
 
-def validate_mount(entry: dict[str, Any], origin: str) -> None:
-    """Structure and values of one mount table."""
-    check_mount_structure(entry, origin)
-    check_mount_values(entry, origin)
-
-
 def _validate_mounts(entries: list[dict[str, Any]], origin: str) -> None:
     for i, entry in enumerate(entries):
         check_mount_values(entry, f"{origin}[{i}]")
