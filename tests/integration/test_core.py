@@ -135,8 +135,8 @@ def test_signals_are_forwarded_to_the_target(jailpy):
 
 
 def _kill_supervisor(jailpy, opts: list[str], script: str, marker: str, uid: int) -> None:
-    """Run `script` (which starts `marker`, then says "ready") and SIGKILL jailpy itself:
-    what a sandbox's processes do when their supervisor dies without a word."""
+    """Run `script` (it starts `marker`, then says "ready"), then SIGKILL jailpy itself,
+    so that it cannot clean up: what happens to the sandbox is up to the kernel."""
     proc = jailpy.popen(["run", *opts, "--", "bash", "-c", script],
                         stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
