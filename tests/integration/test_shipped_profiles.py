@@ -3,10 +3,14 @@ description promises (and nothing more), as the unprivileged test user."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
+import threading
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -113,24 +117,7 @@ _CONNECT = ("import socket, sys; s = socket.create_connection(('127.0.0.1', int(
 def test_net_client_has_a_network_but_not_the_hosts_loopback(jailpy):
     """net-client: slirp4netns, without the host's 127.0.0.1 unless --host-loopback;
     the counterpart for "has a network" is the default profile, which has none."""
-    import socket
-    import threading
-
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(10)
-    port = server.getsockname()[1]
-
-    def serve() -> None:
-        try:
-            conn, _ = server.accept()
-            conn.sendall(b"hello")
-            conn.close()
-        except OSError:
-            pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
+    with _hello_server() as port:
         devices = "python3 -c 'import socket; print(len(socket.if_nameindex()))'"
         check = jailpy.sandbox(f"{devices}; grep -c 10.0.2.3 /etc/resolv.conf; "
                                "ls -A \"$HOME\" | wc -l", "-p", "net-client")
@@ -143,23 +130,13 @@ def test_net_client_has_a_network_but_not_the_hosts_loopback(jailpy):
         allowed = jailpy.run(["run", "-p", "net-client", "--host-loopback", "--", "python3",
                               "-c", _CONNECT.replace("127.0.0.1", "10.0.2.2"), str(port)])
         assert allowed.stdout == "hello\n", allowed.stderr
-    finally:
-        server.close()
-        thread.join(5)
 
 
 def test_ci_build_net_has_a_network_but_keeps_ci_builds_box(jailpy, user_tmp):
     """ci-build-net: ci-build's workspace, empty home and cleared environment,
     plus slirp4netns; the host's 127.0.0.1 stays unreachable (counterpart:
     the same listener answers outside, and ci-build itself has no network)."""
-    import socket
-    import threading
-
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(10)
-    port = server.getsockname()[1]
-    threading.Thread(target=lambda: _serve_once(server), daemon=True).start()
-    try:
+    with _hello_server() as port:
         devices = "python3 -c 'import socket; print(len(socket.if_nameindex()))'"
         probe = (f"{devices}; grep -c 10.0.2.3 /etc/resolv.conf; ls -A \"$HOME\" | wc -l; "
                  "echo built > out.txt; echo ${SECRET_TOKEN:-no-token}")
@@ -176,11 +153,24 @@ def test_ci_build_net_has_a_network_but_keeps_ci_builds_box(jailpy, user_tmp):
             assert blocked.returncode != 0, blocked.stdout
         outside = jailpy.raw(["python3", "-c", _CONNECT, str(port)])
         assert outside.stdout == "hello\n", outside.stderr
+
+
+@contextlib.contextmanager
+def _hello_server() -> Iterator[int]:
+    """A listener on the host's 127.0.0.1 that answers one connection with "hello";
+    yields its port. Its thread is bounded by the socket's timeout."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(10)
+    thread = threading.Thread(target=_serve_once, args=(server,), daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
     finally:
         server.close()
+        thread.join(5)
 
 
-def _serve_once(server) -> None:
+def _serve_once(server: socket.socket) -> None:
     try:
         conn, _ = server.accept()
         conn.sendall(b"hello")
