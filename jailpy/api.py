@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import _signal  # the C module: `signal` would import enum (ms at start-up)
-from .errors import ConfigError, SetupError
+from .errors import ConfigError
 from .plan import Caller, Plan, build_plan
 from .policy import Policy
 from .runtime.launcher import Result, launch

@@ -12,7 +12,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from jailpy.errors import ConfigError
