@@ -46,16 +46,26 @@ _UNIFIED_NUMBERING = ("x86_64", "aarch64")
 _MACHINE = os.uname().machine
 
 
+_sha256_type = None
+
+
 def _sha256(data: bytes = b""):
-    """hashlib.sha256 without importing hashlib (and OpenSSL) on every run."""
-    try:
-        from _sha2 import sha256  # Python 3.12+
-    except ImportError:
+    """hashlib.sha256 without importing hashlib (and OpenSSL) on every run.
+
+    The constructor is found once: Python does not remember a failed import,
+    so trying _sha2 on 3.11 again would search sys.path on every call.
+    """
+    global _sha256_type
+    if _sha256_type is None:
         try:
-            from _sha256 import sha256  # Python 3.11
-        except ImportError:  # pragma: no cover - a build without the builtin module
-            from hashlib import sha256
-    return sha256(data)
+            from _sha2 import sha256  # Python 3.12+
+        except ImportError:
+            try:
+                from _sha256 import sha256  # Python 3.11
+            except ImportError:  # pragma: no cover - a build without the builtin module
+                from hashlib import sha256
+        _sha256_type = sha256
+    return _sha256_type(data)
 
 
 class Compiled(Record):
