@@ -55,9 +55,25 @@ def _mounts_need_mountns(merged: Merged) -> None:
             "namespace")
 
 
+def _map_all_without_network_helper(merged: Merged) -> None:
+    """A network helper needs an outer user namespace mapping the caller to 0
+    (docs/network.md); the full subordinate range would have to be mapped in
+    that one too, which is not implemented: refuse rather than run with a
+    half-applied identity."""
+    data = merged.data
+    mode = data.get("network", {}).get("mode")
+    if mode in ("slirp4netns", "pasta") and data.get("identity", {}).get("map_all"):
+        raise ConfigError(
+            f"identity.map_all cannot be combined with network mode {mode!r} yet "
+            f"(from {merged.origin_of('network.mode')})",
+            origin=merged.origin_of("identity.map_all"),
+            hint="drop --map-all, or use --net none/host")
+
+
 #: Checks across keys and sections of the merged document: each raises
 #: ConfigError naming the origins of both sides. Feature areas append theirs.
-CONSTRAINTS: list[Callable[[Merged], None]] = [_network_needs_netns, _mounts_need_mountns]
+CONSTRAINTS: list[Callable[[Merged], None]] = [_network_needs_netns, _mounts_need_mountns,
+                                               _map_all_without_network_helper]
 
 
 def to_policy(merged: Merged, name: str) -> Policy:

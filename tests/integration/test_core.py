@@ -280,3 +280,9 @@ def test_argv0_is_given_to_the_command(jailpy):
                          ".split(b'\\0')[0].decode())"])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "renamed-python"
+
+
+def test_map_all_with_a_network_helper_is_refused(jailpy):
+    result = jailpy.run(["run", "--map-all", "--net", "slirp4netns", "--", "true"])
+    assert result.returncode == 125
+    assert "identity.map_all cannot be combined with network mode 'slirp4netns'" in result.stderr
