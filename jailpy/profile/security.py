@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 from ..errors import ConfigError
 from ..linux.capabilities import CAPABILITIES, canonical
 from ..policy import LandlockPolicy, SeccompPolicy
-from ..seccomp_rules import BAD_ARCH_ACTIONS, GROUPS, group_hint, parse_action
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
@@ -35,10 +34,10 @@ def check_values(doc: dict[str, Any], source: str) -> None:
                               hint=suggest(canonical(name), list(CAPABILITIES)))
     sec = doc.get("seccomp", {})
     if "action" in sec:
-        parse_action(sec["action"], f"{source}: seccomp.action")
+        _parse_action(sec["action"], f"{source}: seccomp.action")
     if "bad_arch_action" in sec:
-        parse_action(sec["bad_arch_action"], f"{source}: seccomp.bad_arch_action",
-                     BAD_ARCH_ACTIONS)
+        _parse_action(sec["bad_arch_action"], f"{source}: seccomp.bad_arch_action",
+                      bad_arch=True)
     if sec.get("default_action", "allow") not in ("allow", "deny"):
         raise ConfigError(f"expected \"allow\" (deny-list) or \"deny\" (allow-list), got "
                           f"{sec['default_action']!r}", origin=f"{source}: seccomp.default_action")
@@ -47,7 +46,7 @@ def check_values(doc: dict[str, Any], source: str) -> None:
             check_entry(entry, f"{source}: seccomp.{key}[{i}]")
     for name, action in sec.get("actions", {}).items():
         check_entry(name, f"{source}: seccomp.actions.{name}")
-        parse_action(action, f"{source}: seccomp.actions.{name}")
+        _parse_action(action, f"{source}: seccomp.actions.{name}")
     for key in ("read", "write", "execute"):
         for i, path in enumerate(doc.get("landlock", {}).get(key, [])):
             if not path.startswith("/"):
@@ -55,9 +54,19 @@ def check_values(doc: dict[str, Any], source: str) -> None:
                                   origin=f"{source}: landlock.{key}[{i}]")
 
 
+def _parse_action(text: str, origin: str, bad_arch: bool = False) -> str:
+    """seccomp_rules.parse_action, imported only when a profile names an action: the
+    rule tables cost ~1 ms to import and the run path needs them only to compile."""
+    from ..seccomp_rules import ACTIONS, BAD_ARCH_ACTIONS, parse_action
+
+    return parse_action(text, origin, BAD_ARCH_ACTIONS if bad_arch else ACTIONS)
+
+
 def check_entry(entry: str, origin: str) -> None:
     """A seccomp list entry: a known @group or something shaped like a syscall name."""
     if entry.startswith("@"):
+        from ..seccomp_rules import GROUPS, group_hint
+
         if entry not in GROUPS:
             raise ConfigError(f"unknown seccomp group {entry!r}", origin=origin,
                               hint=group_hint(entry))

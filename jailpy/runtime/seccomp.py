@@ -1,11 +1,20 @@
 """Seccomp: compile a RuleSet to classic BPF, cache it, load it.
 
 Compiling needs libseccomp (through pyseccomp), whose import alone costs
-tens of milliseconds. The compiled program depends only on the rules, the
-kernel architecture and the libseccomp version, so it is cached as raw BPF
-under $XDG_CACHE_HOME/jailpy, keyed on a hash of exactly those, and loaded
-with the seccomp(2) syscall directly: a `jailpy run` that hits the cache
-never imports pyseccomp.
+tens of milliseconds. The compiled program depends only on the seccomp
+policy section, the code that resolves and compiles it, the kernel
+architecture and the libseccomp library, so it is cached as raw BPF under
+$XDG_CACHE_HOME/jailpy and loaded with the seccomp(2) syscall directly.
+
+The cache key is computed without resolving anything: a hash of the policy
+record (its repr is deterministic), jailpy's and Python's versions, the size
+and mtime of the rule tables and of this compiler, and the architecture. The
+files the compiler loaded (libseccomp.so and pyseccomp) are recorded inside
+the entry with their stat identity and checked with one stat each on a hit,
+so a `jailpy run` that hits the cache neither imports the rule tables or
+pyseccomp nor loads libseccomp, and an upgraded library is a miss. Rule
+errors (unknown groups, actions or syscalls) are raised while compiling, so a
+policy that has an entry is one that compiled.
 
 The cache is trusted only when the directory and the file belong to the
 caller and are writable by nobody else; entries carry a hash of their
@@ -19,19 +28,24 @@ reach the bad-arch action of whichever part sees them first.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import struct
+import sys
 
+from .. import __version__
 from ..errors import ConfigError, SetupError
 from ..linux import syscalls as sc
 from ..record import Record
-from ..seccomp_rules import GROUPS, Rule, RuleSet, errno_value
 from ..usercache import cache_dir, open_dir, read_entry, write_entry
 
+TYPE_CHECKING = False  # the rule tables are imported only to compile (a cache miss)
+if TYPE_CHECKING:
+    from ..policy import SeccompPolicy
+    from ..seccomp_rules import Rule, RuleSet
+
 #: Bump when the compiler or the file layout changes.
-FORMAT = b"jailpy-seccomp-2"
-_MAGIC = b"JPSECBPF"
+FORMAT = b"jailpy-seccomp-3"
+_MAGIC = b"JPSECBP3"
 _MAX_INSNS = 4096
 
 #: Syscalls newer than some libseccomp releases; since Linux 5.1 new syscalls
@@ -78,6 +92,8 @@ class Compiled(Record):
 
 
 def _action(lib, action: str) -> int:
+    from ..seccomp_rules import errno_value
+
     if action == "allow":
         return lib.ALLOW
     if action.startswith("errno:"):
@@ -107,6 +123,7 @@ class _Names:
 
     def _unknown(self, rule: Rule) -> None:
         from ..profile.schema import suggest
+        from ..seccomp_rules import GROUPS
 
         if self._all is None:
             names = []
@@ -186,7 +203,8 @@ def compile_rules(rules: RuleSet) -> Compiled:
 
 
 def libseccomp_version() -> str:
-    """The libseccomp version, read without importing pyseccomp."""
+    """The libseccomp version, read without importing pyseccomp (for `jailpy check`)."""
+    import ctypes
 
     class _Version(ctypes.Structure):
         _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint),
@@ -203,38 +221,125 @@ def libseccomp_version() -> str:
     return f"{v.major}.{v.minor}.{v.micro}"
 
 
-def cache_key(rules: RuleSet) -> str:
+def _source_stamp() -> str:
+    """Size and mtime of the rule tables and of this compiler, read without importing."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    parts = []
+    for path in (os.path.join(os.path.dirname(here), "seccomp_rules.py"), __file__):
+        try:
+            st = os.stat(path)
+        except OSError:
+            parts.append(f"{path}:?")
+            continue
+        parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+    return "\0".join(parts)
+
+
+def cache_key(spec: SeccompPolicy) -> str:
+    """The cache name of a policy's filter; origins only word errors, so they are left out."""
     h = _sha256(FORMAT)
-    for part in (rules.canonical(), _MACHINE, libseccomp_version()):
+    for part in (repr(spec.replace(origins=())), __version__, sys.version, _MACHINE,
+                 _source_stamp()):
         h.update(b"\0" + part.encode())
     return h.hexdigest()
 
 
+def _file_id(path: str) -> str | None:
+    """The stat identity of a file: a replaced or upgraded file gets another one."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _compiler_files() -> list[str] | None:
+    """The libseccomp.so this process mapped (and pyseccomp's source), after compiling."""
+    import pyseccomp
+
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            maps = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    libs = sorted({line.split(None, 5)[5] for line in maps.splitlines()
+                   if len(line.split(None, 5)) == 6 and "/libseccomp.so" in line})
+    if len(libs) != 1 or not libs[0].startswith("/"):
+        return None
+    return [libs[0], os.path.abspath(pyseccomp.__file__)]
+
+
+def _dependencies() -> bytes | None:
+    """Entry metadata: one "path\0identity" line per file the compiler used."""
+    files = _compiler_files()
+    if files is None:
+        return None
+    lines = []
+    for path in files:
+        ident = _file_id(path)
+        if ident is None or "\n" in path or "\0" in path:
+            return None
+        lines.append(f"{path}\0{ident}")
+    return "\n".join(lines).encode()
+
+
+def _dependencies_unchanged(meta: bytes) -> bool:
+    try:
+        lines = meta.decode().split("\n")
+    except UnicodeDecodeError:
+        return False
+    for line in lines:
+        path, _, ident = line.partition("\0")
+        if not path.startswith("/") or _file_id(path) != ident:
+            return False
+    return bool(lines)
+
+
+def _encode_entry(meta: bytes, program: bytes) -> bytes:
+    body = struct.pack("<H", len(meta)) + meta + program
+    return _MAGIC + _sha256(body).digest() + body
+
+
 def _read_entry(dir_fd: int, name: str) -> bytes | None:
-    """A cached program, if its stored checksum matches (a torn or foreign file does not)."""
-    data = read_entry(dir_fd, name, limit=64 + _MAX_INSNS * 8)
+    """A cached program, if its stored checksum matches (a torn or foreign file does not)
+    and the libseccomp it was compiled with is still the installed one."""
+    data = read_entry(dir_fd, name, limit=64 + 4096 + _MAX_INSNS * 8)
     if data is None:
         return None
-    header, digest, program = data[:8], data[8:40], data[40:]
-    if header != _MAGIC or _sha256(program).digest() != digest \
-            or not program or len(program) % 8:
+    header, digest, body = data[:8], data[8:40], data[40:]
+    if header != _MAGIC or len(body) < 2 or _sha256(body).digest() != digest:
+        return None
+    (meta_len,) = struct.unpack_from("<H", body)
+    meta, program = body[2:2 + meta_len], body[2 + meta_len:]
+    if len(meta) != meta_len or not program or len(program) % 8:
+        return None
+    if not _dependencies_unchanged(meta):
         return None
     return program
 
 
-def program_for(rules: RuleSet, env: dict[str, str] | None = None) -> bytes:
-    """The compiled filter, from the cache when a trusted entry exists."""
+def program_for(spec: SeccompPolicy, env: dict[str, str] | None = None) -> bytes | None:
+    """The compiled filter of a policy section (None when seccomp is disabled), from the
+    cache when a trusted entry exists; resolving and compiling happen only on a miss."""
+    if not spec.enabled:
+        return None
     path = cache_dir(env)
     dir_fd = open_dir(path, create=True) if path else None
     try:
-        key = cache_key(rules) if dir_fd is not None else ""
+        key = cache_key(spec) if dir_fd is not None else ""
         if dir_fd is not None:
             cached = _read_entry(dir_fd, key + ".bpf")
             if cached is not None:
                 return cached
+        from ..seccomp_rules import resolve
+
+        rules = resolve(spec)
+        if rules is None:
+            return None
         program = compile_rules(rules).program
-        if dir_fd is not None:
-            write_entry(dir_fd, key + ".bpf", _MAGIC + _sha256(program).digest() + program)
+        meta = _dependencies() if dir_fd is not None else None
+        if dir_fd is not None and meta is not None:
+            write_entry(dir_fd, key + ".bpf", _encode_entry(meta, program))
         return program
     finally:
         if dir_fd is not None:

@@ -1,7 +1,7 @@
 """The privilege layers of the target, prepared on the host and applied last.
 
-    supervisor (before fork)   validate kept capabilities; resolve seccomp rules
-                               and get the BPF program (cache or compile);
+    supervisor (before fork)   validate kept capabilities; get the seccomp BPF
+                               program (cache, or resolve the rules and compile);
                                check the Landlock ABI against the policy
     target (before execve)     open Landlock rule paths inside the new root ->
                                drop capabilities, lock securebits ->
@@ -22,7 +22,6 @@ from ..linux import syscalls as sc
 from ..linux.capabilities import capability_numbers
 from ..plan import Plan
 from ..record import Record
-from ..seccomp_rules import resolve as resolve_seccomp
 from . import caps, landlock, seccomp
 
 
@@ -38,10 +37,9 @@ _PROGRAMS: dict[object, bytes | None] = {}
 
 def _program(spec) -> bytes | None:
     if spec not in _PROGRAMS:
-        rules = resolve_seccomp(spec)
         if len(_PROGRAMS) > 32:
             _PROGRAMS.clear()
-        _PROGRAMS[spec] = seccomp.program_for(rules) if rules is not None else None
+        _PROGRAMS[spec] = seccomp.program_for(spec)
     return _PROGRAMS[spec]
 
 

@@ -22,6 +22,7 @@ def run_traced(jailpy, cache_home: Path):
     return result, imported
 
 
+
 @pytest.fixture
 def cache_home(user_tmp, test_user) -> Path:
     home = user_tmp / "cache"
@@ -44,6 +45,27 @@ def test_hit_does_not_import_libseccomp(jailpy, cache_home, test_user):
     assert stat.S_IMODE((cache_home / "jailpy").stat().st_mode) == 0o700
     _, imported = run_traced(jailpy, cache_home)
     assert not imported, "a cache hit must not import pyseccomp"
+
+
+def test_entry_for_another_libseccomp_is_recompiled(jailpy, cache_home):
+    """The entry records the libseccomp it was compiled with; another file is a miss."""
+    from jailpy.runtime import seccomp
+
+    run_traced(jailpy, cache_home)
+    [entry] = entries(cache_home)
+    data = entry.read_bytes()
+    meta_len = int.from_bytes(data[40:42], "little")
+    meta, program = data[42:42 + meta_len], data[42 + meta_len:]
+    lines = meta.decode().split("\n")
+    assert any("/libseccomp.so" in line.partition("\0")[0] for line in lines)
+    path, _, ident = lines[0].partition("\0")
+    dev, ino, size, mtime = ident.split(":")
+    lines[0] = f"{path}\0{dev}:{ino}:{size}:{int(mtime) + 1}"  # as after an upgrade
+    entry.write_bytes(seccomp._encode_entry("\n".join(lines).encode(), program))
+    _, imported = run_traced(jailpy, cache_home)
+    assert imported, "a changed library must not reuse the old program"
+    _, imported = run_traced(jailpy, cache_home)
+    assert not imported
 
 
 def test_tampered_entry_is_recompiled(jailpy, cache_home):

@@ -9,7 +9,7 @@ import pytest
 
 from jailpy.errors import ConfigError
 from jailpy.policy import SeccompPolicy
-from jailpy.runtime.seccomp import cache_key, compile_rules, compose
+from jailpy.runtime.seccomp import cache_key, compile_rules, compose, program_for
 from jailpy.seccomp_rules import GROUPS, RuleSet, parse_action, resolve
 
 pyseccomp = pytest.importorskip("pyseccomp")
@@ -177,8 +177,40 @@ def test_compose_refuses_register_returns():
         compose(struct.pack("<HBBI", 0x16, 0, 0, 0), struct.pack("<HBBI", 0x06, 0, 0, 0))
 
 
-def test_cache_key_follows_content():
-    base = resolve(SeccompPolicy())
-    assert cache_key(base) == cache_key(resolve(SeccompPolicy()))
-    assert cache_key(base) != cache_key(resolve(SeccompPolicy(action="errno:EACCES")))
+def test_cache_key_follows_policy():
+    base = SeccompPolicy()
+    assert cache_key(base) == cache_key(SeccompPolicy())
+    assert cache_key(base) != cache_key(SeccompPolicy(action="errno:EACCES"))
     assert cache_key(base) != cache_key(base.replace(bad_arch_action="trap"))
+    assert cache_key(base) != cache_key(base.replace(deny=("@default",)))
+    # Origins only word error messages; they do not change the filter.
+    assert cache_key(base) == cache_key(base.replace(origins=(("action", "--x"),)))
+
+
+def test_cache_hit_neither_resolves_nor_compiles(tmp_path, monkeypatch):
+    """The key is the policy record: a hit needs no rule resolution and no libseccomp."""
+    from jailpy import seccomp_rules
+    from jailpy.runtime import seccomp
+
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    spec = SeccompPolicy(deny=("@mount",))
+    program = seccomp.program_for(spec, env)
+    assert len(list((tmp_path / "jailpy").glob("*.bpf"))) == 1
+
+    def fail(*args):
+        raise AssertionError("resolved or compiled on a cache hit")
+
+    monkeypatch.setattr(seccomp_rules, "resolve", fail)
+    monkeypatch.setattr(seccomp, "compile_rules", fail)
+    assert seccomp.program_for(spec, env) == program
+    with pytest.raises(AssertionError):  # a different policy is a miss
+        seccomp.program_for(spec.replace(deny=("@swap",)), env)
+
+
+def test_unknown_syscall_is_not_cached(tmp_path):
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    spec = SeccompPolicy(deny=("no_such_call",))
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="unknown syscall"):
+            program_for(spec, env)
+    assert list((tmp_path / "jailpy").glob("*.bpf")) == []
