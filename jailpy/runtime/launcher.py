@@ -154,7 +154,7 @@ def _run_host_steps(pid: int, steps: tuple["HostStep", ...], report_r: int,
 def _wait4(pid: int):
     while True:
         try:
-            return os.wait4(pid, 0)
+            return sc.wait4(pid)
         except ChildProcessError:
             return pid, EXIT_JAILPY_FAILURE << 8, None
 
