@@ -70,7 +70,8 @@ def test_missing_app_is_127(jailpy, home, xvfb, name):
 
 
 def test_app_dirs_writable_rest_of_home_hidden(jailpy, home, xvfb):
-    script = "ls -A $HOME; touch $HOME/.mozilla/written; touch $HOME/.bashrc; xdpyinfo >/dev/null"
+    script = ("ls -A $HOME; touch $HOME/.mozilla/written; touch $HOME/.bashrc; xdpyinfo >/dev/null; "
+              "echo netdevs=$(tail -n +3 /proc/net/dev | wc -l)")
     result = in_home(jailpy, home, ["run", "--profile", "firefox", "--", "sh", "-c", script],
                      env=xvfb.env())
     listed = result.stdout.split()
@@ -78,6 +79,7 @@ def test_app_dirs_writable_rest_of_home_hidden(jailpy, home, xvfb):
     assert (home / ".mozilla" / "written").exists()  # the app's own dir persists
     assert not (home / ".bashrc").exists()  # the rest went to a tmpfs
     assert result.returncode == 0, result.stderr  # and the display works
+    assert "netdevs=2" in listed  # its own network namespace: lo and slirp4netns' tap0
 
 
 def test_profile_without_display_names_the_profile_key(jailpy, home):
