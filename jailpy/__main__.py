@@ -1,5 +1,5 @@
 """`python -m jailpy`"""
 
-from jailpy.entry import main
+from jailpy.cli import main
 
 main()

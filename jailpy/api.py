@@ -98,7 +98,7 @@ class Sandbox:
                 closers.append(session.stop)
                 steps.extend(session.host_steps())
         if plan.desktop is not None:
-            from .desktop.session import DesktopSession
+            from .runtime.desktop import DesktopSession
 
             session = DesktopSession(plan.desktop).open()
             closers.append(session.close)

@@ -7,7 +7,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from ..errors import ConfigError
-from ..netspec import network_from_profile
+from ..plan.network import network_from_profile
 from ..policy import (BIND_KINDS, Capabilities, Environment, Filesystem, Identity, MountOp,
                       Namespaces, Network, Policy, Process)
 from . import schema, security
@@ -119,7 +119,7 @@ def _desktop(section: dict[str, Any], origins: dict[str, Any], mount_ns: bool):
         from ..policy import Desktop
 
         return Desktop()
-    from ..desktop.config import to_desktop
+    from .desktop import to_desktop
 
     desktop = to_desktop(section, origins)
     if desktop.enabled and not mount_ns:

@@ -403,7 +403,7 @@ def _check_values(doc: dict[str, Any], source: str) -> None:
                           hint=suggest(mode, NETWORK_MODES) or
                           f"choose one of {', '.join(NETWORK_MODES)}")
     if "desktop" in doc:
-        from ..desktop.config import check_section
+        from .desktop import check_section
 
         check_section(doc["desktop"], f"{source}: desktop")
     from .security import check_values as _check_security

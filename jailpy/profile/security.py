@@ -57,7 +57,7 @@ def check_values(doc: dict[str, Any], source: str) -> None:
 def _parse_action(text: str, origin: str, bad_arch: bool = False) -> str:
     """seccomp_rules.parse_action, imported only when a profile names an action: the
     rule tables cost ~1 ms to import and the run path needs them only to compile."""
-    from ..seccomp_rules import ACTIONS, BAD_ARCH_ACTIONS, parse_action
+    from ..plan.seccomp import ACTIONS, BAD_ARCH_ACTIONS, parse_action
 
     return parse_action(text, origin, BAD_ARCH_ACTIONS if bad_arch else ACTIONS)
 
@@ -65,7 +65,7 @@ def _parse_action(text: str, origin: str, bad_arch: bool = False) -> str:
 def check_entry(entry: str, origin: str) -> None:
     """A seccomp list entry: a known @group or something shaped like a syscall name."""
     if entry.startswith("@"):
-        from ..seccomp_rules import GROUPS, group_hint
+        from ..plan.seccomp import GROUPS, group_hint
 
         if entry not in GROUPS:
             raise ConfigError(f"unknown seccomp group {entry!r}", origin=origin,

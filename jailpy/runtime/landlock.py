@@ -17,7 +17,7 @@ import fcntl
 import os
 import stat
 from ..errors import SetupError, UnsupportedError
-from ..landlock_rules import EXECUTE, IOCTL, LIST, READ, WRITE, LandlockRules
+from ..plan.landlock import EXECUTE, IOCTL, LIST, READ, WRITE, LandlockRules
 from ..linux import landlock as ll
 from ..record import Record
 

@@ -27,7 +27,7 @@ import os
 import select
 import time
 
-from .. import netspec
+from ..plan import network as netspec
 from ..errors import SetupError
 from ..linux import syscalls as sc
 
@@ -465,7 +465,7 @@ def probe_host_port(mapping: "PortMapping") -> int | None:
 
 def network_checks() -> list:
     """`jailpy check` rows: each helper, the tun device, Landlock port rules, IPv6."""
-    from ..diagnostics import Check
+    from ..report.check import Check
     from ..linux.landlock import abi_version
 
     def mode_is(*modes: str):

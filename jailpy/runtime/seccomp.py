@@ -41,7 +41,7 @@ from ..usercache import cache_dir, open_dir, read_entry, write_entry
 TYPE_CHECKING = False  # the rule tables are imported only to compile (a cache miss)
 if TYPE_CHECKING:
     from ..policy import SeccompPolicy
-    from ..seccomp_rules import Rule, RuleSet
+    from ..plan.seccomp import Rule, RuleSet
 
 #: Bump when the compiler or the file layout changes.
 FORMAT = b"jailpy-seccomp-3"
@@ -92,7 +92,7 @@ class Compiled(Record):
 
 
 def _action(lib, action: str) -> int:
-    from ..seccomp_rules import errno_value
+    from ..plan.seccomp import errno_value
 
     if action == "allow":
         return lib.ALLOW
@@ -123,7 +123,7 @@ class _Names:
 
     def _unknown(self, rule: Rule) -> None:
         from ..profile.schema import suggest
-        from ..seccomp_rules import GROUPS
+        from ..plan.seccomp import GROUPS
 
         if self._all is None:
             names = []
@@ -225,7 +225,7 @@ def _source_stamp() -> str:
     """Size and mtime of the rule tables and of this compiler, read without importing."""
     here = os.path.dirname(os.path.abspath(__file__))
     parts = []
-    for path in (os.path.join(os.path.dirname(here), "seccomp_rules.py"), __file__):
+    for path in (os.path.join(os.path.dirname(here), "plan", "seccomp.py"), __file__):
         try:
             st = os.stat(path)
         except OSError:
@@ -331,7 +331,7 @@ def program_for(spec: SeccompPolicy, env: dict[str, str] | None = None) -> bytes
             cached = _read_entry(dir_fd, key + ".bpf")
             if cached is not None:
                 return cached
-        from ..seccomp_rules import resolve
+        from ..plan.seccomp import resolve
 
         rules = resolve(spec)
         if rules is None:

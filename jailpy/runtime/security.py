@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 from ..errors import SetupError
-from ..landlock_rules import derive as derive_landlock
+from ..plan.landlock import derive as derive_landlock
 from ..linux import syscalls as sc
 from ..linux.capabilities import capability_numbers
 from ..plan import Plan

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from jailpy.cli import main
-from jailpy.runopts import DESKTOP_OPTIONS
+from jailpy.cli.commands import main
+from jailpy.cli.options import DESKTOP_OPTIONS
 from jailpy.profile.schema import SCHEMA
 
 REPO = Path(__file__).resolve().parent.parent.parent

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from jailpy.desktop.config import to_desktop
-from jailpy.desktop.planner import plan_desktop
-from jailpy.desktop.x11 import (FAMILY_LOCAL, FAMILY_WILD, AuthEntry, cookie_for, parse_display,
+from jailpy.profile.desktop import to_desktop
+from jailpy.plan.desktop import plan_desktop
+from jailpy.runtime.x11 import (FAMILY_LOCAL, FAMILY_WILD, AuthEntry, cookie_for, parse_display,
                                 read_entries, write_entries)
 from jailpy.errors import ConfigError, SetupError
 from jailpy.policy import Desktop, MountOp
 from jailpy.profile.schema import validate_document
-from jailpy.wrap import rewrite_desktop_entry
+from jailpy.cli.wrap import rewrite_desktop_entry
 
 ENV = {"HOME": "/home/u", "PATH": "/usr/bin:/bin"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jailpy.errors import UnsupportedError
-from jailpy.landlock_rules import EXECUTE, IOCTL, LIST, READ, WRITE, derive
+from jailpy.plan.landlock import EXECUTE, IOCTL, LIST, READ, WRITE, derive
 from jailpy.linux import landlock as ll
 from jailpy.policy import Filesystem, LandlockPolicy, MountOp, Namespaces, Network, Policy
 from jailpy.runtime.landlock import decide

@@ -23,7 +23,7 @@ from jailpy.runtime.init import KILL_ALL
 from jailpy.runtime.launcher import Result
 from jailpy.runtime.limits import LimitReport, ended_by
 from jailpy.runtime.watchdog import Watchdog
-from jailpy.status import error_document, result_document
+from jailpy.report.status import error_document, result_document
 
 INF = resource.RLIM_INFINITY
 

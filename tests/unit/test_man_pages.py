@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import pytest
 
-from jailpy.cli import main
+from jailpy.cli.commands import main
 from jailpy.policy import BIND_KINDS
 from jailpy.profile import schema
 from profile_env import profiles  # noqa: F401  (fixture)

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from jailpy.errors import ConfigError
-from jailpy.netspec import (DATA_KIND, explain_lines, generated_files, network_from_profile,
+from jailpy.plan.network import (DATA_KIND, explain_lines, generated_files, network_from_profile,
                             parse_publish)
 from jailpy.plan import Caller, build_plan
 from jailpy.policy import Filesystem, MountOp, Namespaces, Network, Policy, PortMapping, Process
 from jailpy.profile.schema import SCHEMA
-from jailpy.runopts import RUN_OPTIONS
+from jailpy.cli.options import RUN_OPTIONS
 
 
 def test_publish_specs():
@@ -87,7 +87,7 @@ def test_plan_appends_generated_files_and_carries_the_network():
 
 
 def test_landlock_rules_let_the_generated_files_be_read():
-    from jailpy.landlock_rules import derive
+    from jailpy.plan.landlock import derive
 
     caller = Caller(uid=1000, gid=1000, env={}, cwd="/", cwd_identity=None)
     plan = build_plan(_policy("pasta"), ["true"], caller)

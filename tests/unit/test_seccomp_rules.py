@@ -10,7 +10,7 @@ import pytest
 from jailpy.errors import ConfigError
 from jailpy.policy import SeccompPolicy
 from jailpy.runtime.seccomp import cache_key, compile_rules, compose, program_for
-from jailpy.seccomp_rules import GROUPS, RuleSet, parse_action, resolve
+from jailpy.plan.seccomp import GROUPS, RuleSet, parse_action, resolve
 
 pyseccomp = pytest.importorskip("pyseccomp")
 
@@ -189,7 +189,7 @@ def test_cache_key_follows_policy():
 
 def test_cache_hit_neither_resolves_nor_compiles(tmp_path, monkeypatch):
     """The key is the policy record: a hit needs no rule resolution and no libseccomp."""
-    from jailpy import seccomp_rules
+    from jailpy.plan import seccomp as seccomp_rules
     from jailpy.runtime import seccomp
 
     env = {"XDG_CACHE_HOME": str(tmp_path)}

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from jailpy.cli import main
+from jailpy.cli.commands import main
 from jailpy.profile.schema import SCHEMA
-from jailpy.runopts import RUN_OPTIONS
-from jailpy.seccomp_rules import GROUPS
-from jailpy.security_opts import _LIST_OPTIONS, _SCALAR_OPTIONS
+from jailpy.cli.options import RUN_OPTIONS
+from jailpy.plan.seccomp import GROUPS
+from jailpy.cli.layer import _LIST_OPTIONS, _SCALAR_OPTIONS
 
 REPO = Path(__file__).resolve().parent.parent.parent
 

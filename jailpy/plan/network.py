@@ -9,14 +9,14 @@ ruleset (landlock_rules.py). See docs/network.md for the design.
 
 from __future__ import annotations
 
-from .errors import ConfigError
-from .policy import GENERATED_KINDS, MountOp, Network, PortMapping
+from ..errors import ConfigError
+from ..policy import GENERATED_KINDS, MountOp, Network, PortMapping
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-    from .policy import Policy
+    from ..policy import Policy
 
 #: Modes that need a user-mode network helper started by the supervisor.
 HELPER_MODES = ("slirp4netns", "pasta")

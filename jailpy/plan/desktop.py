@@ -198,7 +198,7 @@ class _Builder:
         return path
 
     def x11_piece(self) -> None:
-        from .x11 import parse_display
+        from ..runtime.x11 import parse_display
 
         piece_key = "x11" if self.d.x11 else "x11_untrusted"
         untrusted = self.d.x11_untrusted

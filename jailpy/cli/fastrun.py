@@ -8,7 +8,7 @@ the one option table in runopts.py.
 
 from __future__ import annotations
 
-from .runopts import RUN_OPTIONS, defaults
+from .options import RUN_OPTIONS, defaults
 
 _BY_FLAG = {flag: opt for opt in RUN_OPTIONS for flag in opt.flags}
 _OFF_FLAGS = {opt.off: opt for opt in RUN_OPTIONS if opt.off}

@@ -23,9 +23,9 @@ read-only mount itself still refuses the write.
 
 from __future__ import annotations
 
-from .errors import ConfigError
-from .policy import GENERATED_KINDS, MountOp, Policy
-from .record import Record
+from ..errors import ConfigError
+from ..policy import GENERATED_KINDS, MountOp, Policy
+from ..record import Record
 
 READ, WRITE, EXECUTE, IOCTL, LIST = "read", "write", "execute", "ioctl", "list"
 

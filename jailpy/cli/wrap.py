@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import EXIT_NOT_FOUND, CommandError, ConfigError, SetupError
+from ..errors import EXIT_NOT_FOUND, CommandError, ConfigError, SetupError
 
 MARKER = "# jailpy-wrapper 1"
 DESKTOP_KEY = "X-Jailpy-Wrapper"
@@ -266,8 +266,8 @@ def _write_atomic(path: Path, text: str, mode: int) -> None:
 
 def _choose_profile(app: str, profile: str | None, env: dict[str, str]) -> str:
     """The profile the wrapper will use; it must resolve now, not at the app's first start."""
-    from .api import load_policy
-    from .profile.loader import locate
+    from ..api import load_policy
+    from ..profile.loader import locate
 
     if profile is None:
         try:

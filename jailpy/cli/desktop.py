@@ -68,7 +68,7 @@ def _implied(section: dict, origins: dict, key: str, value: object, because: lis
 
 def _check(section: "dict[str, Any]", origins: dict[str, list[str]]) -> None:
     """Validate each value with its flag as the origin (not 'command line: desktop...')."""
-    from .config import check_value
+    from ..profile.desktop import check_value
 
     for key, value in section.items():
         if isinstance(value, list):

@@ -15,12 +15,12 @@ def main() -> None:
 
         parsed = parse_run(args[1:])
         if parsed is not None:
-            from .runcmd import execute_run
+            from .run import execute_run
 
             execute_run(*parsed)
     import click
 
-    from .cli import main as click_main
+    from .commands import main as click_main
 
     try:
         click_main(prog_name="jailpy", standalone_mode=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from ..diagnostics import Check
+from .check import Check
 
 
 def explain_sections(plan) -> list[tuple[str, list[str]]]:

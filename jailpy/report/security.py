@@ -7,14 +7,14 @@ will be enforced on this machine.
 
 from __future__ import annotations
 
-from .diagnostics import Check, read_value
+from .check import Check, read_value
 
 
 def explain_sections(plan) -> list[tuple[str, list[str]]]:
     """The [security] section, in the order the target applies the layers."""
-    from .landlock_rules import derive, describe
-    from .linux.landlock import abi_version
-    from .seccomp_rules import resolve, summary
+    from ..plan.landlock import derive, describe
+    from ..linux.landlock import abi_version
+    from ..plan.seccomp import resolve, summary
 
     policy = plan.policy
     kept = ", ".join(plan.keep_caps) or "none"
@@ -29,9 +29,9 @@ def explain_sections(plan) -> list[tuple[str, list[str]]]:
 
 
 def security_checks() -> list[Check]:
-    from .linux import landlock as ll
-    from .runtime.seccomp import libseccomp_version
-    from .usercache import cache_dir
+    from ..linux import landlock as ll
+    from ..runtime.seccomp import libseccomp_version
+    from ..usercache import cache_dir
 
     rows = []
     status = read_value("/proc/self/status") or ""
@@ -63,7 +63,7 @@ def security_checks() -> list[Check]:
                           "profiles need landlock.best_effort = true or landlock.enabled = "
                           "false on this kernel"))
     last = read_value("/proc/sys/kernel/cap_last_cap")
-    from .linux.capabilities import CAPABILITIES
+    from ..linux.capabilities import CAPABILITIES
 
     known = max(CAPABILITIES.values())
     rows.append(Check("security", "capabilities", True,

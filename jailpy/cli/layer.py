@@ -34,9 +34,9 @@ def security_layer(opts: dict[str, Any]) -> tuple[dict[str, dict], dict[str, lis
     if not any(opts.get(dest) not in (None, (), []) for dest in (*_LIST_OPTIONS,
                                                                   *_SCALAR_OPTIONS)):
         return {}, {}
-    from .linux.capabilities import capability_numbers
-    from .profile.security import check_entry
-    from .seccomp_rules import parse_action
+    from ..linux.capabilities import capability_numbers
+    from ..profile.security import check_entry
+    from ..plan.seccomp import parse_action
 
     doc: dict[str, dict] = {}
     origins: dict[str, list[str]] = {}

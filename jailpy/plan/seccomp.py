@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import errno as _errno
 
-from .errors import ConfigError
-from .linux.syscalls import (CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS,
+from ..errors import ConfigError
+from ..linux.syscalls import (CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS,
                              CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWUSER, CLONE_NEWUTS)
-from .record import Record
+from ..record import Record
 
 # --- constants -----------------------------------------------------------------
 
@@ -179,7 +179,7 @@ GROUPS: dict[str, tuple[str | Call, ...]] = {
 
 def parse_action(text: str, origin: str, allowed: tuple[str, ...] = ACTIONS) -> str:
     """Canonical form of an action: 'errno:EPERM', 'kill-process', 'trap', 'log'."""
-    from .profile.schema import suggest
+    from ..profile.schema import suggest
 
     kind, _, arg = text.partition(":")
     if kind not in allowed:
@@ -273,7 +273,7 @@ def _chain(chain: tuple[str, ...]) -> str:
 
 
 def group_hint(word: str) -> str:
-    from .profile.schema import suggest
+    from ..profile.schema import suggest
 
     return suggest(word, list(GROUPS)) or f"known groups: {', '.join(sorted(GROUPS))}"
 

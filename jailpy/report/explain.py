@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .linux.syscalls import CLONE_NEWNET
-from .plan import Plan
-from .policy import BIND_KINDS, MountOp
+from ..linux.syscalls import CLONE_NEWNET
+from ..plan import Plan
+from ..policy import BIND_KINDS, MountOp
 
 Section = tuple[str, list[str]]
 
@@ -19,7 +19,7 @@ def short_origin(origin: str) -> str:
     """An origin for display: the shipped profiles' directory and $HOME abbreviated."""
     import os
 
-    from .profile.loader import shipped_profiles_dir
+    from ..profile.loader import shipped_profiles_dir
 
     shipped = f"{shipped_profiles_dir()}/"
     if origin.startswith(shipped):
@@ -90,25 +90,25 @@ def core_sections(plan: Plan) -> list[Section]:
 def desktop_sections(plan: Plan) -> list[Section]:
     if plan.desktop is None:
         return []
-    from .desktop.report import explain_sections
+    from .desktop import explain_sections
 
     return explain_sections(plan)
 
 
 def limits_sections(plan: Plan) -> list[Section]:
-    from .limits_info import explain_sections
+    from .limits import explain_sections
 
     return explain_sections(plan)
 
 
 def _security_sections(plan: Plan) -> list[Section]:
-    from .security_info import explain_sections
+    from .security import explain_sections
 
     return explain_sections(plan)
 
 
 def network_sections(plan: Plan) -> list[Section]:
-    from .netspec import explain_lines
+    from ..plan.network import explain_lines
 
     return [("network", explain_lines(plan.network, bool(plan.unshare_flags & CLONE_NEWNET),
                                       plan.outer_userns))]
@@ -126,7 +126,7 @@ ALARMS = ("SHARED with the host", "MISSING", "SHARES THE HOST'S NETWORK NAMESPAC
 
 def machine_section(plan: Plan) -> list[Section]:
     """What this plan needs that `jailpy check` reports missing on this machine."""
-    from .diagnostics import collect
+    from .check import collect
 
     missing = [row for row in collect() if not row.ok and row.needed_by(plan.policy)]
     lines = []

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import pwd
 
-from .errors import ConfigError
-from .policy import MountOp, Policy
+from ..errors import ConfigError
+from ..policy import MountOp, Policy
 
 
 def _home(env: dict[str, str], uid: int) -> str | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from .policy import Policy
+    from ..policy import Policy
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def core_checks() -> list[Check]:
     rows.append(Check("core", "mount API (open_tree, mount_setattr)", version >= (5, 12),
                       f"kernel {release}",
                       None if version >= (5, 12) else "jailpy needs Linux 5.12 or newer"))
-    from .runtime.userns import subordinate_range
+    from ..runtime.userns import subordinate_range
 
     helpers = all(shutil.which(t) for t in ("newuidmap", "newgidmap"))
     sub = subordinate_range("/etc/subuid", os.getuid())
@@ -87,26 +87,26 @@ def core_checks() -> list[Check]:
 
 
 def desktop_checks() -> list[Check]:
-    from .desktop.report import checks
+    from .desktop import checks
 
     return checks()
 
 
 def limits_checks() -> list[Check]:
     """cgroup version, delegated parent, rlimit semantics (jailpy/limits_info.py)."""
-    from .limits_info import check_rows
+    from .limits import check_rows
 
     return check_rows()
 
 
 def _security_checks() -> list[Check]:
-    from .security_info import security_checks
+    from .security import security_checks
 
     return security_checks()
 
 
 def network_checks() -> list[Check]:
-    from .runtime.network import network_checks as rows
+    from ..runtime.network import network_checks as rows
 
     return rows()
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from .runopts import RUN_OPTIONS, Opt
+from .options import RUN_OPTIONS, Opt
 
 
 class _OrderedCommand(click.Command):
@@ -40,7 +40,7 @@ def _complete_profile(ctx: click.Context, param: click.Parameter, incomplete: st
 
     from click.shell_completion import CompletionItem
 
-    from .profile.loader import is_path, profile_names
+    from ..profile.loader import is_path, profile_names
 
     if is_path(incomplete) or incomplete.startswith("."):
         return [CompletionItem(incomplete, type="file")]
@@ -75,7 +75,7 @@ def _run_options(func):
 @click.pass_context
 def run_cmd(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> None:
     """Run CMD in a sandbox."""
-    from .runcmd import execute_run
+    from .run import execute_run
 
     execute_run(opts, ctx.meta["jailpy.order"], list(command))
 
@@ -83,7 +83,7 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> None:
 @main.command("check")
 def check_cmd() -> None:
     """Report what this machine supports, with a fix for each missing piece."""
-    from .diagnostics import collect
+    from ..report.check import collect
     from .render import fancy, table
 
     rows = collect()
@@ -110,7 +110,7 @@ def profile_list_cmd() -> None:
     """List the profiles on the search path: name, source, file, description."""
     import os
 
-    from .profile.commands import list_profiles
+    from ..profile.commands import list_profiles
     from .render import table
 
     rows = []
@@ -129,10 +129,10 @@ def profile_list_cmd() -> None:
 @click.option("--debug", is_flag=True, help="Show tracebacks for jailpy's own errors.")
 def profile_show_cmd(name: str, origins: bool, debug: bool) -> None:
     """Print the fully merged profile NAME as TOML (variables expanded)."""
-    from .errors import JailpyError
-    from .plan import Caller
-    from .profile.commands import show
-    from .runcmd import fail
+    from ..errors import JailpyError
+    from ..plan import Caller
+    from ..profile.commands import show
+    from .run import fail
 
     caller = Caller.current()
     try:
@@ -147,9 +147,9 @@ def profile_show_cmd(name: str, origins: bool, debug: bool) -> None:
                 shell_complete=_complete_profile)
 def profile_check_cmd(files: tuple[str, ...]) -> None:
     """Validate profiles (and what they extend) as 'jailpy run' would; exit 0 or 125."""
-    from .errors import EXIT_JAILPY_FAILURE, JailpyError
-    from .plan import Caller
-    from .profile.commands import check
+    from ..errors import EXIT_JAILPY_FAILURE, JailpyError
+    from ..plan import Caller
+    from ..profile.commands import check
 
     caller = Caller.current()
     failed = False
@@ -174,8 +174,8 @@ def profile_check_cmd(files: tuple[str, ...]) -> None:
 def wrap_cmd(app: str | None, profile: str | None, bin_dir: str | None, list_only: bool) -> None:
     """Make APP start sandboxed: a wrapper in BIN_DIR and a rewritten .desktop entry."""
     from . import wrap
-    from .errors import ConfigError, JailpyError
-    from .runcmd import fail
+    from ..errors import ConfigError, JailpyError
+    from .run import fail
 
     try:
         if list_only:
@@ -203,8 +203,8 @@ def wrap_cmd(app: str | None, profile: str | None, bin_dir: str | None, list_onl
 def unwrap_cmd(app: str, bin_dir: str | None) -> None:
     """Remove the wrapper and desktop entry that 'jailpy wrap APP' wrote."""
     from . import wrap
-    from .errors import JailpyError
-    from .runcmd import fail
+    from ..errors import JailpyError
+    from .run import fail
 
     try:
         record = wrap.unwrap(app, bin_dir)
@@ -215,7 +215,7 @@ def unwrap_cmd(app: str, bin_dir: str | None) -> None:
 
 def _add_security_commands() -> None:
     """`jailpy profile show --seccomp/--landlock/--export-bpf` (cli_security.py)."""
-    from .cli_security import attach_profile_commands
+    from .security import attach_profile_commands
 
     attach_profile_commands(main)
 

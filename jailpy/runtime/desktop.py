@@ -29,7 +29,7 @@ import subprocess
 from typing import Callable
 
 from ..errors import SetupError
-from .planner import DesktopPlan, session_base
+from ..plan.desktop import DesktopPlan, session_base
 from .x11 import parse_display, trusted_cookie, untrusted_cookie
 
 #: How long xdg-dbus-proxy may take to open its sockets.

@@ -13,8 +13,8 @@ import os
 import signal as _signal
 from typing import Any
 
-from .errors import ConfigError, JailpyError
-from .runtime.launcher import Result
+from ..errors import ConfigError, JailpyError
+from ..runtime.launcher import Result
 
 #: Bumped when a field changes meaning; new fields do not bump it.
 FORMAT_VERSION = 1

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 
-from .diagnostics import Check
-from .plan import Plan
-from .policy import Limits
-from .runtime import cgroups
+from .check import Check
+from ..plan import Plan
+from ..policy import Limits
+from ..runtime import cgroups
 
 _CONTROLLERS = ("memory", "pids", "cpu")
 
@@ -24,7 +24,7 @@ def _size(n: int) -> str:
 
 
 def _rlimit(name: str, value: int) -> str:
-    from .profile.limits import INFINITY, RLIMIT_UNITS
+    from ..profile.limits import INFINITY, RLIMIT_UNITS
 
     if value == INFINITY:
         return "unlimited"

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import sys
 
-from .errors import ConfigError, JailpyError
-from .runopts import FS_OPTIONS, LIMIT_OPTIONS, MODIFIERS, NAMESPACES
+from ..errors import ConfigError, JailpyError
+from .options import FS_OPTIONS, LIMIT_OPTIONS, MODIFIERS, NAMESPACES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
-    from .profile.loader import Layer
+    from ..profile.loader import Layer
 
 
 def fail(err: JailpyError, debug: bool = False, sink: "Any" = None) -> "NoReturn":
     if sink is not None:  # --json-status: the report is written for failures too
-        from .status import error_document
+        from ..report.status import error_document
 
         sink.write(error_document(err))
     if debug:
@@ -41,16 +41,16 @@ def execute_run(opts: "dict[str, Any]", order: list[str], command: list[str]) ->
     debug = bool(opts.get("debug"))
     sink = None
     try:
-        from .api import Sandbox, load_policy
+        from ..api import Sandbox, load_policy
 
         if opts.get("json_status") is not None or opts.get("json_status_fd") is not None:
-            from .status import StatusSink
+            from ..report.status import StatusSink
 
             sink = StatusSink(opts.get("json_status"), opts.get("json_status_fd"))
 
         policy = load_policy(opts.get("profile"), overrides_layer(order, opts), use_cache=True)
         if opts.get("explain"):
-            from . import explain
+            from ..report import explain
             from .render import sections
 
             plan = Sandbox(policy).plan(command)
@@ -69,7 +69,7 @@ def execute_run(opts: "dict[str, Any]", order: list[str], command: list[str]) ->
     for note in result.limits_not_applied:
         sys.stderr.write(f"jailpy: warning: limit not applied (best-effort): {note}\n")
     if sink is not None:
-        from .status import result_document
+        from ..report.status import result_document
 
         sink.write(result_document(result))
     exit_now(result.exit_code)
@@ -90,8 +90,8 @@ def exit_now(code: int) -> "NoReturn":
 
 def overrides_layer(order: list[str], opts: "dict[str, Any]") -> "Layer":
     """CLI options -> a profile layer; each mount op's origin is the flag itself."""
-    from .profile.loader import Layer
-    from .profile.schema import validate_document
+    from ..profile.loader import Layer
+    from ..profile.schema import validate_document
 
     mounts, origins = _ordered_mounts(order, opts)
     doc: dict[str, Any] = {
@@ -122,19 +122,19 @@ def overrides_layer(order: list[str], opts: "dict[str, Any]") -> "Layer":
         flag = "--" + key.replace("_", "-")
         item_origins[f"network.{key}"] = [f"{flag} {v}" for v in opts.get(key) or ()]
     if any(v not in (None, ()) for k, v in opts.items() if k.startswith("desktop_")):
-        from .desktop.options import desktop_layer
+        from .desktop import desktop_layer
 
         doc["desktop"], desktop_origins = desktop_layer(opts)
         item_origins.update(desktop_origins)
     # `is not None`, not truthiness: --pids-max 0 must reach validation and be refused.
     if any(opts.get(dest) is not None and opts.get(dest) is not False and opts.get(dest) != ()
            for dest in LIMIT_OPTIONS):
-        from .profile.limits import cli_sections
+        from ..profile.limits import cli_sections
 
         sections, limit_origins = cli_sections(opts)
         doc.update(sections)
         item_origins.update(limit_origins)
-    from .security_opts import security_layer
+    from .layer import security_layer
 
     security_doc, security_origins = security_layer(opts)
     doc.update(security_doc)

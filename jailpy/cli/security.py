@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from .errors import JailpyError
+from ..errors import JailpyError
 
 
 @click.group("profile")
@@ -68,7 +68,7 @@ def attach_profile_commands(main: click.Group) -> None:
 def show_security(name: str, show_seccomp: bool, show_landlock: bool, export_bpf: str | None,
                   everything_by_default: bool = False) -> None:
     try:
-        from .api import load_policy
+        from ..api import load_policy
 
         policy = load_policy(name)
         if export_bpf:
@@ -84,8 +84,8 @@ def show_security(name: str, show_seccomp: bool, show_landlock: bool, export_bpf
 
 
 def seccomp_listing(policy) -> list[str]:
-    from .runtime.seccomp import compile_rules
-    from .seccomp_rules import render, resolve
+    from ..runtime.seccomp import compile_rules
+    from ..plan.seccomp import render, resolve
 
     rules = resolve(policy.seccomp)
     if rules is None:
@@ -98,10 +98,10 @@ def seccomp_listing(policy) -> list[str]:
 
 
 def landlock_listing(policy) -> list[str]:
-    from .landlock_rules import derive, describe
-    from .linux.landlock import abi_version
+    from ..plan.landlock import derive, describe
+    from ..linux.landlock import abi_version
 
-    from .api import Sandbox
+    from ..api import Sandbox
 
     abi, why = abi_version()
     plan = Sandbox(policy).plan(["true"])  # with the ops the planner adds (desktop, ...)
@@ -110,9 +110,9 @@ def landlock_listing(policy) -> list[str]:
 
 
 def _export(policy, path: str) -> None:
-    from .errors import ConfigError
-    from .runtime.seccomp import compile_rules
-    from .seccomp_rules import resolve
+    from ..errors import ConfigError
+    from ..runtime.seccomp import compile_rules
+    from ..plan.seccomp import resolve
 
     rules = resolve(policy.seccomp)
     if rules is None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 
-from .linux import syscalls as sc
-from .policy import MountOp, Network, Policy
-from .record import Record
+from ..linux import syscalls as sc
+from ..policy import MountOp, Network, Policy
+from ..record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .desktop.planner import DesktopPlan
+    from .desktop import DesktopPlan
 
 _NS_FLAGS = (
     ("user", sc.CLONE_NEWUSER), ("mount", sc.CLONE_NEWNS), ("ipc", sc.CLONE_NEWIPC),
@@ -139,7 +139,7 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
     mount_ops, desktop = policy.filesystem.ops + ws_ops, None
     env = sandbox_environment(policy, caller.env)
     if policy.desktop.enabled:
-        from .desktop.planner import plan_desktop
+        from .desktop import plan_desktop
 
         desktop = plan_desktop(policy.desktop, caller.env, caller.uid, caller.gid, caller.cwd,
                                uid_inside, mount_ops)
@@ -179,7 +179,7 @@ def _network_files(policy: Policy, ops: tuple[MountOp, ...]) -> tuple[MountOp, .
     """Generated /etc/resolv.conf and /etc/hosts when a network helper is used."""
     if policy.network.mode not in ("slirp4netns", "pasta"):
         return ()
-    from .netspec import generated_files
+    from .network import generated_files
 
     hostname = policy.process.hostname if policy.namespaces.uts else None
     return generated_files(policy, hostname or os.uname().nodename, ops)

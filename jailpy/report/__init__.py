@@ -1,0 +1,1 @@
+"""Read-only views: explain, check, status."""
