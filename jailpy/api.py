@@ -21,7 +21,7 @@ from .runtime.launcher import Result, launch
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .profile.loader import Layer
+    from .profile.merge import Layer
     from .runtime.launcher import HostStep
 
 __all__ = ["Sandbox", "Result", "load_policy", "run"]

@@ -46,3 +46,11 @@ class CommandError(JailpyError):
     def __init__(self, message: str, exit_code: int, origin: str | None = None):
         super().__init__(message, origin)
         self.exit_code = exit_code
+
+
+def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
+    """'did you mean ...?' for a near miss, else None."""
+    import difflib  # only on the error path: it costs start-up time
+
+    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{match[0]}'?" if match else None

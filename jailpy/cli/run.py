@@ -16,7 +16,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
-    from ..profile.loader import Layer
+    from ..profile.merge import Layer
 
 
 def fail(err: JailpyError, debug: bool = False, sink: "Any" = None) -> "NoReturn":
@@ -90,7 +90,7 @@ def exit_now(code: int) -> "NoReturn":
 
 def overrides_layer(order: list[str], opts: "dict[str, Any]") -> "Layer":
     """CLI options -> a profile layer; each mount op's origin is the flag itself."""
-    from ..profile.loader import Layer
+    from ..profile.merge import Layer
     from ..profile.schema import validate_document
 
     mounts, origins = _ordered_mounts(order, opts)

@@ -33,7 +33,7 @@ def capability_numbers(names: tuple[str, ...], origin: str = "capabilities.keep"
     for name in names:
         full = canonical(name)
         if full not in CAPABILITIES:
-            from ..profile.schema import suggest
+            from ..errors import suggest
 
             raise ConfigError(f"unknown capability {name!r}", origin=origin,
                               hint=suggest(full, list(CAPABILITIES)))

@@ -179,7 +179,7 @@ GROUPS: dict[str, tuple[str | Call, ...]] = {
 
 def parse_action(text: str, origin: str, allowed: tuple[str, ...] = ACTIONS) -> str:
     """Canonical form of an action: 'errno:EPERM', 'kill-process', 'trap', 'log'."""
-    from ..profile.schema import suggest
+    from ..errors import suggest
 
     kind, _, arg = text.partition(":")
     if kind not in allowed:
@@ -273,7 +273,7 @@ def _chain(chain: tuple[str, ...]) -> str:
 
 
 def group_hint(word: str) -> str:
-    from ..profile.schema import suggest
+    from ..errors import suggest
 
     return suggest(word, list(GROUPS)) or f"known groups: {', '.join(sorted(GROUPS))}"
 

@@ -7,7 +7,7 @@ import os
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
     from ..policy import Policy
-    from .loader import Layer
+    from .merge import Layer
     from .merge import Merged
 
 DEFAULT_PROFILE = "default"

@@ -7,7 +7,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from ..errors import ConfigError
-from ..plan.network import network_from_profile
+from .network import network_from_profile
 from ..policy import (BIND_KINDS, Capabilities, Environment, Filesystem, Identity, MountOp,
                       Namespaces, Network, Policy, Process)
 from . import schema, security

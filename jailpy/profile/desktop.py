@@ -35,7 +35,7 @@ _BOOL_KEYS = ("x11", "x11_untrusted", "wayland", "pulseaudio", "pipewire", "dbus
 
 
 def _suggestion(value: str, choices: tuple[str, ...]) -> str:
-    from .schema import suggest
+    from ..errors import suggest
 
     return suggest(value, choices) or f"choose one of {', '.join(choices)}"
 

@@ -60,7 +60,7 @@ def _unchecked_value(name: str, text: Any, origin: str) -> int:
 def parse_rlimit(name: str, value: Any, origin: str) -> tuple[int, int]:
     """(soft, hard) from 1024, "1024", "512:1024", "2G", "1G:2G", "unlimited", [soft, hard]."""
     if name not in RLIMIT_UNITS:
-        from .schema import suggest
+        from ..errors import suggest
 
         raise ConfigError(f"unknown rlimit {name!r}", origin=origin,
                           hint=suggest(name, tuple(RLIMIT_UNITS)) or

@@ -20,7 +20,7 @@ import os
 from ..errors import ConfigError
 from . import schema
 from .expand import expand
-from .merge import Merged, merge  # noqa: F401  (re-exported: the public layering API)
+from .merge import Layer, Merged, merge  # noqa: F401  (re-exported: the public layering API)
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
@@ -186,25 +186,6 @@ def parse_bytes(data: bytes, source: str) -> dict[str, Any]:
     except RecursionError:
         raise ConfigError("TOML syntax error: arrays or tables nested too deeply",
                           origin=source) from None
-
-
-class Layer:
-    """One document to merge: a profile file or the CLI overrides.
-
-    item_origins gives origins of values: for an array key, one per item; for
-    other keys, one item. Default: "<source>: key[i]" for array items,
-    "<source>" for the rest. (A plain class: see schema.Field.)"""
-
-    __slots__ = ("doc", "source", "item_origins")
-
-    def __init__(self, doc: dict[str, Any], source: str,
-                 item_origins: dict[str, list[str]] | None = None):
-        self.doc = doc
-        self.source = source
-        self.item_origins = item_origins if item_origins is not None else {}
-
-    def __repr__(self) -> str:
-        return f"Layer(source={self.source!r})"
 
 
 def expand_document(doc: Any, variables: dict[str, str], origin: str, key: str = "") -> Any:

@@ -27,10 +27,27 @@ TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are 
 if TYPE_CHECKING:
     from typing import Any
 
-    from .loader import Layer
-
 #: Keys handled by the merge itself rather than merged as data.
 DIRECTIVES = ("extends", "reset")
+
+
+class Layer:
+    """One document to merge: a profile file or the CLI overrides.
+
+    item_origins gives origins of values: for an array key, one per item; for
+    other keys, one item. Default: "<source>: key[i]" for array items,
+    "<source>" for the rest. (A plain class: see schema.Field.)"""
+
+    __slots__ = ("doc", "source", "item_origins")
+
+    def __init__(self, doc: dict[str, Any], source: str,
+                 item_origins: dict[str, list[str]] | None = None):
+        self.doc = doc
+        self.source = source
+        self.item_origins = item_origins if item_origins is not None else {}
+
+    def __repr__(self) -> str:
+        return f"Layer(source={self.source!r})"
 
 
 class Merged:

@@ -18,7 +18,7 @@ makes the key validated but refused until its runtime exists.
 from __future__ import annotations
 
 
-from ..errors import ConfigError
+from ..errors import ConfigError, suggest
 from ..policy import BIND_KINDS, MOUNT_KINDS
 from .values import parse_duration, parse_mode, parse_size, require_absolute
 
@@ -292,14 +292,6 @@ assert set(MOUNT_KEYS) == set(MOUNT_KINDS)
 NETWORK_MODES = ("none", "host", "slirp4netns", "pasta")
 #: Keys a mount table may have besides its op key.
 MOUNT_OPTION_KEYS = ("dest", "optional", "size", "mode", "content")
-
-
-def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
-    """'did you mean ...?' for a near miss, else None."""
-    import difflib  # only on the error path: it costs start-up time
-
-    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f"did you mean '{match[0]}'?" if match else None
 
 
 def key_part(name: str) -> str:

@@ -25,7 +25,7 @@ def _syscall_shaped(name: str) -> bool:
 
 
 def check_values(doc: dict[str, Any], source: str) -> None:
-    from .schema import suggest
+    from ..errors import suggest
 
     for i, name in enumerate(doc.get("capabilities", {}).get("keep", [])):
         if canonical(name) not in CAPABILITIES:

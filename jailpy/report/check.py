@@ -1,8 +1,8 @@
 """`jailpy check`: what this machine supports, with a fix for each gap.
 
-Each feature area contributes a function returning Check rows; this module
-only collects and renders them, so adding a backend means adding one
-function to CHECK_PROVIDERS, not editing a monolith.
+Each feature's report/<feature>.py contributes a checks() function returning
+Check rows; this module holds the core rows and collects the rest, so a new
+feature adds its file to report.features() instead of editing this one.
 """
 
 from __future__ import annotations
@@ -86,38 +86,11 @@ def core_checks() -> list[Check]:
     return rows
 
 
-def desktop_checks() -> list[Check]:
-    from .desktop import checks
-
-    return checks()
-
-
-def limits_checks() -> list[Check]:
-    """cgroup version, delegated parent, rlimit semantics (jailpy/limits_info.py)."""
-    from .limits import check_rows
-
-    return check_rows()
-
-
-def _security_checks() -> list[Check]:
-    from .security import security_checks
-
-    return security_checks()
-
-
-def network_checks() -> list[Check]:
-    from ..runtime.network import network_checks as rows
-
-    return rows()
-
-
-#: Providers of check rows, in display order. Feature areas append theirs.
-CHECK_PROVIDERS: list[Callable[[], list[Check]]] = [
-    core_checks, limits_checks, network_checks, desktop_checks, _security_checks]
-
-
 def collect() -> list[Check]:
-    rows: list[Check] = []
-    for provider in CHECK_PROVIDERS:
-        rows.extend(provider())
+    """The core rows, then each feature's own (report/<feature>.py), in display order."""
+    from . import features
+
+    rows = core_checks()
+    for feature in features():
+        rows.extend(feature.checks())
     return rows

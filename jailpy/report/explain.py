@@ -6,9 +6,7 @@ the order the runtime applies it, so what a user reads is what will happen.
 
 from __future__ import annotations
 
-from typing import Callable
 
-from ..linux.syscalls import CLONE_NEWNET
 from ..plan import Plan
 from ..policy import BIND_KINDS, MountOp
 
@@ -87,37 +85,14 @@ def core_sections(plan: Plan) -> list[Section]:
             ("environment", env), ("process", process)]
 
 
-def desktop_sections(plan: Plan) -> list[Section]:
-    if plan.desktop is None:
-        return []
-    from .desktop import explain_sections
+def feature_sections(plan: Plan) -> list[Section]:
+    """Each feature's own section (report/<feature>.py), in display order."""
+    from . import features
 
-    return explain_sections(plan)
-
-
-def limits_sections(plan: Plan) -> list[Section]:
-    from .limits import explain_sections
-
-    return explain_sections(plan)
-
-
-def _security_sections(plan: Plan) -> list[Section]:
-    from .security import explain_sections
-
-    return explain_sections(plan)
-
-
-def network_sections(plan: Plan) -> list[Section]:
-    from ..plan.network import explain_lines
-
-    return [("network", explain_lines(plan.network, bool(plan.unshare_flags & CLONE_NEWNET),
-                                      plan.outer_userns))]
-
-
-#: Section renderers, in display order. Feature areas append theirs.
-SECTION_PROVIDERS: list[Callable[[Plan], list[Section]]] = [
-    core_sections, limits_sections, network_sections, desktop_sections,
-    _security_sections]
+    out: list[Section] = []
+    for feature in features():
+        out.extend(feature.explain_sections(plan))
+    return out
 
 
 #: Words --explain highlights on a terminal.
@@ -140,7 +115,7 @@ def machine_section(plan: Plan) -> list[Section]:
 def blocks(plan: Plan) -> list[Section]:
     """Every section, in display order, ending with what this machine lacks."""
     out: list[Section] = []
-    for provider in SECTION_PROVIDERS:
+    for provider in (core_sections, feature_sections):
         out.extend((title, [_shorten(line) for line in body]) for title, body in provider(plan))
     out.extend(machine_section(plan))
     return out

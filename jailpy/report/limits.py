@@ -72,7 +72,7 @@ def explain_sections(plan: Plan) -> list[tuple[str, list[str]]]:
     return [("limits", lines or ["none"])]
 
 
-def check_rows() -> list[Check]:
+def checks() -> list[Check]:
     """Which cgroup version applies, and whether a delegated parent exists."""
     found = cgroups.hierarchies()
     chosen, missing = cgroups.choose_hierarchies(_CONTROLLERS, found)

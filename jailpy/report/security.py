@@ -28,7 +28,7 @@ def explain_sections(plan) -> list[tuple[str, list[str]]]:
     return [("security (applied in this order, right before execve)", lines)]
 
 
-def security_checks() -> list[Check]:
+def checks() -> list[Check]:
     from ..linux import landlock as ll
     from ..runtime.seccomp import libseccomp_version
     from ..usercache import cache_dir

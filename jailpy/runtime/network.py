@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 2.0
 TUN_PATH = "/dev/net/tun"
-_TUN_HINT = ("as root: chmod 0666 /dev/net/tun (desktop distributions ship it so; make it "
+TUN_HINT = ("as root: chmod 0666 /dev/net/tun (desktop distributions ship it so; make it "
              "last with a udev rule: KERNEL==\"tun\", MODE=\"0666\")")
 
 
@@ -78,7 +78,7 @@ def require_helper(mode: str) -> str:
     problem = check_tun()
     if problem is not None:
         hint = ("load the tun module as root: modprobe tun" if "does not exist" in problem
-                else _TUN_HINT)
+                else TUN_HINT)
         raise SetupError(f"{mode} needs the tun device, but {problem}",
                          origin=f"network.mode = {mode}", hint=hint)
     return binary
@@ -458,42 +458,3 @@ def probe_host_port(mapping: "PortMapping") -> int | None:
         except OSError as exc:
             return exc.errno
     return None
-
-
-# --- jailpy check --------------------------------------------------------------------
-
-
-def network_checks() -> list:
-    """`jailpy check` rows: each helper, the tun device, Landlock port rules, IPv6."""
-    from ..report.check import Check
-    from ..linux.landlock import abi_version
-
-    def mode_is(*modes: str):
-        return lambda policy: policy.network.mode in modes
-
-    rows = []
-    tun = check_tun()
-    for mode in netspec.HELPER_MODES:
-        binary = find_helper(mode)
-        package = netspec.PACKAGES[mode]
-        if binary is None:
-            rows.append(Check("network", mode, False, "not installed",
-                              f"install the '{package}' package (apt install {package})",
-                              mode_is(mode)))
-        elif tun is not None:
-            rows.append(Check("network", mode, False, f"{binary}, but {tun}", _TUN_HINT,
-                              mode_is(mode)))
-        else:
-            rows.append(Check("network", mode, True, f"ready ({binary})", None, mode_is(mode)))
-    rows.append(Check("network", TUN_PATH, tun is None, "usable" if tun is None else tun,
-                      None if tun is None else _TUN_HINT, mode_is(*netspec.HELPER_MODES)))
-    abi, why = abi_version()
-    ok = abi >= 4
-    rows.append(Check("network", "TCP port rules (Landlock ABI 4)", ok,
-                      f"Landlock ABI {abi}" if abi else f"Landlock not available: {why}",
-                      None if ok else "needs Linux 6.7+ with Landlock enabled, or "
-                      "network.best_effort = true",
-                      lambda p: netspec.uses_port_rules(p.network) and not p.network.best_effort))
-    rows.append(Check("network", "IPv6 in slirp4netns", True,
-                      "enabled" if ipv6_available() else "off (IPv6 disabled on this host)"))
-    return rows

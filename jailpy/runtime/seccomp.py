@@ -122,7 +122,7 @@ class _Names:
         return None
 
     def _unknown(self, rule: Rule) -> None:
-        from ..profile.schema import suggest
+        from ..errors import suggest
         from ..plan.seccomp import GROUPS
 
         if self._all is None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from jailpy.errors import ConfigError
-from jailpy.plan.network import (DATA_KIND, explain_lines, generated_files, network_from_profile,
-                            parse_publish)
+from jailpy.plan.network import DATA_KIND, generated_files
+from jailpy.profile.network import network_from_profile, parse_publish
 from jailpy.plan import Caller, build_plan
 from jailpy.policy import Filesystem, MountOp, Namespaces, Network, Policy, PortMapping, Process
 from jailpy.profile.schema import SCHEMA
@@ -96,10 +96,20 @@ def test_landlock_rules_let_the_generated_files_be_read():
     assert rules["/etc/hosts"] == frozenset({"read"})
 
 
+def _explained(network: Network, mount: bool = True) -> list[str]:
+    from jailpy.report.network import explain_sections
+
+    caller = Caller(uid=1000, gid=1000, env={}, cwd="/", cwd_identity=None)
+    policy = Policy(namespaces=Namespaces(net=network.mode != "host"), network=network)
+    [(title, lines)] = explain_sections(build_plan(policy, ["true"], caller))
+    assert title == "network"
+    return lines
+
+
 def test_explain_lines():
-    assert "HOST" in explain_lines(Network(mode="host"), new_netns=False)[0]
-    lines = explain_lines(Network(mode="slirp4netns", host_loopback=True,
-                                  allow_bind_tcp=(8080,), best_effort=True), new_netns=True)
+    assert "HOST" in _explained(Network(mode="host"))[0]
+    lines = _explained(Network(mode="slirp4netns", host_loopback=True,
+                               allow_bind_tcp=(8080,), best_effort=True))
     assert "host 127.0.0.1 REACHABLE at 10.0.2.2" in lines
     assert lines[-1] == "tcp bind    only ports 8080 (Landlock, best effort)"
 

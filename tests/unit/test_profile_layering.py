@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from jailpy.errors import ConfigError
-from jailpy.profile.loader import Layer, shipped_profiles_dir
+from jailpy.profile.loader import shipped_profiles_dir
+from jailpy.profile.merge import Layer
 from profile_env import profiles  # noqa: F401  (fixture)
 
 BASE = """description = "base"
