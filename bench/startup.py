@@ -7,7 +7,11 @@ Prints medians and ratios, and the in-process API cost per sandbox
 (`Sandbox.run(["true"])` in a loop), which is what a program that starts many
 sandboxes pays.
 
-    python3 bench/startup.py [--runs 40]
+    python3 bench/startup.py [--runs 40] [--baseline VENV]
+
+--baseline VENV adds "jailpy@base", the jailpy installed in another venv
+(e.g. one built from an earlier commit), to the same round-robin loop: the
+honest way to tell whether a change made start-up faster or slower.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import textwrap
 from _common import JAILPY, median_times, python_as_user, user_env
 
 
-def commands() -> dict[str, list[str]]:
+def commands(baseline: str | None = None) -> dict[str, list[str]]:
     home = user_env()["HOME"]
     tools = {
         # jailpy's default profile: /usr and /etc read-only, fresh /proc and /dev,
@@ -37,6 +41,8 @@ def commands() -> dict[str, list[str]]:
                   "--clearenv", "--", "/usr/bin/true"],
         "firejail": ["firejail", "--noprofile", "--quiet", "true"],
     }
+    if baseline:
+        tools["jailpy@base"] = [f"{baseline}/bin/jailpy", "run", "--", "true"]
     return {name: argv for name, argv in tools.items() if shutil.which(argv[0])}
 
 
@@ -59,8 +65,10 @@ def api_per_sandbox(runs: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--baseline", metavar="VENV",
+                        help="also time the jailpy installed in this venv, in the same loop")
     args = parser.parse_args()
-    tools = commands()
+    tools = commands(args.baseline)
     medians = {name: seconds * 1000
                for name, seconds in median_times(tools, args.runs, user_env()).items()}
     print(f"machine: {os.uname().machine}, {os.cpu_count()} cpus, kernel {os.uname().release}")
@@ -68,9 +76,9 @@ def main() -> None:
     for name, ms in medians.items():
         print(f"  {name:<9} {ms:7.2f} ms")
     jail = medians["jailpy"]
-    for other in ("bwrap", "firejail"):
+    for other in ("jailpy@base", "bwrap", "firejail"):
         if other in medians:
-            print(f"  jailpy / {other:<8} {jail / medians[other]:5.2f}x")
+            print(f"  jailpy / {other:<11} {jail / medians[other]:5.2f}x")
     api = api_per_sandbox(args.runs) * 1000
     print(f"  API Sandbox.run(['true']) per sandbox: {api:.2f} ms")
     if "bwrap" in medians:
