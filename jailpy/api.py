@@ -36,8 +36,7 @@ def load_policy(profile: str | None = None, overrides: "Layer | None" = None,
     from .profile import resolve_policy
 
     caller = caller or Caller.current()
-    return resolve_policy(profile, caller.env, caller.uid, caller.gid, caller.cwd, overrides,
-                          use_cache)
+    return resolve_policy(profile, caller, overrides, use_cache)
 
 
 class Sandbox:

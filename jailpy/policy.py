@@ -1,30 +1,235 @@
-"""The resolved Policy: the one contract between configuration and runtime.
+"""The resolved Policy: the one contract between configuration and the plan.
 
-Profiles, CLI options and the Python API all produce a Policy; the planner and
-the runtime consume nothing else. Every field is plain data (frozen, hashable
-where it matters) so a Policy can be printed, compared and cached, and every
-mount op remembers its origin so runtime failures can name the profile key or
-option that asked for it.
+Profiles, CLI options and the Python API all produce a Policy; the planner
+(plan/) consumes it with a Caller, the facts about the invoking process.
+Every field is plain data (frozen, hashable where it matters) so a Policy can
+be printed, compared and cached, and every value remembers its origin so a
+failure long after loading can name the profile key or option that asked
+for it.
+
+The vocabularies every layer shares are written here once, and read from
+here: MOUNT_TABLE (mount op kinds), NAMESPACES, NETWORK_MODES (and the helper
+modes), SYSTEM_BUS_MODES.
 """
 
 from __future__ import annotations
 
+import os
+
+from .linux.syscalls import (CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS,
+                             CLONE_NEWPID, CLONE_NEWUSER, CLONE_NEWUTS)
 from .record import Record
 
+
+class MountKind:
+    """One kind of mount op, as every layer sees it: the one row to add for a new op.
+
+    Readers derive from these rows: the profile schema (the keys of a
+    filesystem.mounts table), profile conversion and merging (which key names
+    the source and which the destination), the `jailpy run` options (--NAME,
+    --NAME-try, their arguments and help) and the Landlock rules the op grants.
+    The runtime executes an op with RootBuilder's `_op_<kind>` method
+    (runtime/mounts.py); that method, this row and the docs are the whole change.
+
+    `source` is what MountOp.source means: "path" (a host path: the bind kinds),
+    "target" (a symlink's target, which may be relative) or None (no source).
+    `arguments` are the MountOp fields the option's arguments fill, in order;
+    `keys` the further keys a mount table may have, `required` those it must
+    have (key -> what the error adds). `grants` is the Landlock access on the
+    destination (plan/landlock.py): for an op that `mounts` a new tree there it
+    replaces what earlier ops granted at and beneath it; for one that creates
+    a file or directory in place, a writable root grants more. (A plain class,
+    not a Record: it is built on every `jailpy run`.)
+    """
+
+    __slots__ = ("name", "help", "arguments", "metavar", "source", "keys", "required",
+                 "try_form", "grants", "mounts", "in_profiles")
+
+    def __init__(self, name: str, help: str, *, arguments: tuple[str, ...] = ("dest",),
+                 metavar: str = "DEST", source: str | None = None, keys: tuple[str, ...] = (),
+                 required: dict[str, str] | None = None, try_form: bool = False,
+                 grants: tuple[str, ...] = (), mounts: bool = True,
+                 in_profiles: bool = True) -> None:
+        self.name = name
+        self.help = help
+        self.arguments = arguments
+        self.metavar = metavar
+        self.source = source
+        self.keys = keys
+        self.required = required or {}
+        #: NAME-try in profiles, --NAME-try on the command line: skipped when SRC is missing.
+        self.try_form = try_form
+        self.grants = frozenset(grants)
+        self.mounts = mounts
+        #: False for kinds only jailpy generates, which profiles and options cannot name.
+        self.in_profiles = in_profiles
+
+    @property
+    def option(self) -> str:
+        """The `jailpy run` option: --ro-bind for ro-bind."""
+        return "--" + self.name
+
+    @property
+    def try_help(self) -> str:
+        return f"Like {self.option}; skipped if SRC is missing."
+
+    @property
+    def named(self) -> str:
+        """The MountOp field the op key's value fills: its source, else its destination."""
+        return "source" if self.source else "dest"
+
+    def table(self, values: tuple[str, ...], is_try: bool = False) -> dict[str, str]:
+        """The option's arguments as a filesystem.mounts table: --file TEXT DEST ->
+        {"content": TEXT, "file": DEST}."""
+        key = self.name + "-try" if is_try else self.name
+        return {key if field == self.named else field: value
+                for field, value in zip(self.arguments, values)}
+
+    def __repr__(self) -> str:
+        return f"MountKind({self.name!r})"
+
+
+#: Landlock access words (runtime/landlock.py maps them to the kernel ABI's rights).
+READ, WRITE, EXECUTE, IOCTL = "read", "write", "execute", "ioctl"
+_BIND = {"arguments": ("source", "dest"), "metavar": "SRC DEST", "source": "path",
+         "keys": ("dest", "optional"), "try_form": True}
+
+#: Every mount op kind, in the order of the options in `jailpy run --help`.
+MOUNT_TABLE: dict[str, MountKind] = {row.name: row for row in (
+    MountKind("bind", "Bind SRC to DEST read-write.", **_BIND,
+              grants=(READ, WRITE, EXECUTE)),
+    MountKind("ro-bind", "Bind SRC to DEST read-only (submounts too).", **_BIND,
+              grants=(READ, EXECUTE)),
+    MountKind("dev-bind", "Bind SRC to DEST allowing device access.", **_BIND,
+              grants=(READ, WRITE, EXECUTE, IOCTL)),
+    MountKind("tmpfs", "Mount a tmpfs on DEST (see --size, --perms).", keys=("size", "mode"),
+              grants=(READ, WRITE, EXECUTE)),
+    # Mounted noexec; /dev also grants execute on its /dev/shm (plan/landlock.py).
+    MountKind("proc", "Mount a fresh procfs on DEST.", grants=(READ, WRITE)),
+    MountKind("dev", "Mount a minimal /dev on DEST.", grants=(READ, WRITE, IOCTL)),
+    MountKind("mqueue", "Mount a POSIX message queue fs on DEST.", grants=(READ, WRITE)),
+    MountKind("symlink", "Create a symlink DEST pointing to SRC (the link target).",
+              arguments=("source", "dest"), metavar="TARGET DEST", source="target",
+              keys=("dest",), required={"dest": " (the link) besides its target"},
+              mounts=False),
+    MountKind("dir", "Create directory DEST (see --perms).", keys=("mode",), grants=(READ,),
+              mounts=False),
+    MountKind("file", "Create file DEST with the text SRC (see --perms).",
+              arguments=("content", "dest"), metavar="TEXT DEST", keys=("content", "mode"),
+              grants=(READ,), mounts=False),
+    # Narrows the rule of an op on the same destination (plan/landlock.py).
+    MountKind("remount-ro", "Make the mount tree at DEST read-only.", mounts=False),
+    MountKind("chmod", "Set the mode of DEST: --chmod OCTAL DEST.", arguments=("mode", "dest"),
+              metavar="OCTAL DEST", keys=("mode",), required={"mode": ""}, mounts=False),
+    # A read-only file with generated `content` bound over `dest` (/etc/resolv.conf for a
+    # network helper: plan/network.py).
+    MountKind("ro-bind-data", "", grants=(READ,), in_profiles=False),
+)}
+
 #: Mount operation kinds, in the vocabulary of profiles and CLI options.
-MOUNT_KINDS = (
-    "bind", "ro-bind", "dev-bind", "tmpfs", "proc", "dev", "mqueue",
-    "symlink", "dir", "file", "remount-ro", "chmod",
-)
+MOUNT_KINDS = tuple(name for name, row in MOUNT_TABLE.items() if row.in_profiles)
 #: Kinds that take a host source path.
-BIND_KINDS = ("bind", "ro-bind", "dev-bind")
-#: Kinds jailpy generates itself and profiles cannot name: "ro-bind-data" (a
-#: read-only file with `content` bound over `dest`; netspec.generated_files).
-GENERATED_KINDS = ("ro-bind-data",)
+BIND_KINDS = tuple(name for name, row in MOUNT_TABLE.items() if row.source == "path")
+#: Kinds jailpy generates itself and profiles cannot name.
+GENERATED_KINDS = tuple(name for name, row in MOUNT_TABLE.items() if not row.in_profiles)
+
+
+#: The namespaces a sandbox gets of its own unless told to share the host's, by
+#: their name in profiles (namespaces.NAME) and options (--share-NAME), with the
+#: clone(2) flag that makes each.
+NAMESPACES: dict[str, int] = {
+    "user": CLONE_NEWUSER, "mount": CLONE_NEWNS, "pid": CLONE_NEWPID, "ipc": CLONE_NEWIPC,
+    "uts": CLONE_NEWUTS, "net": CLONE_NEWNET, "cgroup": CLONE_NEWCGROUP,
+}
+
+#: network.mode values (--net MODE), each with the package that ships its user-mode
+#: helper; a mode with a helper gets it started by the supervisor (docs/network.md).
+NETWORK_MODES: dict[str, str | None] = {
+    "none": None, "host": None, "slirp4netns": "slirp4netns", "pasta": "passt",
+}
+#: Modes that need a user-mode network helper started by the supervisor.
+HELPER_MODES = tuple(mode for mode, package in NETWORK_MODES.items() if package)
+#: The Debian/Ubuntu/Fedora package that ships each helper (for error hints).
+HELPER_PACKAGES = {mode: package for mode, package in NETWORK_MODES.items() if package}
+
+#: desktop.dbus_system values: no system bus, or one behind a filtering proxy.
+SYSTEM_BUS_MODES = ("none", "filtered")
+
+
+class Origins(dict):
+    """Where each merged value came from, and the one way every reader looks it up.
+
+    Keys are paths: "section.key" holds the source of a scalar (a file, or the
+    CLI option) or, for an array, a list with one origin per item ("FILE:
+    section.key[i]", or the option); "section.key.name" holds the source of
+    one table entry. The merge fills it as a dict (profile/merge.py); the
+    converters and `jailpy profile show --origins` read it through the methods
+    below, and the policy records keep what they need of it (Sourced).
+    """
+
+    __slots__ = ()
+
+    def source(self, path: str) -> str | None:
+        """What the merge recorded for a value ("section.key") or one array item
+        ("section.key[i]"), as it was recorded; None when nothing was."""
+        found = self.get(path)
+        if found is None and path.endswith("]"):
+            base, _, index = path[:-1].rpartition("[")
+            items = self.get(base)
+            if isinstance(items, list) and index.isdigit() and int(index) < len(items):
+                return items[int(index)]
+        return found if isinstance(found, str) else None
+
+    def of(self, path: str) -> str:
+        """Where the value at "section.key" came from, for a message: "FILE:
+        section.key", the CLI option, or for an array its first item's origin;
+        the path itself when nothing is recorded."""
+        found = self.get(path)
+        if isinstance(found, list):
+            found = found[0] if found else None
+        if not found:
+            return path
+        if found.startswith("--") or ": " in found:
+            return found
+        return f"{found}: {path}"
+
+    def item(self, path: str, index: int) -> str:
+        """Where item `index` of the array at "section.key" came from."""
+        return self.source(f"{path}[{index}]") or f"{path}[{index}]"
+
+    def within(self, section: str, data: dict[str, object]) -> tuple[tuple[str, str], ...]:
+        """The origin of every value of one section, keyed as its policy record keeps
+        them (policy.Sourced): "deny[2]", "actions.ptrace", "action"."""
+        found: dict[str, str] = {}
+        for key, value in data.items():
+            path = f"{section}.{key}"
+            if isinstance(value, list):
+                found.update((f"{key}[{i}]", self.item(path, i)) for i in range(len(value)))
+            elif isinstance(value, dict):
+                found.update((f"{key}.{name}", self.of(f"{path}.{name}")) for name in value)
+            else:
+                found[key] = self.of(path)
+        return tuple(sorted(found.items()))
+
+
+class Sourced(Record):
+    """A policy part that remembers where its values came from.
+
+    Each subclass declares `origins` as its last field, which pairs a key ("action", "deny[2]", "rlimits.nofile") with the
+    profile line or option that set it, so a value refused long after loading
+    (by the kernel, by the planner) still names its source.
+    """
+
+    #: The profile section, for keys no origin was recorded for.
+    _section = ""
+
+    def origin_of(self, key: str) -> str:
+        return dict(self.origins).get(key, f"{self._section}.{key}")
 
 
 class Namespaces(Record):
-    """Which namespaces are new (True) or shared with the host (False)."""
+    """Which namespaces are new (True) or shared with the host (False); the
+    fields are the names of NAMESPACES."""
 
     user: bool = True
     mount: bool = True
@@ -83,8 +288,8 @@ class Capabilities(Record):
     keep: tuple[str, ...] = ()
 
 
-class SeccompPolicy(Record):
-    """Seccomp settings (resolved to rules by jailpy/seccomp_rules.py).
+class SeccompPolicy(Sourced):
+    """Seccomp settings (resolved to rules by plan/seccomp.py).
 
     Deny-list mode (default_action "allow") always refuses @default plus
     `deny`, minus the `allow` exceptions; allow-list mode (default_action
@@ -102,10 +307,11 @@ class SeccompPolicy(Record):
     block_tty_injection: bool = True
     bad_arch_action: str = "kill-process"
     origins: tuple[tuple[str, str], ...] = ()
+    _section = "seccomp"
 
 
-class LandlockPolicy(Record):
-    """Landlock settings (rules derived by jailpy/landlock_rules.py).
+class LandlockPolicy(Sourced):
+    """Landlock settings (rules derived by plan/landlock.py).
 
     from_mounts derives filesystem rules from the mount plan; read/write/
     execute add paths; connect_tcp/bind_tcp = None leaves TCP unrestricted.
@@ -122,6 +328,7 @@ class LandlockPolicy(Record):
     scope_signals: bool = False
     scope_abstract_unix: bool = False
     origins: tuple[tuple[str, str], ...] = ()
+    _section = "landlock"
 
 
 class PortMapping(Record):
@@ -134,7 +341,7 @@ class PortMapping(Record):
     origin: str = ""
 
 
-class Network(Record):
+class Network(Sourced):
     """How the sandbox reaches the network (see docs/network.md)."""
 
     mode: str = "none"
@@ -145,9 +352,10 @@ class Network(Record):
     best_effort: bool = False
     #: (key, origin) of the port rules: the option or profile item that set them.
     origins: tuple[tuple[str, str], ...] = ()
+    _section = "network"
 
 
-class Limits(Record):
+class Limits(Sourced):
     """Resource limits; see docs/limits.md for how each one is enforced.
 
     rlimits are (name, soft, hard) with resource.RLIM_INFINITY for "unlimited";
@@ -167,6 +375,7 @@ class Limits(Record):
     cgroup_parent: str | None = None
     best_effort: bool = False
     origins: tuple[tuple[str, str], ...] = ()
+    _section = "limits"
 
     @property
     def cgroup_controllers(self) -> tuple[str, ...]:
@@ -174,9 +383,6 @@ class Limits(Record):
         wanted = (("memory", self.memory_max is not None or self.memory_swap_max is not None),
                   ("pids", self.pids_max is not None), ("cpu", self.cpus is not None))
         return tuple(name for name, used in wanted if used)
-
-    def origin_of(self, key: str) -> str:
-        return dict(self.origins).get(key, f"limits.{key}")
 
 
 class Workspace(Record):
@@ -196,11 +402,11 @@ class DBusRules(Record):
     broadcast: tuple[str, ...] = ()
 
 
-class Desktop(Record):
+class Desktop(Sourced):
     """Desktop pieces passed into the sandbox; each is off unless asked for.
 
-    See jailpy/desktop/ and docs/desktop.md; the planner turns these into
-    mount ops and environment entries, plus host steps for D-Bus proxies.
+    See docs/desktop.md; the planner (plan/desktop.py) turns these into mount
+    ops and environment entries, plus host steps for D-Bus proxies.
     """
 
     x11: bool = False
@@ -210,7 +416,7 @@ class Desktop(Record):
     pipewire: bool = False
     dbus: bool = False
     dbus_rules: DBusRules = DBusRules()
-    #: "none" or "filtered".
+    #: One of SYSTEM_BUS_MODES.
     dbus_system: str = "none"
     dbus_system_rules: DBusRules = DBusRules()
     gpu: bool = False
@@ -225,15 +431,13 @@ class Desktop(Record):
     optional: tuple[str, ...] = ()
     #: Origins of the keys, for error messages: key -> "file: desktop.key".
     origins: tuple[tuple[str, str], ...] = ()
+    _section = "desktop"
 
     @property
     def enabled(self) -> bool:
         return any((self.x11, self.x11_untrusted, self.wayland, self.pulseaudio, self.pipewire,
                     self.dbus, self.dbus_system != "none", self.gpu, self.fonts, self.themes,
                     self.locale, self.user_dirs, self.app_dirs))
-
-    def origin(self, key: str) -> str:
-        return dict(self.origins).get(key, f"desktop.{key}")
 
 
 class Policy(Record):
@@ -252,3 +456,84 @@ class Policy(Record):
     desktop: Desktop = Desktop()
     workspace: Workspace = Workspace()
     name: str = "custom"
+
+
+#: XDG user-dirs keys (user-dirs.dirs) and the variable names profiles use for them.
+_USER_DIRS = {
+    "DESKTOP": ("XDG_DESKTOP_DIR", "Desktop"), "DOWNLOADS": ("XDG_DOWNLOAD_DIR", "Downloads"),
+    "DOCUMENTS": ("XDG_DOCUMENTS_DIR", "Documents"), "MUSIC": ("XDG_MUSIC_DIR", "Music"),
+    "PICTURES": ("XDG_PICTURES_DIR", "Pictures"), "VIDEOS": ("XDG_VIDEOS_DIR", "Videos"),
+    "TEMPLATES": ("XDG_TEMPLATES_DIR", "Templates"),
+    "PUBLICSHARE": ("XDG_PUBLICSHARE_DIR", "Public"),
+}
+
+
+class Caller(Record):
+    """Facts about the invoking process that a profile and a Plan depend on."""
+
+    uid: int
+    gid: int
+    env: dict[str, str]
+    cwd: str | None
+    cwd_identity: tuple[int, int] | None = None
+
+    @classmethod
+    def current(cls) -> "Caller":
+        try:
+            cwd = os.getcwd()
+            st = os.stat(cwd)
+            identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            cwd, identity = None, None
+        return cls(os.getuid(), os.getgid(), dict(os.environ), cwd, identity)
+
+    def variables(self) -> dict[str, str]:
+        """The caller's places, by the ${NAME} profiles use for them (profile/expand.py),
+        from the environment where it says, else from the passwd entry and XDG defaults."""
+        env, uid = self.env, self.uid
+        home, user = self._absolute("HOME"), env.get("USER")
+        if home is None or not user:
+            import pwd
+
+            try:
+                entry = pwd.getpwuid(uid)
+                home, user = home or entry.pw_dir, user or entry.pw_name
+            except KeyError:
+                home, user = home or "/", user or str(uid)
+        home = home.rstrip("/") or "/"
+        base = "" if home == "/" else home
+        config = self._absolute("XDG_CONFIG_HOME") or f"{base}/.config"
+        variables = {
+            "HOME": home, "USER": user, "UID": str(uid), "GID": str(self.gid),
+            "CWD": self.cwd or "/",
+            "XDG_RUNTIME_DIR": self._absolute("XDG_RUNTIME_DIR") or f"/run/user/{uid}",
+            "XDG_CONFIG_HOME": config,
+            "XDG_DATA_HOME": self._absolute("XDG_DATA_HOME") or f"{base}/.local/share",
+            "XDG_CACHE_HOME": self._absolute("XDG_CACHE_HOME") or f"{base}/.cache",
+            "TMPDIR": self._absolute("TMPDIR") or "/tmp",
+        }
+        variables.update(_user_dirs(home, config))
+        return variables
+
+    def _absolute(self, name: str) -> str | None:
+        """$name when it is an absolute path (the XDG spec says to ignore relative ones)."""
+        value = self.env.get(name) or ""
+        return value if value.startswith("/") else None
+
+
+def _user_dirs(home: str, config_home: str) -> dict[str, str]:
+    """XDG user dirs from user-dirs.dirs (absolute or $HOME-relative values only),
+    else the English defaults under home."""
+    found: dict[str, str] = {}
+    try:
+        with open(os.path.join(config_home, "user-dirs.dirs"), encoding="utf-8") as f:
+            for line in f:
+                key, sep, value = line.strip().partition("=")
+                value = value.strip().strip('"').replace("$HOME", home)
+                if sep and not key.startswith("#") and value.startswith("/"):
+                    found[key] = value
+    except (OSError, ValueError):  # unreadable, or not UTF-8: use the defaults
+        pass
+    base = "" if home == "/" else home
+    return {name: found.get(key, f"{base}/{default}") for name, (key, default) in
+            _USER_DIRS.items()}

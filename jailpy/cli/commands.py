@@ -136,7 +136,7 @@ def profile_show_cmd(name: str, origins: bool, debug: bool) -> None:
 
     caller = Caller.current()
     try:
-        text = show(name, caller.env, caller.uid, caller.gid, caller.cwd, origins)
+        text = show(name, caller, origins)
     except JailpyError as err:
         fail(err, debug)
     click.echo(text, nl=False)
@@ -155,7 +155,7 @@ def profile_check_cmd(files: tuple[str, ...]) -> None:
     failed = False
     for ref in files:
         try:
-            check(ref, caller.env, caller.uid, caller.gid, caller.cwd)
+            check(ref, caller)
         except JailpyError as err:
             failed = True
             click.echo(f"jailpy: {err}" + (f"\n  hint: {err.hint}" if err.hint else ""),

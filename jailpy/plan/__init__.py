@@ -11,38 +11,13 @@ from __future__ import annotations
 import os
 
 from ..linux import syscalls as sc
-from ..policy import MountOp, Network, Policy
+# Caller is re-exported: `from jailpy.plan import Caller` is how callers build one.
+from ..policy import HELPER_MODES, NAMESPACES, Caller, MountOp, Network, Policy  # noqa: F401
 from ..record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .desktop import DesktopPlan
-
-_NS_FLAGS = (
-    ("user", sc.CLONE_NEWUSER), ("mount", sc.CLONE_NEWNS), ("ipc", sc.CLONE_NEWIPC),
-    ("uts", sc.CLONE_NEWUTS), ("net", sc.CLONE_NEWNET), ("cgroup", sc.CLONE_NEWCGROUP),
-    ("pid", sc.CLONE_NEWPID),
-)
-
-
-class Caller(Record):
-    """Facts about the invoking process that a Plan depends on."""
-
-    uid: int
-    gid: int
-    env: dict[str, str]
-    cwd: str | None
-    cwd_identity: tuple[int, int] | None = None
-
-    @classmethod
-    def current(cls) -> "Caller":
-        try:
-            cwd = os.getcwd()
-            st = os.stat(cwd)
-            identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
-        except OSError:
-            cwd, identity = None, None
-        return cls(os.getuid(), os.getgid(), dict(os.environ), cwd, identity)
 
 
 class Plan(Record):
@@ -120,7 +95,7 @@ def _glob_match(name: str, pattern: str) -> bool:
 def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller) -> Plan:
     """Decide everything about one sandbox run; makes no syscalls."""
     flags = 0
-    for name, flag in _NS_FLAGS:
+    for name, flag in NAMESPACES.items():
         if getattr(policy.namespaces, name):
             flags |= flag
     ident = policy.identity
@@ -133,7 +108,7 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
     if policy.workspace.path is not None:
         from .workspace import workspace_ops
 
-        ws_ops, ws_cwd = workspace_ops(policy, caller.env, caller.uid, caller.cwd)
+        ws_ops, ws_cwd = workspace_ops(policy, caller)
         if ws_cwd != caller.cwd:
             explicit_cwd = explicit_cwd or ws_cwd
     mount_ops, desktop = policy.filesystem.ops + ws_ops, None
@@ -141,8 +116,7 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
     if policy.desktop.enabled:
         from .desktop import plan_desktop
 
-        desktop = plan_desktop(policy.desktop, caller.env, caller.uid, caller.gid, caller.cwd,
-                               uid_inside, mount_ops)
+        desktop = plan_desktop(policy.desktop, caller, uid_inside, mount_ops)
         mount_ops += desktop.mount_ops
         explicit = {name for name, _ in policy.environment.set}
         env.update((k, v) for k, v in desktop.env if k not in explicit)
@@ -167,7 +141,7 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         argv0=policy.process.argv0,
         keep_caps=policy.capabilities.keep,
         network=policy.network,
-        outer_userns=(policy.network.mode in ("slirp4netns", "pasta")
+        outer_userns=(policy.network.mode in HELPER_MODES
                       and policy.namespaces.user and policy.namespaces.net
                       and not ident.map_all),
         policy=policy,
@@ -177,7 +151,7 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
 
 def _network_files(policy: Policy, ops: tuple[MountOp, ...]) -> tuple[MountOp, ...]:
     """Generated /etc/resolv.conf and /etc/hosts when a network helper is used."""
-    if policy.network.mode not in ("slirp4netns", "pasta"):
+    if policy.network.mode not in HELPER_MODES:
         return ()
     from .network import generated_files
 

@@ -3,7 +3,8 @@
 Every desktop piece becomes ordinary mount ops and environment entries that
 are appended to the Plan, so the root builder needs no desktop knowledge.
 The few things that need host-side work (writing the X cookie file, starting
-xdg-dbus-proxy) are described here as data and carried out by session.py.
+xdg-dbus-proxy) are described here as data and carried out by
+runtime/desktop.py.
 
 The planner reads the caller's environment and looks at the host (does the
 socket exist, which GPU devices are there) but changes nothing. A piece that
@@ -18,7 +19,7 @@ import os
 import stat
 
 from ..errors import ConfigError, UnsupportedError
-from ..policy import DBusRules, Desktop, MountOp
+from ..policy import Caller, DBusRules, Desktop, MountOp
 from ..record import Record
 
 #: Read-only assets per key: (host path, ...). ~ is the caller's home.
@@ -103,14 +104,12 @@ def _is_socket(path: str) -> bool:
 class _Builder:
     """Accumulates ops, env, notes and problems for one DesktopPlan."""
 
-    def __init__(self, desktop: Desktop, env: dict[str, str], uid: int, gid: int,
-                 cwd: str | None, uid_inside: int, prior_ops: tuple[MountOp, ...]):
-        from ..profile.expand import standard_variables
-
+    def __init__(self, desktop: Desktop, caller: Caller, uid_inside: int,
+                 prior_ops: tuple[MountOp, ...]):
         self.d = desktop
-        self.env = env
-        self.uid = uid
-        self.vars = standard_variables(env, uid, gid, cwd)
+        self.env = env = caller.env
+        self.uid = caller.uid
+        self.vars = caller.variables()
         self.home = self.vars["HOME"]
         self.host_runtime = env.get("XDG_RUNTIME_DIR") if env.get("XDG_RUNTIME_DIR", "") \
             .startswith("/") else None
@@ -131,7 +130,7 @@ class _Builder:
 
     def origin(self, key: str) -> str:
         """The profile key or option behind an op; "" means the [desktop] section itself."""
-        return self.d.origin(key) if key else "desktop"
+        return self.d.origin_of(key) if key else "desktop"
 
     def op(self, kind: str, dest: str, source: str | None = None, *, key: str,
            optional: bool = False, mode: int | None = None, content: str | None = None) -> None:
@@ -480,7 +479,7 @@ def gpu_devices(dev: str = "/dev") -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def plan_desktop(desktop: Desktop, env: dict[str, str], uid: int, gid: int, cwd: str | None,
-                 uid_inside: int, prior_ops: tuple[MountOp, ...]) -> DesktopPlan:
+def plan_desktop(desktop: Desktop, caller: Caller, uid_inside: int,
+                 prior_ops: tuple[MountOp, ...]) -> DesktopPlan:
     """Decide what the desktop pieces add to one sandbox; makes no changes anywhere."""
-    return _Builder(desktop, env, uid, gid, cwd, uid_inside, prior_ops).build()
+    return _Builder(desktop, caller, uid_inside, prior_ops).build()

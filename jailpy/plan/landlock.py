@@ -2,7 +2,8 @@
 
 Pure and kernel-independent: access is expressed in four words (read,
 write, execute, ioctl) that runtime/landlock.py translates to the rights the
-running kernel's ABI has. Derivation follows what each mount op allows:
+running kernel's ABI has. Derivation follows what each mount op allows, as
+its row in policy.MOUNT_TABLE grants it:
 
     ro-bind            read, execute
     bind, tmpfs        read, write, execute
@@ -10,6 +11,7 @@ running kernel's ABI has. Derivation follows what each mount op allows:
     proc, mqueue       read, write            (mounted noexec)
     dev                read, write, ioctl     (/dev/shm also execute)
     dir, file          read (write too when the root stays writable)
+    ro-bind-data       read                   (jailpy's generated files)
     the root itself    list directories only (everything when writable)
 
 Without a mount namespace the sandbox sees the host's mounts as they are, and
@@ -24,20 +26,12 @@ read-only mount itself still refuses the write.
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..policy import GENERATED_KINDS, MountOp, Policy
+from ..policy import EXECUTE, IOCTL, MOUNT_TABLE, READ, WRITE, MountOp, Policy
 from ..record import Record
 
-READ, WRITE, EXECUTE, IOCTL, LIST = "read", "write", "execute", "ioctl", "list"
-
-_BY_KIND: dict[str, frozenset[str]] = {
-    "ro-bind": frozenset({READ, EXECUTE}),
-    "bind": frozenset({READ, WRITE, EXECUTE}),
-    "tmpfs": frozenset({READ, WRITE, EXECUTE}),
-    "dev-bind": frozenset({READ, WRITE, EXECUTE, IOCTL}),
-    "proc": frozenset({READ, WRITE}),
-    "mqueue": frozenset({READ, WRITE}),
-    "dev": frozenset({READ, WRITE, IOCTL}),
-}
+#: The root when it is read-only: its directories can be listed, nothing more.
+LIST = "list"
+_EVERYTHING = frozenset({READ, WRITE, EXECUTE})
 
 #: Minimum Landlock ABI per feature.
 ABI_FILESYSTEM, ABI_TCP, ABI_SCOPES = 1, 4, 6
@@ -68,32 +62,27 @@ class LandlockRules(Record):
     best_effort: bool
 
 
-def _origin(policy: Policy, key: str) -> str:
-    return dict(policy.landlock.origins).get(key, f"landlock.{key}")
-
-
 def _from_mounts(ops: tuple[MountOp, ...], root_readonly: bool) -> list[PathRule]:
     writable_root = not root_readonly
     rules: dict[str, PathRule] = {
-        "/": PathRule("/", frozenset({READ, WRITE, EXECUTE}) if writable_root
-                      else frozenset({LIST}), False, "filesystem.root_readonly")}
+        "/": PathRule("/", _EVERYTHING if writable_root else frozenset({LIST}), False,
+                      "filesystem.root_readonly")}
     for op in ops:
         origin = op.origin or f"{op.kind} {op.dest}"
-        if op.kind in _BY_KIND:
+        kind = MOUNT_TABLE[op.kind]
+        if kind.mounts:
             # A new mount hides whatever earlier ops put beneath it: their rules
             # would name paths that no longer exist in the sandbox.
             beneath = op.dest.rstrip("/") + "/"
             for path in [p for p in rules if p.startswith(beneath)]:
                 del rules[path]
-            rules[op.dest] = PathRule(op.dest, _BY_KIND[op.kind], op.optional, origin)
+            rules[op.dest] = PathRule(op.dest, kind.grants, op.optional, origin)
             if op.kind == "dev":
                 shm = op.dest.rstrip("/") + "/shm"
-                rules[shm] = PathRule(shm, frozenset({READ, WRITE, EXECUTE}), False, origin)
-        elif op.kind in ("dir", "file"):
-            access = {READ, WRITE, EXECUTE} if writable_root else {READ}
-            rules[op.dest] = PathRule(op.dest, frozenset(access), False, origin)
-        elif op.kind in GENERATED_KINDS:  # jailpy's own read-only files (/etc/resolv.conf)
-            rules[op.dest] = PathRule(op.dest, frozenset({READ}), False, origin)
+                rules[shm] = PathRule(shm, _EVERYTHING, False, origin)
+        elif kind.grants:  # created in place: in a writable root, as writable as the root
+            access = _EVERYTHING if writable_root else kind.grants
+            rules[op.dest] = PathRule(op.dest, access, False, origin)
         elif op.kind == "remount-ro" and op.dest in rules:
             old = rules[op.dest]
             rules[op.dest] = PathRule(op.dest, old.access - {WRITE}, old.optional, old.origin)
@@ -119,40 +108,39 @@ def derive(policy: Policy, ops: tuple[MountOp, ...] | None = None) -> LandlockRu
         if net.allow_connect_tcp is not None or net.allow_bind_tcp is not None:
             raise ConfigError("network.allow_connect_tcp/allow_bind_tcp are enforced with "
                               "Landlock, which is turned off",
-                              origin=_origin(policy, "enabled"),
+                              origin=spec.origin_of("enabled"),
                               hint="keep landlock.enabled = true or drop the port lists")
         return None
     if not spec.from_mounts:
         paths: list[PathRule] = []
     elif not policy.namespaces.mount:
         # The host's own mounts are the sandbox's: nothing to derive a narrower view from.
-        paths = [PathRule("/", frozenset({READ, WRITE, EXECUTE, IOCTL}), False,
-                          "namespaces.mount = false")]
+        paths = [PathRule("/", _EVERYTHING | {IOCTL}, False, "namespaces.mount = false")]
     else:
         paths = _from_mounts(policy.filesystem.ops if ops is None else ops,
                              policy.filesystem.root_readonly)
     for key, access in (("read", {READ}), ("write", {READ, WRITE}),
                         ("execute", {READ, EXECUTE})):
         for i, path in enumerate(getattr(spec, key)):
-            paths.append(PathRule(path, frozenset(access), False, _origin(policy, f"{key}[{i}]")))
+            paths.append(PathRule(path, frozenset(access), False, spec.origin_of(f"{key}[{i}]")))
     connect = _ports(spec.connect_tcp, net.allow_connect_tcp)
     bind = _ports(spec.bind_tcp, net.allow_bind_tcp)
     lax = spec.best_effort
-    needs = [Requirement("filesystem rules", ABI_FILESYSTEM, _origin(policy, "enabled"), lax)]
+    needs = [Requirement("filesystem rules", ABI_FILESYSTEM, spec.origin_of("enabled"), lax)]
     for key, ports, theirs in (("connect_tcp", spec.connect_tcp, net.allow_connect_tcp),
                                ("bind_tcp", spec.bind_tcp, net.allow_bind_tcp)):
         feature = f"TCP {key.split('_')[0]} ports"
         if ports is not None:
-            needs.append(Requirement(feature, ABI_TCP, _origin(policy, key), lax))
+            needs.append(Requirement(feature, ABI_TCP, spec.origin_of(key), lax))
         if theirs is not None:  # asked for by the network settings, with their own leniency
-            origin = dict(net.origins).get(f"allow_{key}", f"network.allow_{key}")
+            origin = net.origin_of(f"allow_{key}")
             needs.append(Requirement(feature, ABI_TCP, origin, net.best_effort))
     if spec.scope_signals:
-        needs.append(Requirement("signal scoping", ABI_SCOPES, _origin(policy, "scope_signals"),
+        needs.append(Requirement("signal scoping", ABI_SCOPES, spec.origin_of("scope_signals"),
                                  lax))
     if spec.scope_abstract_unix:
         needs.append(Requirement("abstract unix socket scoping", ABI_SCOPES,
-                                 _origin(policy, "scope_abstract_unix"), lax))
+                                 spec.origin_of("scope_abstract_unix"), lax))
     return LandlockRules(tuple(paths), connect, bind, spec.scope_signals,
                          spec.scope_abstract_unix, tuple(needs), spec.best_effort)
 

@@ -1,24 +1,22 @@
 """The network feature in the plan: the helpers' address plan and the files a
 networked sandbox gets in /etc.
 
-Pure: Policy in, Plan pieces out. The profile side ([network] -> Network)
-is profile/network.py. The runtime side (starting slirp4netns or pasta)
-lives in runtime/network.py; the TCP port rules are part of the Landlock
-ruleset (landlock_rules.py). See docs/network.md for the design.
+Pure: Policy in, Plan pieces out. The modes and their helpers are
+policy.NETWORK_MODES; the profile side ([network] -> Network) is
+profile/network.py. The runtime side (starting slirp4netns or pasta) lives
+in runtime/network.py; the TCP port rules are part of the Landlock ruleset
+(plan/landlock.py). See docs/network.md for the design.
 """
 
 from __future__ import annotations
 
-from ..policy import GENERATED_KINDS, MountOp, Network
+# HELPER_MODES and PACKAGES are read from here by runtime/network.py and report/network.py.
+from ..policy import GENERATED_KINDS, HELPER_MODES, MountOp, Network
+from ..policy import HELPER_PACKAGES as PACKAGES  # noqa: F401
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..policy import Policy
-
-#: Modes that need a user-mode network helper started by the supervisor.
-HELPER_MODES = ("slirp4netns", "pasta")
-#: Debian/Ubuntu/Fedora package that ships each helper (for error hints).
-PACKAGES = {"slirp4netns": "slirp4netns", "pasta": "passt"}
 
 # One address plan for both helpers: slirp4netns' defaults, and pasta is told
 # the same (-a/-n/-g/--dns-forward), so users and profiles see one network.

@@ -24,26 +24,26 @@ from __future__ import annotations
 import errno as _errno
 
 from ..errors import ConfigError
-from ..linux.syscalls import (CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS,
-                             CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWUSER, CLONE_NEWUTS)
+from ..linux import syscalls
+from ..linux.syscalls import CLONE_NEWTIME, CLONE_NEWUSER
 from ..record import Record
 
 # --- constants -----------------------------------------------------------------
 
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
+#: Every namespace flag the kernel has (linux/syscalls.py), by value: the guard
+#: refuses them all, not only the namespaces jailpy itself makes.
+_NAMESPACE_FLAGS = {value: name for name, value in vars(syscalls).items()
+                    if name.startswith("CLONE_NEW")}
 #: Namespace flags clone(2) accepts (CLONE_NEWTIME shares bits with CSIGNAL there).
-_CLONE_NS_FLAGS = (CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER,
-                   CLONE_NEWPID, CLONE_NEWNET)
+_CLONE_NS_FLAGS = tuple(flag for flag in _NAMESPACE_FLAGS if flag != CLONE_NEWTIME)
 _UNSHARE_NS_FLAGS = (*_CLONE_NS_FLAGS, CLONE_NEWTIME)
 #: Readable names for values that appear in argument filters.
 VALUE_NAMES = {
     ("ioctl", 1, TIOCSTI): "TIOCSTI", ("ioctl", 1, TIOCLINUX): "TIOCLINUX",
-    **{(call, 0, flag): name for call in ("clone", "unshare") for flag, name in (
-        (CLONE_NEWNS, "CLONE_NEWNS"), (CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
-        (CLONE_NEWUTS, "CLONE_NEWUTS"), (CLONE_NEWIPC, "CLONE_NEWIPC"),
-        (CLONE_NEWUSER, "CLONE_NEWUSER"), (CLONE_NEWPID, "CLONE_NEWPID"),
-        (CLONE_NEWNET, "CLONE_NEWNET"), (CLONE_NEWTIME, "CLONE_NEWTIME"))},
+    **{(call, 0, flag): name for call in ("clone", "unshare")
+       for flag, name in _NAMESPACE_FLAGS.items()},
 }
 
 #: Actions a profile may name. "errno" takes an optional errno name (default EPERM).
@@ -239,15 +239,6 @@ class RuleSet(Record):
     bad_arch_action: str
     main: tuple[Rule, ...]         # unconditional, evaluated second
     guard: tuple[Rule, ...]        # argument filters, evaluated first
-    origins: dict[str, str] = {}
-
-    def canonical(self) -> str:
-        """Stable text of everything that affects the compiled filter."""
-        data = (self.mode, self.default_action, self.bad_arch_action,
-                sorted((r.syscall, r.action) for r in self.main),
-                sorted((r.syscall, r.action, tuple((m.arg, m.mask, m.value) for m in r.match))
-                       for r in self.guard))
-        return repr(data)
 
 
 def _expand(entry: str, origin: str, chain: tuple[str, ...] = ()) -> list[tuple[Call, str]]:
@@ -300,22 +291,19 @@ def resolve(spec) -> RuleSet | None:
     """
     if not spec.enabled:
         return None
-    origins = dict(spec.origins)
-    origin = lambda key: origins.get(key, f"seccomp.{key}")  # noqa: E731
+    origin = spec.origin_of
     action = parse_action(spec.action, origin("action"))
     bad_arch = parse_action(spec.bad_arch_action, origin("bad_arch_action"), BAD_ARCH_ACTIONS)
-    overrides = {name: parse_action(act, origins.get(f"actions.{name}", f"seccomp.actions.{name}"))
-                 for name, act in spec.actions}
+    overrides = {name: parse_action(act, origin(f"actions.{name}")) for name, act in spec.actions}
     for name in overrides:
         if name.startswith("@") and name not in GROUPS:
-            raise ConfigError(f"unknown seccomp group {name!r}",
-                              origin=origins.get(f"actions.{name}", "seccomp.actions"),
+            raise ConfigError(f"unknown seccomp group {name!r}", origin=origin(f"actions.{name}"),
                               hint=group_hint(name))
 
     def entries(key: str, values: tuple[str, ...]) -> list[tuple[Call, str, str]]:
         out = []
         for i, value in enumerate(values):
-            where = origins.get(f"{key}[{i}]", f"seccomp.{key}[{i}]")
+            where = origin(f"{key}[{i}]")
             out += [(call, chain, where) for call, chain in _expand(value, where)]
         return out
 
@@ -366,7 +354,7 @@ def resolve(spec) -> RuleSet | None:
                           f"(allow-list), not {spec.default_action!r}",
                           origin=origin("default_action"))
     guard = _dedupe_guard([*_guards(spec, action, origin), *guard])
-    return RuleSet(mode, default, bad_arch, tuple(main), tuple(guard), origins)
+    return RuleSet(mode, default, bad_arch, tuple(main), tuple(guard))
 
 
 def _creates_namespaces(call: Call) -> bool:

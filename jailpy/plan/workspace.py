@@ -15,14 +15,14 @@ import os
 import pwd
 
 from ..errors import ConfigError
-from ..policy import MountOp, Policy
+from ..policy import Caller, MountOp, Policy
 
 
-def _home(env: dict[str, str], uid: int) -> str | None:
-    home = env.get("HOME")
+def _home(caller: Caller) -> str | None:
+    home = caller.env.get("HOME")
     if not home:
         try:
-            home = pwd.getpwuid(uid).pw_dir
+            home = pwd.getpwuid(caller.uid).pw_dir
         except KeyError:
             return None
     return os.path.realpath(home)
@@ -41,17 +41,17 @@ _KERNEL_TREES = ("/proc", "/sys", "/dev")
 _SHARED_PLACES = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 
 
-def _unsafe(real: str, env: dict[str, str], uid: int) -> str | None:
+def _unsafe(real: str, caller: Caller) -> str | None:
     """Why binding `real` read-write would hand the build something beyond its project."""
     if real == "/":
         return "is /; the build could read every secret of the caller"
-    home = _home(env, uid)
+    home = _home(caller)
     if home is not None and _contains(real, home):
         return f"contains the home directory {home}; the build could read its secrets"
     for tree in _KERNEL_TREES:
         if _contains(real, tree) or _contains(tree, real):
             return f"is in or contains {tree}; the build could reach host processes or devices"
-    runtime = env.get("XDG_RUNTIME_DIR")
+    runtime = caller.env.get("XDG_RUNTIME_DIR")
     for place in (*_SHARED_PLACES, *([os.path.realpath(runtime)] if runtime else [])):
         if _contains(real, place):
             return f"is or contains {place}, where other programs keep their sockets"
@@ -60,19 +60,18 @@ def _unsafe(real: str, env: dict[str, str], uid: int) -> str | None:
     return None
 
 
-def workspace_ops(policy: Policy, env: dict[str, str], uid: int,
-                  caller_cwd: str | None) -> tuple[tuple[MountOp, ...], str | None]:
+def workspace_ops(policy: Policy, caller: Caller) -> tuple[tuple[MountOp, ...], str | None]:
     """(the workspace bind, the cwd it implies) or ((), None) without a workspace."""
     ws = policy.workspace
     if ws.path is None:
         return (), None
     path = os.path.normpath(ws.path)
     real = os.path.realpath(path)
-    problem = _unsafe(real, env, uid)
+    problem = _unsafe(real, caller)
     if problem is not None:
         raise ConfigError(f"workspace {path} {problem}", origin=ws.origin,
                           hint="run jailpy from the project directory, or pass --workspace DIR")
     op = MountOp(kind="bind", dest=path, source=path, origin=ws.origin)
-    if caller_cwd is not None and _contains(path, os.path.normpath(caller_cwd)):
-        return (op,), caller_cwd
+    if caller.cwd is not None and _contains(path, os.path.normpath(caller.cwd)):
+        return (op,), caller.cwd
     return (op,), path

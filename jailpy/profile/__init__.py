@@ -1,4 +1,11 @@
-"""Profiles: TOML files -> validated, layered, expanded -> Policy."""
+"""Profiles: TOML in, Policy out.
+
+    loader   find a profile, parse (cache), check (schema), expand ${VARS} (expand)
+    merge    layer the files and the CLI layer into one document with its Origins
+    convert  the merged document -> Policy, one file per section feeding it:
+             security.py limits.py network.py desktop.py (values.py: sizes, modes)
+    commands `jailpy profile list/show/check`, writing TOML back with emit.py
+"""
 
 from __future__ import annotations
 
@@ -6,32 +13,32 @@ import os
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
-    from ..policy import Policy
+    from ..policy import Caller, Policy
     from .merge import Layer
     from .merge import Merged
 
 DEFAULT_PROFILE = "default"
 
 
-def resolve(ref: str | None, env: dict[str, str], uid: int, gid: int, cwd: str | None,
-            overrides: "Layer | None" = None, use_cache: bool = False) -> "Merged":
+def resolve(ref: str | None, caller: "Caller", overrides: "Layer | None" = None,
+            use_cache: bool = False) -> "Merged":
     """Load profile `ref` (default: the shipped 'default') and its bases, layer
     the overrides on top, and merge. use_cache: see profile/cache.py."""
     from .expand import standard_variables
     from .loader import load_layers, merge
 
-    variables = standard_variables(env, uid, gid, cwd)
-    layers = load_layers(ref or DEFAULT_PROFILE, env, variables, use_cache)
+    layers = load_layers(ref or DEFAULT_PROFILE, caller.env, standard_variables(caller),
+                         use_cache)
     if overrides is not None:
         layers.append(overrides)
     return merge(layers)
 
 
-def resolve_policy(ref: str | None, env: dict[str, str], uid: int, gid: int, cwd: str | None,
-                   overrides: "Layer | None" = None, use_cache: bool = False) -> "Policy":
+def resolve_policy(ref: str | None, caller: "Caller", overrides: "Layer | None" = None,
+                   use_cache: bool = False) -> "Policy":
     """resolve(), then convert the merged document into a Policy."""
     from .convert import to_policy
 
-    merged = resolve(ref, env, uid, gid, cwd, overrides, use_cache)
+    merged = resolve(ref, caller, overrides, use_cache)
     name = os.path.splitext(os.path.basename(ref))[0] if ref else DEFAULT_PROFILE
     return to_policy(merged, name)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from ..policy import Caller
 from . import loader
 
 
@@ -67,33 +68,24 @@ def escape_dollars(doc: Any, key: str = "") -> Any:
     return doc
 
 
-def show(ref: str, env: dict[str, str], uid: int, gid: int, cwd: str | None,
-         with_origins: bool = False) -> str:
+def show(ref: str, caller: Caller, with_origins: bool = False) -> str:
     """The fully merged profile as TOML, optionally with each value's origin."""
     from . import resolve
     from .convert import to_policy
     from .emit import dumps
 
-    merged = resolve(ref, env, uid, gid, cwd)
+    merged = resolve(ref, caller)
     to_policy(merged, ref)  # a profile that cannot run is reported, not shown
     header = [f"jailpy profile {ref!r}: merged result, variables expanded",
               "layers, base first:", *(f"  {source}" for source in merged.sources)]
 
-    def origin(path: str) -> str | None:
-        found = merged.origins.get(path)
-        if found is None and "[" in path:
-            base, _, index = path.rpartition("[")
-            items = merged.origins.get(base)
-            if isinstance(items, list) and index[:-1].isdigit() and int(index[:-1]) < len(items):
-                return items[int(index[:-1])]
-        return found if isinstance(found, str) else None
-
-    return dumps(escape_dollars(merged.data), origin if with_origins else None, header)
+    comments = merged.origins.source if with_origins else None
+    return dumps(escape_dollars(merged.data), comments, header)
 
 
-def check(ref: str, env: dict[str, str], uid: int, gid: int, cwd: str | None) -> None:
+def check(ref: str, caller: Caller) -> None:
     """Everything `jailpy run --profile ref` would check before running; raises."""
     from . import resolve_policy
 
     resolve_policy(ref if loader.is_path(ref) or not os.path.exists(ref) else f"./{ref}",
-                   env, uid, gid, cwd)
+                   caller)

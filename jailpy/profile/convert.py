@@ -1,4 +1,9 @@
-"""Merged profile data -> Policy, with value parsing (sizes, modes, durations)."""
+"""Merged profile data -> Policy, with value parsing (sizes, modes, durations).
+
+Each section has its converter (security.py, limits.py, network.py,
+desktop.py); every one names the origin of a value it refuses through the
+merged document's Origins.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +13,20 @@ if TYPE_CHECKING:
 
 from ..errors import ConfigError
 from .network import network_from_profile
-from ..policy import (BIND_KINDS, Capabilities, Environment, Filesystem, Identity, MountOp,
-                      Namespaces, Network, Policy, Process)
+from ..policy import (HELPER_MODES, MOUNT_TABLE, Capabilities, Environment, Filesystem,
+                      Identity, MountOp, Namespaces, Network, Origins, Policy, Process)
 from . import schema, security
 from .merge import Merged
 from .values import normalize_path, parse_mode, parse_size, require_absolute
 
 
 def mount_op(entry: dict[str, Any], origin: str) -> MountOp:
-    """One validated mount table -> MountOp."""
+    """One validated mount table -> MountOp: the op key's value is the source of
+    a kind that has one (a bind's SRC, a symlink's target), else the destination."""
     kind, is_try = schema.mount_kind(entry, origin)
     value = entry[kind + "-try" if is_try else kind]
-    if kind in BIND_KINDS:
+    if MOUNT_TABLE[kind].source:
         source, dest = value, entry.get("dest", value)
-    elif kind == "symlink":
-        source, dest = value, entry["dest"]
     else:
         source, dest = None, value
     mode = parse_mode(entry["mode"], f"{origin}.mode") if "mode" in entry else None
@@ -38,19 +42,19 @@ def _network_needs_netns(merged: Merged) -> None:
     if mode not in (None, "host") and data.get("namespaces", {}).get("net") is False:
         raise ConfigError(
             f"mode {mode!r} needs its own network namespace, but namespaces.net = "
-            f"false (from {merged.origin_of('namespaces.net')})",
-            origin=merged.origin_of("network.mode"),
+            f"false (from {merged.origins.of('namespaces.net')})",
+            origin=merged.origins.of("network.mode"),
             hint="use network.mode = \"host\" (--net host) to share the host's network")
 
 
 def _mounts_need_mountns(merged: Merged) -> None:
-    data, origins = merged.data, merged.origins
+    data = merged.data
     if data.get("filesystem", {}).get("mounts") and \
             data.get("namespaces", {}).get("mount") is False:
-        first = origins.get("filesystem.mounts", ["filesystem.mounts"])[0]
         raise ConfigError(
             "filesystem ops need a mount namespace, but namespaces.mount = false "
-            f"(from {merged.origin_of('namespaces.mount')})", origin=first,
+            f"(from {merged.origins.of('namespaces.mount')})",
+            origin=merged.origins.item("filesystem.mounts", 0),
             hint="remove the mounts (reset = [\"filesystem.mounts\"]) or keep the mount "
             "namespace")
 
@@ -62,11 +66,11 @@ def _map_all_without_network_helper(merged: Merged) -> None:
     half-applied identity."""
     data = merged.data
     mode = data.get("network", {}).get("mode")
-    if mode in ("slirp4netns", "pasta") and data.get("identity", {}).get("map_all"):
+    if mode in HELPER_MODES and data.get("identity", {}).get("map_all"):
         raise ConfigError(
             f"identity.map_all cannot be combined with network mode {mode!r} yet "
-            f"(from {merged.origin_of('network.mode')})",
-            origin=merged.origin_of("identity.map_all"),
+            f"(from {merged.origins.of('network.mode')})",
+            origin=merged.origins.of("identity.map_all"),
             hint="drop --map-all, or use --net none/host")
 
 
@@ -80,8 +84,7 @@ def to_policy(merged: Merged, name: str) -> Policy:
     data, origins = merged.data, merged.origins
     section = lambda key: data.get(key, {})  # noqa: E731
     fs = section("filesystem")
-    mount_origins = origins.get("filesystem.mounts", [])
-    ops = tuple(mount_op(entry, mount_origins[i] if i < len(mount_origins) else f"mounts[{i}]")
+    ops = tuple(mount_op(entry, origins.item("filesystem.mounts", i))
                 for i, entry in enumerate(fs.get("mounts", [])))
     env = section("environment")
     proc = section("process")
@@ -105,16 +108,15 @@ def to_policy(merged: Merged, name: str) -> Policy:
         capabilities=Capabilities(keep=security.capability_names(data)),
         seccomp=security.seccomp_policy(data, origins),
         landlock=security.landlock_policy(data, origins),
-        network=network_from_profile(net, origins, merged.origin_of) if net
-        else Network(),
+        network=network_from_profile(net, origins) if net else Network(),
         desktop=_desktop(section("desktop"), origins, ns.mount),
         **_limits_and_workspace(merged),
         name=name,
     )
 
 
-def _desktop(section: dict[str, Any], origins: dict[str, Any], mount_ns: bool):
-    """The [desktop] section (jailpy/desktop/config.py); off unless a key turns it on."""
+def _desktop(section: dict[str, Any], origins: Origins, mount_ns: bool):
+    """The [desktop] section (profile/desktop.py); off unless a key turns it on."""
     if not section:
         from ..policy import Desktop
 
@@ -124,7 +126,7 @@ def _desktop(section: dict[str, Any], origins: dict[str, Any], mount_ns: bool):
     desktop = to_desktop(section, origins)
     if desktop.enabled and not mount_ns:
         raise ConfigError("desktop pieces need a mount namespace, but namespaces.mount = false",
-                          origin=origins.get("namespaces.mount", "namespaces.mount"))
+                          origin=origins.of("namespaces.mount"))
     return desktop
 
 

@@ -1,9 +1,10 @@
 """The [desktop] profile section: value checks and conversion to the Policy.
 
-Types are checked by profile/schema.py from its SCHEMA table; this module
-checks what types cannot say (D-Bus name syntax, rule syntax, enumerations)
-on each file before layering, so an error names the file and key, and turns
-the merged section into a `Desktop` policy.
+Types and the system bus mode are checked by profile/schema.py from its
+SCHEMA table; this module checks what they cannot say (D-Bus name syntax,
+rule syntax, user directories, optional pieces) on each file before
+layering, so an error names the file and key, and turns the merged section
+into a `Desktop` policy.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from typing import Any
 
 from ..errors import ConfigError
-from ..policy import DBusRules, Desktop
+from ..policy import DBusRules, Desktop, Origins
 
 #: XDG user directories a profile may select, by their ${VARIABLE} name in lower case.
 USER_DIRS = ("desktop", "downloads", "documents", "music", "pictures", "videos", "templates",
@@ -20,7 +21,6 @@ USER_DIRS = ("desktop", "downloads", "documents", "music", "pictures", "videos",
 USER_DIR_MODES = ("rw", "ro", "none")
 #: Pieces that `optional` may name.
 OPTIONAL_PIECES = ("x11", "wayland", "pulseaudio", "pipewire", "gpu", "dbus", "dbus_system")
-SYSTEM_BUS_MODES = ("none", "filtered")
 
 _ELEMENT = r"[A-Za-z_-][A-Za-z0-9_-]*"
 #: A well-known bus name, optionally ending in ".*" (that name and everything below it).
@@ -67,9 +67,6 @@ def check_value(key: str, value: Any, origin: str) -> None:
         check_bus_name(value, origin)
     elif key in _RULE_KEYS:
         check_rule(value, origin)
-    elif key == "dbus_system" and value not in SYSTEM_BUS_MODES:
-        raise ConfigError(f"unknown system bus mode {value!r}", origin=origin,
-                          hint=_suggestion(value, SYSTEM_BUS_MODES))
     elif key == "user_dirs":
         name, mode = value
         if name not in USER_DIRS:
@@ -97,22 +94,14 @@ def check_section(section: dict[str, Any], origin: str) -> None:
             check_value(key, value, f"{origin}.{key}")
 
 
-def _origin_of(origins: dict[str, Any], key: str) -> str:
-    """A readable origin for a merged key: a CLI flag, or 'file: desktop.key'."""
-    found = origins.get(f"desktop.{key}")
-    if isinstance(found, list):
-        found = found[0] if found else None
-    if not found:
-        return f"desktop.{key}"
-    if found.startswith("--") or ": desktop." in found:
-        return found
-    return f"{found}: desktop.{key}"
-
-
 def to_desktop(section: dict[str, Any], origins: dict[str, Any]) -> Desktop:
-    """The merged [desktop] table -> Desktop policy."""
+    """The merged [desktop] table -> Desktop policy.
+
+    origins: the merged document's Origins (or a plain mapping of the same shape).
+    """
     if not section:
         return Desktop()
+    origins = Origins(origins)
 
     def rules(prefix: str, own: bool) -> DBusRules:
         get = lambda k: tuple(dict.fromkeys(section.get(f"{prefix}_{k}", ())))  # noqa: E731
@@ -123,7 +112,7 @@ def to_desktop(section: dict[str, Any], origins: dict[str, Any]) -> Desktop:
     for i, path in enumerate(section.get("app_dirs", [])):
         if path.rstrip("/") in home_like:
             raise ConfigError(f"app_dirs[{i}] would expose the whole filesystem: {path!r}",
-                              origin=_origin_of(origins, "app_dirs"))
+                              origin=origins.item("desktop.app_dirs", i))
     keys = [*_BOOL_KEYS, "dbus_system", "user_dirs", "app_dirs", "optional", *_NAME_KEYS,
             *_RULE_KEYS, "dbus_own"]
     user_dirs = tuple(sorted(section.get("user_dirs", {}).items()))
@@ -135,6 +124,6 @@ def to_desktop(section: dict[str, Any], origins: dict[str, Any]) -> Desktop:
         user_dirs=tuple((k, v) for k, v in user_dirs if v != "none"),
         app_dirs=tuple(dict.fromkeys(p.rstrip("/") or "/" for p in section.get("app_dirs", ()))),
         optional=tuple(dict.fromkeys(section.get("optional", ()))),
-        origins=tuple((key, _origin_of(origins, key)) for key in dict.fromkeys(keys)
+        origins=tuple((key, origins.of(f"desktop.{key}")) for key in dict.fromkeys(keys)
                       if key in section),
     )

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import math
 import resource
-from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..policy import Limits, Workspace
 from .values import parse_duration, parse_size
 
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
+    from typing import Any
+
     from .merge import Merged
 
 #: rlimit names (RLIMIT_<NAME>) and how their values are written.
@@ -120,7 +122,7 @@ def limits_policy(merged: "Merged") -> Limits:
     origins: dict[str, str] = {}
 
     def origin(key: str) -> str:
-        origins[key] = merged.origin_of(f"limits.{key}")
+        origins[key] = merged.origins.of(f"limits.{key}")
         return origins[key]
 
     rlimits = []
@@ -167,7 +169,7 @@ def workspace_policy(merged: "Merged") -> Workspace:
     path = merged.data.get("workspace", {}).get("path")
     if path is None:
         return Workspace()
-    where = merged.origin_of("workspace.path")
+    where = merged.origins.of("workspace.path")
     if not path.startswith("/"):
         raise ConfigError(f"workspace must be an absolute path, got {path!r}", origin=where)
     return Workspace(path=path, origin=where)

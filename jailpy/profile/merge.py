@@ -20,6 +20,7 @@ from __future__ import annotations
 
 
 from ..errors import ConfigError
+from ..policy import Origins
 from . import schema
 from .values import normalize_path
 
@@ -51,12 +52,8 @@ class Layer:
 
 
 class Merged:
-    """The merged document, and the origin of every value in it.
-
-    origins maps "section.key" to the source of a scalar, to a list with one
-    origin per item for an array, and "section.key.name" to the source of one
-    entry of a table. sources lists the layers, base first. (A plain class:
-    see schema.Field.)
+    """The merged document, the Origins of every value in it, and the layers
+    it came from (sources, base first). (A plain class: see schema.Field.)
     """
 
     __slots__ = ("data", "origins", "sources")
@@ -64,20 +61,8 @@ class Merged:
     def __init__(self, data: dict[str, Any], origins: dict[str, Any],
                  sources: list[str] | None = None):
         self.data = data
-        self.origins = origins
+        self.origins = Origins(origins)
         self.sources = sources if sources is not None else []
-
-    def origin_of(self, path: str) -> str:
-        """Where the value at "section.key" came from, for a message: "FILE: section.key",
-        the CLI option, or the last item's origin for an array."""
-        found = self.origins.get(path)
-        if isinstance(found, list):
-            found = found[-1] if found else None
-        if not found:
-            return path
-        if found.startswith("--") or ": " in found:
-            return found
-        return f"{found}: {path}"
 
 
 def merge(layers: list["Layer"]) -> Merged:

@@ -7,17 +7,18 @@ the origin (profile file and key, or CLI option) of the value at fault.
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..plan.network import HELPER_MODES
-from ..policy import Network, PortMapping
+from ..policy import HELPER_MODES, Network, Origins, PortMapping
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any
 
 #: Host address a published port listens on when the spec names none.
 DEFAULT_PUBLISH_ADDRESS = "127.0.0.1"
 
 PUBLISH_FORMAT = "[HOST_ADDR:]HOST_PORT:SANDBOX_PORT[/tcp|/udp]"
+#: "slirp4netns or pasta", for messages.
+_HELPERS = " or ".join(HELPER_MODES)
 
 
 def parse_port(text: str, what: str, origin: str) -> int:
@@ -60,19 +61,15 @@ def _check_ipv4(address: str, spec: str, origin: str) -> None:
                           "address like 127.0.0.1", origin=origin)
 
 
-def network_from_profile(net: "dict[str, Any]", origins: "dict[str, Any]",
-                         origin_of: "Callable[[str], str] | None" = None) -> Network:
+def network_from_profile(net: "dict[str, Any]", origins: "dict[str, Any]") -> Network:
     """The merged [network] table -> Network, refusing combinations that cannot work.
 
-    origins has one origin per array item ("FILE: network.publish[0]", or the
-    CLI option); origin_of(path) names where a scalar came from.
+    origins: the merged document's Origins (or a plain mapping of the same shape).
     """
-    origin_of = origin_of or (lambda path: origins.get(path) or path)
+    origins = Origins(origins)
     mode = net.get("mode", "none")
-    mode_origin = origin_of("network.mode")
-    item_origins = origins.get("network.publish", [])
-    publish = tuple(parse_publish(spec, item_origins[i] if i < len(item_origins)
-                                  else f"network.publish[{i}]")
+    mode_origin = origins.of("network.mode")
+    publish = tuple(parse_publish(spec, origins.item("network.publish", i))
                     for i, spec in enumerate(net.get("publish", ())))
     seen: dict[tuple[str, str, int], str] = {}
     for mapping in publish:
@@ -83,18 +80,18 @@ def network_from_profile(net: "dict[str, Any]", origins: "dict[str, Any]",
                               origin=mapping.origin)
         seen[key] = mapping.origin
     if publish and mode not in HELPER_MODES:
-        raise ConfigError(f"publishing ports needs network.mode = slirp4netns or pasta, but "
+        raise ConfigError(f"publishing ports needs network.mode = {_HELPERS}, but "
                           f"the mode is {mode!r} ({mode_origin})", origin=publish[0].origin,
                           hint="add --net slirp4netns (or set network.mode)")
     host_loopback = net.get("host_loopback", False)
     if host_loopback and mode == "none":
-        raise ConfigError(f"network.host_loopback = true needs network.mode = slirp4netns or "
-                          f"pasta, but the mode is 'none' ({mode_origin})",
-                          origin=origin_of("network.host_loopback"),
+        raise ConfigError(f"network.host_loopback = true needs network.mode = {_HELPERS}, "
+                          f"but the mode is 'none' ({mode_origin})",
+                          origin=origins.of("network.host_loopback"),
                           hint="add --net slirp4netns (or drop host_loopback)")
     connect = net.get("allow_connect_tcp")
     bind = net.get("allow_bind_tcp")
-    rule_origins = tuple((key, (origins.get(f"network.{key}") or [f"network.{key}"])[0])
+    rule_origins = tuple((key, origins.of(f"network.{key}"))
                          for key in ("allow_connect_tcp", "allow_bind_tcp") if key in net)
     return Network(mode=mode, host_loopback=host_loopback, publish=publish,
                    allow_connect_tcp=None if connect is None else tuple(connect),

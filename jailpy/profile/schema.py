@@ -5,21 +5,21 @@ the man-page drift test and did-you-mean suggestions all read one source.
 Validation runs on each file before layering, so every error can name the
 file and the exact key path that is wrong. It has two passes:
 
-- structure (`check_structure`), before ${VAR} expansion: unknown keys, types,
-  keys whose runtime does not exist yet ("not supported yet");
+- structure (`check_structure`), before ${VAR} expansion: unknown keys, types;
 - values (`check_values`), after expansion: absolute paths, sizes, durations,
   modes, enumerations -- things only the expanded text can answer.
 
 A feature area adds keys by adding Fields to SCHEMA. A Field's `validate`
-hook (value, origin) raises ConfigError for a bad value; `supported=False`
-makes the key validated but refused until its runtime exists.
+hook (value, origin) raises ConfigError for a bad value. The vocabularies
+come from policy.py: the namespaces, the network modes, and the keys of a
+filesystem.mounts table, which are those of the op's row in MOUNT_TABLE.
 """
 
 from __future__ import annotations
 
 
 from ..errors import ConfigError, suggest
-from ..policy import BIND_KINDS, MOUNT_KINDS
+from ..policy import MOUNT_KINDS, MOUNT_TABLE, NAMESPACES, NETWORK_MODES, SYSTEM_BUS_MODES
 from .values import parse_duration, parse_mode, parse_size, require_absolute
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
@@ -35,18 +35,17 @@ class Field:
     A plain class rather than a dataclass: defining a dataclass costs a
     noticeable part of a millisecond at import, on every `jailpy run`."""
 
-    __slots__ = ("type_name", "check", "doc", "supported", "validate")
+    __slots__ = ("type_name", "check", "doc", "validate")
 
     def __init__(self, type_name: str, check: Callable[[Any], bool], doc: str = "",
-                 supported: bool = True, validate: Validator | None = None):
+                 validate: Validator | None = None):
         self.type_name = type_name
         self.check = check
         self.doc = doc
-        self.supported = supported
         self.validate = validate
 
     def __repr__(self) -> str:
-        return f"Field({self.type_name!r}, supported={self.supported})"
+        return f"Field({self.type_name!r})"
 
 
 def _is_str(v: Any) -> bool:
@@ -121,13 +120,19 @@ def _hostname(name: Any, origin: str) -> None:
                           hint="use 1 to 64 bytes, no '/' or NUL")
 
 
-def choice(*values: str) -> tuple[str, Callable[[Any], bool], Validator]:
-    """A kind for strings from a fixed set, with did-you-mean on a typo."""
+def choice(noun: str, values: tuple[str, ...]) -> tuple[str, Callable[[Any], bool], Validator]:
+    """A kind for strings from a fixed set ("unknown network mode 'slirp'"), with
+    did-you-mean on a typo."""
     def validate(value: Any, origin: str) -> None:
         if value not in values:
-            raise ConfigError(f"unknown value {value!r}", origin=origin,
+            raise ConfigError(f"unknown {noun} {value!r}", origin=origin,
                               hint=suggest(value, values) or f"choose one of {', '.join(values)}")
-    return (f"one of {', '.join(repr(v) for v in values)}", _is_str, validate)
+    return ("string", _is_str, validate)
+
+
+def _spoken(words: tuple[str, ...]) -> str:
+    """("none", "host", "pasta") -> "none, host or pasta"."""
+    return " or ".join(filter(None, (", ".join(words[:-1]), words[-1])))
 
 
 #: Kinds: (type name, type check[, value check]).
@@ -158,8 +163,8 @@ RLIMITS = ("table of limits (N, \"SOFT:HARD\" or [soft, hard])",
                _is_int(x) or isinstance(x, (str, list)) for x in v.values()))
 
 
-def _f(kind: tuple, doc: str, supported: bool = True) -> Field:
-    return Field(kind[0], kind[1], doc, supported, kind[2] if len(kind) > 2 else None)
+def _f(kind: tuple, doc: str) -> Field:
+    return Field(kind[0], kind[1], doc, kind[2] if len(kind) > 2 else None)
 
 
 #: Every section and key a profile may contain.
@@ -169,7 +174,7 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
     "reset": _f(RESET, "Keys (\"section.key\") whose inherited values this profile discards."),
     "namespaces": {
         name: _f(BOOL, f"Create a new {name} namespace (true) or share the host's (false).")
-        for name in ("user", "mount", "pid", "ipc", "uts", "net", "cgroup")
+        for name in NAMESPACES
     },
     "identity": {
         "uid": _f(ID, "User id inside the sandbox; default: the caller's."),
@@ -223,7 +228,8 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
                                   "outside the sandbox."),
     },
     "network": {
-        "mode": _f(STR, "none, host, slirp4netns or pasta."),
+        "mode": _f(choice("network mode", tuple(NETWORK_MODES)),
+                   f"{_spoken(tuple(NETWORK_MODES))}."),
         "host_loopback": _f(BOOL, "Let the sandbox reach the host's 127.0.0.1 at 10.0.2.2 "
                             "(slirp4netns, pasta)."),
         "publish": _f(STRS, "Ports published on the host: "
@@ -265,7 +271,8 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
         "dbus_own": _f(STRS, "Session bus names the sandbox may own."),
         "dbus_call": _f(STRS, "Session bus call rules NAME=[METHOD][@PATH]."),
         "dbus_broadcast": _f(STRS, "Session bus broadcast rules NAME=[METHOD][@PATH]."),
-        "dbus_system": _f(STR, "System bus: none or filtered."),
+        "dbus_system": _f(choice("system bus mode", SYSTEM_BUS_MODES),
+                          f"System bus: {_spoken(SYSTEM_BUS_MODES)}."),
         "dbus_system_see": _f(STRS, "System bus names the sandbox may see."),
         "dbus_system_talk": _f(STRS, "System bus names the sandbox may call."),
         "dbus_system_call": _f(STRS, "System bus call rules NAME=[METHOD][@PATH]."),
@@ -280,18 +287,11 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
 }
 
 #: Keys of one mount table, by op kind: the kind key itself plus these.
-MOUNT_KEYS: dict[str, tuple[str, ...]] = {
-    **{kind: ("dest", "optional") for kind in BIND_KINDS},
-    "tmpfs": ("size", "mode"), "proc": (), "dev": (), "mqueue": (),
-    "symlink": ("dest",), "dir": ("mode",), "file": ("content", "mode"),
-    "remount-ro": (), "chmod": ("mode",),
-}
-assert set(MOUNT_KEYS) == set(MOUNT_KINDS)
-
-#: Values the network mode accepts.
-NETWORK_MODES = ("none", "host", "slirp4netns", "pasta")
+MOUNT_KEYS: dict[str, tuple[str, ...]] = {kind: MOUNT_TABLE[kind].keys for kind in MOUNT_KINDS}
 #: Keys a mount table may have besides its op key.
-MOUNT_OPTION_KEYS = ("dest", "optional", "size", "mode", "content")
+MOUNT_OPTION_KEYS = tuple(dict.fromkeys(key for keys in MOUNT_KEYS.values() for key in keys))
+#: The op keys of the -try forms ("ro-bind-try"), by the key they stand for.
+TRY_KEYS = {f"{kind}-try": kind for kind in MOUNT_KINDS if MOUNT_TABLE[kind].try_form}
 
 
 def key_part(name: str) -> str:
@@ -343,7 +343,7 @@ def _fields(doc: dict[str, Any], source: str):
 
 
 def check_structure(doc: dict[str, Any], source: str) -> None:
-    """Keys, types and "not supported yet"; valid before ${VAR} expansion."""
+    """Keys and types; valid before ${VAR} expansion."""
     for key, value in doc.items():
         spec = SCHEMA.get(key)
         if spec is None:
@@ -360,9 +360,6 @@ def check_structure(doc: dict[str, Any], source: str) -> None:
             if field is None:
                 raise _unknown(sub, list(spec), origin, key)
             _check_type(field, subvalue, origin)
-            if not field.supported:
-                raise ConfigError("not supported yet", origin=origin,
-                                  hint="this key is planned; remove it to run this profile")
     for i, entry in enumerate(doc.get("filesystem", {}).get("mounts", [])):
         check_mount_structure(entry, f"{source}: filesystem.mounts[{i}]")
 
@@ -389,11 +386,6 @@ def _check_type(field: Field, value: Any, origin: str) -> None:
 
 def _check_values(doc: dict[str, Any], source: str) -> None:
     """Checks of one section that no single key can make."""
-    mode = doc.get("network", {}).get("mode")
-    if mode is not None and mode not in NETWORK_MODES:
-        raise ConfigError(f"unknown network mode {mode!r}", origin=f"{source}: network.mode",
-                          hint=suggest(mode, NETWORK_MODES) or
-                          f"choose one of {', '.join(NETWORK_MODES)}")
     if "desktop" in doc:
         from .desktop import check_section
 
@@ -415,14 +407,13 @@ def _validate_key_path(path: str, origin: str) -> None:
 
 def mount_kind(entry: dict[str, Any], origin: str) -> tuple[str, bool]:
     """The op kind of a mount table and whether it is a -try form."""
-    kinds = [k for k in entry if k in MOUNT_KEYS or
-             (k.endswith("-try") and k[:-4] in BIND_KINDS)]
+    kinds = [k for k in entry if k in MOUNT_KEYS or k in TRY_KEYS]
     if len(kinds) != 1:
         found = "none" if not kinds else ", ".join(kinds)
         raise ConfigError(f"a mount table needs exactly one op key ({', '.join(MOUNT_KINDS)}); "
                           f"found {found}", origin=origin)
     kind = kinds[0]
-    return (kind[:-4], True) if kind.endswith("-try") else (kind, False)
+    return (TRY_KEYS[kind], True) if kind in TRY_KEYS else (kind, False)
 
 
 def check_mount_structure(entry: Any, origin: str) -> None:
@@ -430,8 +421,7 @@ def check_mount_structure(entry: Any, origin: str) -> None:
     if not isinstance(entry, dict):
         raise ConfigError(f"expected a mount table, got {_type_of(entry)}", origin=origin)
     for key in entry:
-        if key not in MOUNT_KEYS and not (key.endswith("-try") and key[:-4] in BIND_KINDS) \
-                and key not in MOUNT_OPTION_KEYS:
+        if key not in MOUNT_KEYS and key not in TRY_KEYS and key not in MOUNT_OPTION_KEYS:
             choices = [*MOUNT_KEYS, *MOUNT_OPTION_KEYS]
             raise _unknown(key, choices, f"{origin}.{key_part(key)}", "filesystem")
     kind, _ = mount_kind(entry, origin)
@@ -449,25 +439,21 @@ def check_mount_structure(entry: Any, origin: str) -> None:
             raise ConfigError(f"expected {MODE[0]}, got {_type_of(value)}", origin=where)
         if key in ("dest", "content", kind, kind + "-try") and not isinstance(value, str):
             raise ConfigError(f"expected string, got {_type_of(value)}", origin=where)
-    if kind == "symlink" and "dest" not in entry:
-        raise ConfigError("a symlink op needs 'dest' (the link) besides its target",
-                          origin=origin)
-    if kind == "chmod" and "mode" not in entry:
-        raise ConfigError("a chmod op needs 'mode'", origin=origin)
+    for key, note in MOUNT_TABLE[kind].required.items():
+        if key not in entry:
+            raise ConfigError(f"a {kind} op needs '{key}'{note}", origin=origin)
 
 
 def check_mount_values(entry: dict[str, Any], origin: str) -> None:
     """Paths, sizes and modes of one structurally valid, expanded mount table."""
     kind, is_try = mount_kind(entry, origin)
     op_key = kind + "-try" if is_try else kind
-    if kind in BIND_KINDS:
-        require_absolute(entry[op_key], f"{origin}.{op_key}")
-    elif kind != "symlink":  # a symlink's target may be relative
+    if MOUNT_TABLE[kind].source == "target":  # a symlink's target may be relative
+        _no_nul(entry[op_key], f"{origin}.{op_key}")
+    else:
         require_absolute(entry[op_key], f"{origin}.{op_key}")
     if "dest" in entry:
         require_absolute(entry["dest"], f"{origin}.dest")
-    if kind == "symlink":
-        _no_nul(entry[op_key], f"{origin}.{op_key}")
     if "size" in entry:
         parse_size(entry["size"], f"{origin}.size")
     if "mode" in entry:

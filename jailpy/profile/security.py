@@ -13,6 +13,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..policy import Origins
+
 from ..errors import ConfigError
 from ..linux.capabilities import CAPABILITIES, canonical
 from ..policy import LandlockPolicy, SeccompPolicy
@@ -55,7 +57,7 @@ def check_values(doc: dict[str, Any], source: str) -> None:
 
 
 def _parse_action(text: str, origin: str, bad_arch: bool = False) -> str:
-    """seccomp_rules.parse_action, imported only when a profile names an action: the
+    """plan/seccomp.parse_action, imported only when a profile names an action: the
     rule tables cost ~1 ms to import and the run path needs them only to compile."""
     from ..plan.seccomp import ACTIONS, BAD_ARCH_ACTIONS, parse_action
 
@@ -75,28 +77,7 @@ def check_entry(entry: str, origin: str) -> None:
                           hint="use a name like \"ptrace\" or a group like \"@mount\"")
 
 
-def _origins(section: str, data: dict[str, Any], origins: dict[str, Any]) -> tuple:
-    """Per-value origins of one section: 'deny[2]' -> 'file: seccomp.deny[2]'."""
-    out: dict[str, str] = {}
-    for key, value in data.items():
-        path = f"{section}.{key}"
-        if isinstance(value, list):
-            for i, where in enumerate(origins.get(path, [])):
-                out[f"{key}[{i}]"] = where
-        elif isinstance(value, dict):
-            for name in value:
-                src = origins.get(f"{path}.{name}", "profile")
-                out[f"{key}.{name}"] = _scalar_origin(src, f"{path}.{name}")
-        else:
-            out[key] = _scalar_origin(origins.get(path, "profile"), path)
-    return tuple(sorted(out.items()))
-
-
-def _scalar_origin(source: str, path: str) -> str:
-    return source if source.startswith("--") or ": " in source else f"{source}: {path}"
-
-
-def seccomp_policy(data: dict[str, Any], origins: dict[str, Any]) -> SeccompPolicy:
+def seccomp_policy(data: dict[str, Any], origins: Origins) -> SeccompPolicy:
     sec = data.get("seccomp", {})
     defaults = SeccompPolicy()
     return SeccompPolicy(
@@ -109,11 +90,11 @@ def seccomp_policy(data: dict[str, Any], origins: dict[str, Any]) -> SeccompPoli
         allow_userns=sec.get("allow_userns", defaults.allow_userns),
         block_tty_injection=sec.get("block_tty_injection", defaults.block_tty_injection),
         bad_arch_action=sec.get("bad_arch_action", defaults.bad_arch_action),
-        origins=_origins("seccomp", sec, origins),
+        origins=origins.within("seccomp", sec),
     )
 
 
-def landlock_policy(data: dict[str, Any], origins: dict[str, Any]) -> LandlockPolicy:
+def landlock_policy(data: dict[str, Any], origins: Origins) -> LandlockPolicy:
     ll = data.get("landlock", {})
     defaults = LandlockPolicy()
     ports = lambda key: tuple(ll[key]) if key in ll else None  # noqa: E731
@@ -126,7 +107,7 @@ def landlock_policy(data: dict[str, Any], origins: dict[str, Any]) -> LandlockPo
         connect_tcp=ports("connect_tcp"), bind_tcp=ports("bind_tcp"),
         scope_signals=ll.get("scope_signals", defaults.scope_signals),
         scope_abstract_unix=ll.get("scope_abstract_unix", defaults.scope_abstract_unix),
-        origins=_origins("landlock", ll, origins),
+        origins=origins.within("landlock", ll),
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from jailpy.errors import ConfigError
+from jailpy.policy import Caller
 
 
 class Profiles:
@@ -30,12 +31,12 @@ class Profiles:
     def merged(self, ref: str, overrides=None):
         from jailpy.profile import resolve
 
-        return resolve(ref, self.env, 1000, 1000, "/work", overrides)
+        return resolve(ref, Caller(1000, 1000, self.env, "/work"), overrides)
 
     def policy(self, ref: str, overrides=None):
         from jailpy.profile import resolve_policy
 
-        return resolve_policy(ref, self.env, 1000, 1000, "/work", overrides)
+        return resolve_policy(ref, Caller(1000, 1000, self.env, "/work"), overrides)
 
     def error(self, ref: str, overrides=None) -> ConfigError:
         with pytest.raises(ConfigError) as info:

@@ -16,7 +16,7 @@ from jailpy.plan.desktop import plan_desktop
 from jailpy.runtime.x11 import (FAMILY_LOCAL, FAMILY_WILD, AuthEntry, cookie_for, parse_display,
                                 read_entries, write_entries)
 from jailpy.errors import ConfigError, SetupError
-from jailpy.policy import Desktop, MountOp
+from jailpy.policy import Caller, Desktop, MountOp
 from jailpy.profile.schema import validate_document
 from jailpy.cli.wrap import rewrite_desktop_entry
 
@@ -24,7 +24,7 @@ ENV = {"HOME": "/home/u", "PATH": "/usr/bin:/bin"}
 
 
 def plan(desktop: Desktop, env: dict[str, str] | None = None, prior=()):
-    return plan_desktop(desktop, env or ENV, 1000, 1000, "/", 1000, tuple(prior))
+    return plan_desktop(desktop, Caller(1000, 1000, env or ENV, "/"), 1000, tuple(prior))
 
 
 @pytest.mark.parametrize("doc, origin, message", [

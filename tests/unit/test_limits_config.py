@@ -70,8 +70,8 @@ def test_rlimit_option_syntax():
 def _policy(tmp_path: Path, text: str) -> Policy:
     path = tmp_path / "p.toml"
     path.write_text('extends = ["default"]\n' + text)
-    return resolve_policy(str(path), {"HOME": str(tmp_path / "home")}, os.getuid(),
-                          os.getgid(), str(tmp_path))
+    return resolve_policy(str(path), Caller(os.getuid(), os.getgid(),
+                                            {"HOME": str(tmp_path / "home")}, str(tmp_path)))
 
 
 def test_limits_section_becomes_policy(tmp_path):

@@ -32,9 +32,11 @@ def _write_old(profiles, name: str, text: str) -> Path:
 
 
 def _hostname(profiles, ref: str) -> str:
+    from jailpy.policy import Caller
     from jailpy.profile import resolve
 
-    return resolve(ref, profiles.env, 1000, 1000, "/", use_cache=True).data["process"]["hostname"]
+    caller = Caller(1000, 1000, profiles.env, "/")
+    return resolve(ref, caller, use_cache=True).data["process"]["hostname"]
 
 
 def _cache_file(profiles) -> Path:

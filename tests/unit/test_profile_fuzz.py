@@ -84,7 +84,7 @@ def _load_everything(path: Path, root: Path) -> None:
     env = {"HOME": str(root / "home"), "XDG_CONFIG_HOME": str(root / "config"),
            "USER": "u", "PATH": "/usr/bin"}
     try:
-        policy = resolve_policy(str(path), env, 1000, 1000, "/work")
+        policy = resolve_policy(str(path), Caller(1000, 1000, env, "/work"))
     except ConfigError as err:
         assert err.origin, err  # every error says where
         assert "\n" not in err.message, err
@@ -208,7 +208,7 @@ def test_shown_profiles_load_back_to_the_same_policy(tmp_path, profiles):
 
     profiles.write("dollar", "extends = ['default']\n[environment]\nset = { P = 'a$$b' }\n")
     for name in [*(p.stem for p in SHIPPED), "dollar"]:
-        text = show(name, profiles.env, 1000, 1000, "/work", with_origins=True)
+        text = show(name, Caller(1000, 1000, profiles.env, "/work"), with_origins=True)
         path = tmp_path / f"shown-{name}.toml"
         path.write_text(text)
         assert strip(profiles.policy(str(path))) == strip(profiles.policy(name)), name

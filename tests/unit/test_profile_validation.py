@@ -6,7 +6,6 @@ import pytest
 
 from jailpy.errors import EXIT_JAILPY_FAILURE, ConfigError
 from jailpy.profile import schema
-from jailpy.profile.schema import Field
 from profile_env import profiles  # noqa: F401  (fixture)
 
 
@@ -170,6 +169,7 @@ def test_dollar_escape_and_literal_keys(profiles):
 
 
 def test_all_documented_variables_expand(profiles):
+    from jailpy.policy import Caller
     from jailpy.profile.expand import standard_variables
 
     names = ["HOME", "USER", "UID", "GID", "CWD", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME",
@@ -183,7 +183,8 @@ def test_all_documented_variables_expand(profiles):
     assert env["PROFILE_DIR"] == str(profiles.user_dir)
     assert env["DOWNLOADS"] == profiles.env["HOME"] + "/Downloads"
     assert env["XDG_CONFIG_HOME"] == profiles.env["XDG_CONFIG_HOME"]
-    assert set(names) - {"PROFILE_DIR"} <= set(standard_variables(profiles.env, 1000, 1000, "/"))
+    caller = Caller(1000, 1000, profiles.env, "/")
+    assert set(names) - {"PROFILE_DIR"} <= set(standard_variables(caller))
 
 
 def test_user_dirs_file_is_honoured(profiles):
@@ -247,21 +248,6 @@ def test_environment_names_and_hostname_values(profiles):
     assert "NUL" in err.message
 
 
-def test_not_supported_yet_is_generic(profiles, monkeypatch):
-    """Any key marked supported=False is validated, then refused by name."""
-    planned = {(s, k) for s, sub in schema.SCHEMA.items() if isinstance(sub, dict)
-               for k, f in sub.items() if not f.supported}
-    monkeypatch.setitem(schema.SCHEMA, "future", {
-        "thing": Field("boolean", lambda v: isinstance(v, bool), "A planned key.",
-                       supported=False)})
-    err = profiles.error(str(profiles.write("p", "[future]\nthing = true\n")))
-    assert err.message == "not supported yet" and err.origin.endswith(": future.thing")
-    err = profiles.error(str(profiles.write("p", "[future]\nthing = 3\n")))
-    assert err.message == "expected boolean, got integer"  # validated before refused
-    for section, key in planned:
-        assert section in schema.SCHEMA and key in schema.SCHEMA[section]
-
-
 def test_cli_layer_is_validated_like_a_file():
     from jailpy.profile.schema import validate_document
 
@@ -271,16 +257,17 @@ def test_cli_layer_is_validated_like_a_file():
 
 
 def test_relative_xdg_variables_are_ignored_and_bad_user_dirs_file_is_harmless(profiles):
+    from jailpy.policy import Caller
     from jailpy.profile.expand import standard_variables
 
     env = {"HOME": "/home/a/", "USER": "a", "XDG_CONFIG_HOME": "rel", "XDG_CACHE_HOME": "x",
            "TMPDIR": "tmp"}
-    variables = standard_variables(env, 1000, 1000, "/")
+    variables = standard_variables(Caller(1000, 1000, env, "/"))
     assert variables["HOME"] == "/home/a"
     assert variables["XDG_CONFIG_HOME"] == "/home/a/.config"
     assert variables["XDG_CACHE_HOME"] == "/home/a/.cache" and variables["TMPDIR"] == "/tmp"
     (profiles.root / "config").mkdir(exist_ok=True)
     (profiles.root / "config" / "user-dirs.dirs").write_bytes(
         b'XDG_MUSIC_DIR="rel/Music"\nXDG_VIDEOS_DIR="\xff"\n')
-    variables = standard_variables(profiles.env, 1000, 1000, "/")
+    variables = standard_variables(Caller(1000, 1000, profiles.env, "/"))
     assert variables["MUSIC"] == profiles.env["HOME"] + "/Music"
