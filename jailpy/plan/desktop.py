@@ -16,6 +16,7 @@ which case it is skipped and --explain says so.
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 from ..errors import ConfigError, UnsupportedError
@@ -36,6 +37,35 @@ LOCALE_ENV = ("LANG", "LANGUAGE", "TZ")
 SYSTEM_BUS_SOCKET = "/run/dbus/system_bus_socket"
 GPU_DEVICE_GLOBS = ("/dev/dri", "/dev/nvidia*", "/dev/nvidia-caps")
 GPU_SYSFS = ("/sys/dev", "/sys/devices", "/sys/bus", "/sys/class")
+
+X11_SOCKET_DIR = "/tmp/.X11-unix"
+_DISPLAY = re.compile(r"^(?P<host>unix|localhost|[^:/]*)?:(?P<number>\d+)(\.(?P<screen>\d+))?$")
+
+
+class Display(Record):
+    """A parsed $DISPLAY."""
+
+    number: str
+    screen: str | None
+    tcp: bool
+
+    @property
+    def socket(self) -> str:
+        return f"{X11_SOCKET_DIR}/X{self.number}"
+
+    @property
+    def name(self) -> str:
+        """The value of DISPLAY inside the sandbox (always the local socket)."""
+        return f":{self.number}" + (f".{self.screen}" if self.screen is not None else "")
+
+
+def parse_display(value: str) -> Display | None:
+    """':0', ':0.1', 'unix:0' are local; 'host:10' is TCP; anything else is None."""
+    match = _DISPLAY.match(value.strip())
+    if match is None:
+        return None
+    host = match.group("host") or ""
+    return Display(match.group("number"), match.group("screen"), tcp=host not in ("", "unix"))
 
 
 class Problem(Record):
@@ -197,8 +227,6 @@ class _Builder:
         return path
 
     def x11_piece(self) -> None:
-        from ..runtime.x11 import parse_display
-
         piece_key = "x11" if self.d.x11 else "x11_untrusted"
         untrusted = self.d.x11_untrusted
         value = self.env.get("DISPLAY")

@@ -14,47 +14,17 @@ all big-endian.
 from __future__ import annotations
 
 import os
-import re
 import socket
 import struct
 import subprocess
 
 from ..errors import SetupError, UnsupportedError
+# parse_display is pure, so it lives in plan/; runtime/desktop.py reads it from here.
+from ..plan.desktop import Display, parse_display  # noqa: F401
 from ..record import Record
 
 FAMILY_LOCAL = 256
 FAMILY_WILD = 65535
-X11_SOCKET_DIR = "/tmp/.X11-unix"
-
-_DISPLAY = re.compile(r"^(?P<host>unix|localhost|[^:/]*)?:(?P<number>\d+)(\.(?P<screen>\d+))?$")
-
-
-class Display(Record):
-    """A parsed $DISPLAY."""
-
-    number: str
-    screen: str | None
-    tcp: bool
-
-    @property
-    def socket(self) -> str:
-        return f"{X11_SOCKET_DIR}/X{self.number}"
-
-    @property
-    def name(self) -> str:
-        """The value of DISPLAY inside the sandbox (always the local socket)."""
-        return f":{self.number}" + (f".{self.screen}" if self.screen is not None else "")
-
-
-def parse_display(value: str) -> Display | None:
-    """':0', ':0.1', 'unix:0' are local; 'host:10' is TCP; anything else is None."""
-    match = _DISPLAY.match(value.strip())
-    if match is None:
-        return None
-    host = match.group("host") or ""
-    return Display(match.group("number"), match.group("screen"), tcp=host not in ("", "unix"))
-
-
 class AuthEntry(Record):
     family: int
     address: bytes
