@@ -50,19 +50,13 @@ class MountKind:
                  required: dict[str, str] | None = None, try_form: bool = False,
                  grants: tuple[str, ...] = (), mounts: bool = True,
                  in_profiles: bool = True) -> None:
-        self.name = name
-        self.help = help
-        self.arguments = arguments
-        self.metavar = metavar
-        self.source = source
-        self.keys = keys
-        self.required = required or {}
-        #: NAME-try in profiles, --NAME-try on the command line: skipped when SRC is missing.
-        self.try_form = try_form
-        self.grants = frozenset(grants)
-        self.mounts = mounts
-        #: False for kinds only jailpy generates, which profiles and options cannot name.
-        self.in_profiles = in_profiles
+        # Grouped by reader. in_profiles is False for the kinds only jailpy generates,
+        # which profiles and options cannot name; try_form gives NAME-try (profiles)
+        # and --NAME-try (options), skipped when SRC is missing.
+        self.name, self.source, self.in_profiles = name, source, in_profiles
+        self.help, self.arguments, self.metavar = help, arguments, metavar  # options
+        self.keys, self.required, self.try_form = keys, required or {}, try_form  # tables
+        self.grants, self.mounts = frozenset(grants), mounts  # Landlock
 
     @property
     def option(self) -> str:
