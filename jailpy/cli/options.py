@@ -151,7 +151,8 @@ MOUNT_ARGUMENTS: dict[str, tuple[dict[str, str], str]] = {
     "symlink": ({"TARGET": "op", "DEST": "dest"},
                 "Create a symlink DEST pointing to SRC (the link target)."),
     "dir": (_DEST, "Create directory DEST (see --perms)."),
-    "file": ({"TEXT": "content", "DEST": "op"}, "Create file DEST with the text SRC (see --perms)."),
+    "file": ({"TEXT": "content", "DEST": "op"},
+             "Create file DEST with the text SRC (see --perms)."),
     "remount-ro": (_DEST, "Make the mount tree at DEST read-only."),
     "chmod": ({"OCTAL": "mode", "DEST": "op"}, "Set the mode of DEST: --chmod OCTAL DEST."),
 }
