@@ -48,6 +48,13 @@ class CommandError(JailpyError):
         self.exit_code = exit_code
 
 
+def render(err: JailpyError) -> str:
+    """What a user sees for a failure: one line naming the cause and its origin,
+    then a hint line where one helps. Every command prints its errors through here."""
+    text = f"jailpy: {err}\n"
+    return text + f"  hint: {err.hint}\n" if err.hint else text
+
+
 def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
     """'did you mean ...?' for a near miss, else None."""
     import difflib  # only on the error path: it costs start-up time

@@ -1,4 +1,11 @@
-"""Console-script entry point: the fast path for `jailpy run`, click for the rest."""
+"""The command line: argv in, text and exit status out.
+
+  __init__.py  main(): a well-formed `jailpy run` without click (options.parse_run), click else
+  options.py   THE `jailpy run` option table (each row names its profile key) and the fast parser
+  layer.py     parsed options -> one profile layer, generic over the rows
+  run.py       `jailpy run` once parsed: policy, sandbox, exit status; commands.py: click, every
+               command; render.py: tables and --explain; wrap.py: `jailpy wrap`/`unwrap`
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ def main() -> None:
         import gc
 
         gc.disable()  # a short-lived process: collections only cost time (and COW faults after fork)
-        from .fastrun import parse_run
+        from .options import parse_run
 
         parsed = parse_run(args[1:])
         if parsed is not None:
@@ -20,6 +27,7 @@ def main() -> None:
             execute_run(*parsed)
     import click
 
+    from ..errors import JailpyError, render
     from .commands import main as click_main
 
     try:
@@ -28,7 +36,8 @@ def main() -> None:
         sys.exit(130)
     except click.ClickException as exc:
         # Bad command-line input is jailpy's own failure: one line, status 125.
-        sys.stderr.write(f"jailpy: {exc.format_message()}\n")
+        hint = None
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
-            sys.stderr.write(f"  hint: see '{exc.ctx.command_path} --help'\n")
+            hint = f"see '{exc.ctx.command_path} --help'"
+        sys.stderr.write(render(JailpyError(exc.format_message(), hint=hint)))
         sys.exit(125)

@@ -1,11 +1,10 @@
-"""Command line: parse, call the API, render errors. Nothing else lives here.
+"""Command line with click: every command, help text, completion, usage errors.
 
-`jailpy run` options are declared once in runopts.py; this module turns them
-into click options (help, completion, errors), while entry.py handles a
-well-formed `jailpy run` without importing click at all. Either way the
-parsed options go to runcmd.execute_run, which layers them over the profile
-with the same merge rules as `extends`. Filesystem options keep their
-command-line order, as in bubblewrap: `--size`/`--perms` modify the next op.
+`jailpy run` options are rows of the table in options.py; this module turns
+them into click options, while main() in __init__.py handles a well-formed
+`jailpy run` without importing click at all. Either way the parsed options go
+to run.execute_run, which layers them over the profile (layer.py) with the
+same merge rules as `extends`. Errors are printed by errors.render.
 """
 
 from __future__ import annotations
@@ -19,12 +18,13 @@ from .options import RUN_OPTIONS, Opt
 
 
 class _OrderedCommand(click.Command):
-    """Records the order in which options appeared, for ordered mount ops."""
+    """Records the order in which options appeared (as options.parse_run does), for
+    ordered mount ops."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         parser = self.make_parser(ctx)
         _, _, order = parser.parse_args(args=list(args))
-        ctx.meta["jailpy.order"] = [p.name for p in order]
+        ctx.meta["jailpy.order"] = [p.name for p in order if isinstance(p, click.Option)]
         return super().parse_args(ctx, args)
 
 
@@ -127,19 +127,85 @@ def profile_list_cmd() -> None:
 @click.option("--origins", is_flag=True,
               help="Annotate each value with the file or option it came from.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for jailpy's own errors.")
-def profile_show_cmd(name: str, origins: bool, debug: bool) -> None:
+@click.option("--seccomp", "show_seccomp", is_flag=True,
+              help="List the resolved seccomp rules, in evaluation order.")
+@click.option("--landlock", "show_landlock", is_flag=True,
+              help="List the Landlock rules and what this kernel enforces of them.")
+@click.option("--export-bpf", "export_bpf", metavar="FILE",
+              help="Write the compiled seccomp filter (raw BPF, as bwrap --seccomp reads).")
+def profile_show_cmd(name: str, origins: bool, debug: bool, show_seccomp: bool,
+                     show_landlock: bool, export_bpf: str | None) -> None:
     """Print the fully merged profile NAME as TOML (variables expanded)."""
     from ..errors import JailpyError
     from ..plan import Caller
     from ..profile.commands import show
     from .run import fail
 
-    caller = Caller.current()
     try:
-        text = show(name, caller, origins)
+        if show_seccomp or show_landlock or export_bpf:
+            _show_security(name, show_seccomp, show_landlock, export_bpf)
+            return
+        text = show(name, Caller.current(), origins)
     except JailpyError as err:
         fail(err, debug)
     click.echo(text, nl=False)
+
+
+def _show_security(name: str, show_seccomp: bool, show_landlock: bool,
+                   export_bpf: str | None) -> None:
+    """`profile show --seccomp/--landlock/--export-bpf`: the privilege layers of NAME."""
+    from ..api import load_policy
+
+    policy = load_policy(name)
+    if export_bpf:
+        _export_bpf(policy, export_bpf)
+    if show_seccomp:
+        click.echo("\n".join(_seccomp_listing(policy)))
+    if show_landlock:
+        click.echo("\n".join(_landlock_listing(policy)))
+
+
+def _seccomp_listing(policy) -> list[str]:
+    from ..plan.seccomp import render, resolve
+    from ..runtime.seccomp import compile_rules
+
+    rules = resolve(policy.seccomp)
+    if rules is None:
+        return [f"profile {policy.name}: seccomp disabled"]
+    compiled = compile_rules(rules)
+    skipped = {name: "not on this architecture or unknown to this libseccomp"
+               for name in compiled.skipped}
+    return [f"profile {policy.name}: seccomp ({len(compiled.program) // 8} BPF instructions)",
+            *render(rules, skipped)]
+
+
+def _landlock_listing(policy) -> list[str]:
+    from ..api import Sandbox
+    from ..linux.landlock import abi_version
+    from ..plan.landlock import derive, describe
+
+    abi, why = abi_version()
+    plan = Sandbox(policy).plan(["true"])  # with the ops the planner adds (desktop, ...)
+    return [f"profile {policy.name}: landlock",
+            *describe(derive(policy, plan.mount_ops), abi, why)]
+
+
+def _export_bpf(policy, path: str) -> None:
+    from ..errors import ConfigError
+    from ..plan.seccomp import resolve
+    from ..runtime.seccomp import compile_rules
+
+    rules = resolve(policy.seccomp)
+    if rules is None:
+        raise ConfigError("the profile disables seccomp: there is no filter to export",
+                          origin="--export-bpf")
+    program = compile_rules(rules).program
+    try:
+        with open(path, "wb") as f:
+            f.write(program)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}", origin="--export-bpf") from exc
+    click.echo(f"wrote {len(program) // 8} BPF instructions to {path}", err=True)
 
 
 @profile_group.command("check")
@@ -147,7 +213,7 @@ def profile_show_cmd(name: str, origins: bool, debug: bool) -> None:
                 shell_complete=_complete_profile)
 def profile_check_cmd(files: tuple[str, ...]) -> None:
     """Validate profiles (and what they extend) as 'jailpy run' would; exit 0 or 125."""
-    from ..errors import EXIT_JAILPY_FAILURE, JailpyError
+    from ..errors import EXIT_JAILPY_FAILURE, JailpyError, render
     from ..plan import Caller
     from ..profile.commands import check
 
@@ -158,8 +224,7 @@ def profile_check_cmd(files: tuple[str, ...]) -> None:
             check(ref, caller)
         except JailpyError as err:
             failed = True
-            click.echo(f"jailpy: {err}" + (f"\n  hint: {err.hint}" if err.hint else ""),
-                       err=True)
+            click.echo(render(err), err=True, nl=False)
             continue
         click.echo(f"{ref}: ok")
     sys.exit(EXIT_JAILPY_FAILURE if failed else 0)
@@ -211,16 +276,6 @@ def unwrap_cmd(app: str, bin_dir: str | None) -> None:
     except JailpyError as err:
         fail(err)
     click.echo(f"unwrapped {record.app}")
-
-
-def _add_security_commands() -> None:
-    """`jailpy profile show --seccomp/--landlock/--export-bpf` (cli_security.py)."""
-    from .security import attach_profile_commands
-
-    attach_profile_commands(main)
-
-
-_add_security_commands()  # keep this after every other command definition
 
 
 if __name__ == "__main__":  # pragma: no cover

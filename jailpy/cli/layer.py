@@ -1,60 +1,99 @@
-"""`jailpy run` options of the privilege layers -> one profile layer.
+"""Parsed `jailpy run` options -> one profile layer, generically over the option table.
 
-The option rows live in runopts.py with the others; this module checks their
-values (so an error names the option, not a key of the synthetic command-line
-layer) and turns them into profile sections. No click here: it runs on the
-fast path of `jailpy run`.
+Each row of options.RUN_OPTIONS names the profile key it sets and how; this
+module applies the rows in command-line order (mount ops keep their order,
+as in bubblewrap; `--size`/`--perms` modify the next op). The result is one
+more layer over the chosen profile, merged by the same rules as a profile
+that `extends` it, and every value keeps its option as its origin so any
+later error names the option to fix.
 """
 
 from __future__ import annotations
+
+from ..errors import ConfigError
+from .options import RUN_OPTIONS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-_LIST_OPTIONS = {
-    # option dest: (section, key, flag)
-    "cap_keep": ("capabilities", "keep", "--cap-keep"),
-    "seccomp_deny": ("seccomp", "deny", "--seccomp-deny"),
-    "seccomp_allow": ("seccomp", "allow", "--seccomp-allow"),
-    "landlock_read": ("landlock", "read", "--landlock-read"),
-    "landlock_write": ("landlock", "write", "--landlock-write"),
-    "landlock_exec": ("landlock", "execute", "--landlock-exec"),
-}
-_SCALAR_OPTIONS = {
-    "seccomp_enabled": ("seccomp", "enabled", "--seccomp/--no-seccomp"),
-    "seccomp_action": ("seccomp", "action", "--seccomp-action"),
-    "allow_userns": ("seccomp", "allow_userns", "--allow-userns"),
-    "landlock_enabled": ("landlock", "enabled", "--landlock/--no-landlock"),
-}
+    from ..profile.merge import Layer
+
+SOURCE = "command line"
+_BY_DEST = {opt.dest: opt for opt in RUN_OPTIONS}
 
 
-def security_layer(opts: dict[str, Any]) -> tuple[dict[str, dict], dict[str, list[str]]]:
-    """The options' profile sections and the origin of each value."""
-    if not any(opts.get(dest) not in (None, (), []) for dest in (*_LIST_OPTIONS,
-                                                                  *_SCALAR_OPTIONS)):
-        return {}, {}
-    from ..linux.capabilities import capability_numbers
-    from ..profile.security import check_entry
-    from ..plan.seccomp import parse_action
+def command_line_layer(order: list[str], values: "dict[str, Any]") -> "Layer":
+    """The profile layer the options ask for; `order` lists their dests as given."""
+    from ..profile.merge import Layer
+    from ..profile.schema import validate_document
 
-    doc: dict[str, dict] = {}
+    doc: dict[str, dict[str, Any]] = {}
     origins: dict[str, list[str]] = {}
-    for dest, (section, key, flag) in _LIST_OPTIONS.items():
-        values = list(opts.get(dest) or ())
-        for value in values:  # checked here so errors name the option, not a key
-            if section == "seccomp":
-                check_entry(value, f"{flag} {value}")
-            elif section == "capabilities":
-                capability_numbers((value,), f"{flag} {value}")
-        if values:
-            doc.setdefault(section, {})[key] = values
-            origins[f"{section}.{key}"] = [f"{flag} {v}" for v in values]
-    for dest, (section, key, flag) in _SCALAR_OPTIONS.items():
-        value = opts.get(dest)
-        if dest == "seccomp_action" and value is not None:
-            parse_action(value, flag)
-        if value is not None:
-            doc.setdefault(section, {})[key] = value
-            origins[f"{section}.{key}"] = [flag]
-    return doc, origins
+    consumed: dict[str, int] = {}  # occurrences of each repeatable option applied so far
+    modifiers: dict[str, Any] = {}  # fields waiting for the next mount op
+    modifier_flag = ""
+    for dest in order:
+        opt = _BY_DEST.get(dest)
+        if opt is None or opt.key is None:
+            continue
+        if opt.kind == "multi":
+            raw = values[dest][consumed.get(dest, 0)]
+            consumed[dest] = consumed.get(dest, 0) + 1
+            origin = opt.item_origin(raw)
+        else:
+            raw = values[dest]
+            origin = opt.spelling(raw)
+        value = opt.convert(raw, origin) if opt.convert else raw
+        section, _, key = opt.key.partition(".")
+        if opt.into == "modifier":  # key "mounts[].size": the field is the last part
+            modifiers[key.rpartition(".")[2]] = value
+            modifier_flag = modifier_flag or opt.name
+            continue
+        table = doc.setdefault(section, {})
+        if opt.into == "set":
+            table[key] = value
+            origins[opt.key] = [origin]
+        elif opt.into == "table":
+            name, entry = value
+            table.setdefault(key, {})[name] = entry
+            origins[opt.key] = [opt.name]
+        else:  # append, mount
+            if opt.into == "mount":
+                value, modifiers, modifier_flag = {**value, **modifiers}, {}, ""
+            table.setdefault(key, []).append(value)
+            origins.setdefault(opt.key, []).append(origin)
+    if modifiers:
+        raise ConfigError("must be followed by the op it modifies", origin=modifier_flag)
+    _apply_implied(order, doc, origins)
+    try:
+        validate_document(doc, SOURCE)
+    except ConfigError as err:
+        err.origin = _option_of(err.origin or "", origins)
+        raise
+    return Layer(doc, SOURCE, origins)
+
+
+def _apply_implied(order: list[str], doc: "dict[str, dict[str, Any]]",
+                   origins: dict[str, list[str]]) -> None:
+    """Keys an option implies (`--dbus-talk` -> desktop.dbus = true), unless an option
+    set them; the origin is the first option, in command-line order, that implied it."""
+    for dest in order:
+        opt = _BY_DEST.get(dest)
+        for path, value in (opt.implies.items() if opt else ()):
+            if path not in origins:
+                section, _, key = path.partition(".")
+                doc.setdefault(section, {})[key] = value
+                origins[path] = [origins[opt.key][0]]
+
+
+def _option_of(origin: str, origins: dict[str, list[str]]) -> str:
+    """'command line: filesystem.mounts[2].bind' -> '--bind SRC DEST', the option to fix."""
+    path = origin.removeprefix(f"{SOURCE}: ")
+    key, _, rest = path.partition("[")
+    for name in (key, key.rsplit(".", 1)[0]):
+        found = origins.get(name)
+        if found:
+            index = int(rest.split("]")[0]) if rest[:1].isdigit() else 0
+            return found[index] if index < len(found) else found[0]
+    return origin

@@ -1,28 +1,51 @@
-"""The `jailpy run` options, declared once as data.
+"""THE `jailpy run` option table: one row per option, naming the profile key it sets.
 
-Two parsers read this table: the click command in cli.py (help text, shell
-completion, every other command, error messages) and the import-free fast
-path in fastrun.py, which handles a well-formed `jailpy run` without
-importing click at all (click's import alone costs more than building a
-sandbox). To add a run option, add a row here; both parsers pick it up, and
-cli.py's `overrides_layer` turns the parsed values into a profile layer.
+Two parsers read the table: the click command in commands.py (help text,
+completion, every other command, error messages) and `parse_run` below, which
+handles a well-formed `jailpy run` without importing click (click's import
+alone costs more than building a sandbox). layer.py turns what either parsed
+into one profile layer, generically over the rows. To add a run option, add a
+row: both parsers and the layer pick it up, and the parity test covers it.
 
-Kinds:
+Parse kinds (`kind`):
   value   one value; the last occurrence wins
   multi   repeatable, each occurrence takes `nargs` values, order kept
   flag    present -> True, absent -> default
   switch  --NAME / --no-NAME (or the `off` spelling) -> True / False / None
+
+How a row sets its profile key (`into`; rows without a key set none):
+  set       key = value (the default for value, flag and switch rows)
+  append    key = [value, ...] (the default for multi rows)
+  table     key = {name: value, ...} from (name, value) pairs
+  mount     one filesystem.mounts op per occurrence, in command-line order
+  modifier  one field (size, mode) of the next mount op
+
+`convert(value, origin)` checks one value and returns what the profile gets,
+so a bad value is reported against the option ("--memory-max: ..."), not a
+key of the command-line layer. `implies` sets more keys, unless an option set
+them itself. Converters import what they need when called: this module is on
+the start-up path of every `jailpy run`.
 """
 
 from __future__ import annotations
 
+from ..errors import ConfigError
+from ..policy import MOUNT_TABLE, NAMESPACES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
 
 class Opt:
-    __slots__ = ("dest", "flags", "kind", "nargs", "type", "help", "metavar", "off", "default")
+    __slots__ = ("dest", "flags", "kind", "nargs", "type", "help", "metavar", "off", "default",
+                 "key", "into", "convert", "implies")
 
     def __init__(self, dest: str, flags: tuple[str, ...], kind: str, help: str, *,
                  nargs: int = 1, type: type = str, metavar: str | None = None,
-                 off: str | None = None, default: object = None) -> None:
+                 off: str | None = None, default: object = None, key: str | None = None,
+                 into: str | None = None, convert: "Callable[[Any, str], Any] | None" = None,
+                 implies: "dict[str, Any] | None" = None) -> None:
         self.dest = dest
         self.flags = flags
         self.kind = kind
@@ -32,55 +55,131 @@ class Opt:
         self.metavar = metavar
         self.off = off
         self.default = default
+        self.key = key
+        self.into = into or ("append" if kind == "multi" else "set")
+        self.convert = convert
+        self.implies = implies or {}
+
+    @property
+    def name(self) -> str:
+        """The long spelling, as errors and origins name the option."""
+        return self.flags[-1]
+
+    def spelling(self, value: object) -> str:
+        """How a scalar value was asked for: `--x11`, or `--no-x11` for a switch's False."""
+        return self.off if value is False and self.off else self.name
+
+    def item_origin(self, value: object) -> str:
+        """One occurrence of a repeatable option: `--bind /a /b`, `--keep-env LANG`."""
+        args = value if isinstance(value, tuple) else (value,)
+        return " ".join((self.name, *map(str, args)))
 
 
-#: Filesystem options: dest -> (op kind, number of arguments, -try form, help).
-FS_OPTIONS: dict[str, tuple[str, int, bool, str]] = {
-    "bind": ("bind", 2, False, "Bind SRC to DEST read-write."),
-    "bind_try": ("bind", 2, True, "Like --bind; skipped if SRC is missing."),
-    "ro_bind": ("ro-bind", 2, False, "Bind SRC to DEST read-only (submounts too)."),
-    "ro_bind_try": ("ro-bind", 2, True, "Like --ro-bind; skipped if SRC is missing."),
-    "dev_bind": ("dev-bind", 2, False, "Bind SRC to DEST allowing device access."),
-    "dev_bind_try": ("dev-bind", 2, True, "Like --dev-bind; skipped if SRC is missing."),
-    "tmpfs": ("tmpfs", 1, False, "Mount a tmpfs on DEST (see --size, --perms)."),
-    "proc": ("proc", 1, False, "Mount a fresh procfs on DEST."),
-    "dev": ("dev", 1, False, "Mount a minimal /dev on DEST."),
-    "mqueue": ("mqueue", 1, False, "Mount a POSIX message queue fs on DEST."),
-    "symlink": ("symlink", 2, False, "Create a symlink DEST pointing to SRC (the link target)."),
-    "dir": ("dir", 1, False, "Create directory DEST (see --perms)."),
-    "file": ("file", 2, False, "Create file DEST with the text SRC (see --perms)."),
-    "remount_ro": ("remount-ro", 1, False, "Make the mount tree at DEST read-only."),
-    "chmod": ("chmod", 2, False, "Set the mode of DEST: --chmod OCTAL DEST."),
-}
-#: Options that modify the next filesystem op.
-MODIFIERS = ("size", "perms")
-NAMESPACES = ("user", "mount", "pid", "ipc", "uts", "net", "cgroup")
-#: Options that become [limits] and [workspace] keys (profile/limits.py cli_sections).
-LIMIT_OPTIONS = ("rlimits", "timeout", "kill_grace", "memory_max", "memory_swap_max",
-                 "pids_max", "cpus", "limits_best_effort", "workspace")
+# -- converters: check one value, naming the option; return the profile's value -----
 
 
-def _fs_rows() -> list[Opt]:
+def _shared_with_host(value: bool, origin: str) -> bool:
+    """`--share-NS`: the namespace is not new."""
+    return False
+
+
+def split_rlimit_option(text: str, origin: str | None = None) -> tuple[str, str]:
+    """`--rlimit NAME=SOFT[:HARD]` -> (name, value text); the value is parsed with the
+    profile's [limits.rlimits] (profile/limits.py)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise ConfigError(f"expected NAME=SOFT[:HARD], got {text!r}",
+                          origin=origin or f"--rlimit {text}",
+                          hint="e.g. --rlimit nofile=1024 or --rlimit fsize=1G:2G")
+    return name.strip().lower(), value.strip()
+
+
+def _seccomp_entry(value: str, origin: str) -> str:
+    from ..profile.security import check_entry
+
+    check_entry(value, origin)
+    return value
+
+
+def _seccomp_action(value: str, origin: str) -> str:
+    from ..plan.seccomp import parse_action
+
+    parse_action(value, origin)
+    return value
+
+
+def _capability(value: str, origin: str) -> str:
+    from ..linux.capabilities import capability_numbers
+
+    capability_numbers((value,), origin)
+    return value
+
+
+def _desktop_value(key: str) -> "Callable[[Any, str], Any]":
+    """A checker for one [desktop] key, as profile/desktop.py checks a profile's."""
+    def convert(value: object, origin: str) -> object:
+        from ..profile.desktop import check_value
+
+        check_value(key, value, origin)
+        return value
+    return convert
+
+
+def _user_dir(entry: str, origin: str) -> tuple[str, str]:
+    """`--user-dir NAME=MODE` -> (name, mode)."""
+    name, sep, mode = entry.partition("=")
+    if not sep:
+        raise ConfigError(f"expected NAME=MODE, got {entry!r}", origin="--user-dir",
+                          hint="e.g. --user-dir downloads=rw")
+    return _desktop_value("user_dirs")((name, mode), origin)  # type: ignore[return-value]
+
+
+# -- filesystem rows: one per kind of policy.MOUNT_TABLE, in its order ------------------
+
+
+def _mount_op(kind: "MountKind", is_try: bool) -> "Callable[[Any, str], dict[str, str]]":
+    """A converter from an option's arguments to one filesystem.mounts table."""
+    def convert(value: "str | tuple[str, ...]", origin: str) -> dict[str, str]:
+        return kind.table(value if isinstance(value, tuple) else (value,), is_try)
+    return convert
+
+
+def _mount_rows() -> list[Opt]:
     rows = []
-    special = {"symlink": "TARGET DEST", "file": "TEXT DEST", "chmod": "OCTAL DEST"}
-    for dest, (_, nargs, _, help_text) in FS_OPTIONS.items():
-        metavar = special.get(dest, "SRC DEST" if nargs == 2 else "DEST")
-        rows.append(Opt(dest, ("--" + dest.replace("_", "-"),), "multi", help_text,
-                        nargs=nargs, metavar=metavar))
+    for kind in MOUNT_TABLE.values():
+        if not kind.in_profiles:
+            continue
+        spellings = [(kind.name, kind.help, False)]
+        if kind.try_form:
+            spellings.append((f"{kind.name}-try", kind.try_help, True))
+        for name, text, is_try in spellings:
+            rows.append(Opt(name.replace("-", "_"), (f"--{name}",), "multi", text,
+                            nargs=len(kind.arguments), metavar=kind.metavar,
+                            key="filesystem.mounts", into="mount",
+                            convert=_mount_op(kind, is_try)))
     return rows
+
+
+# -- desktop rows ------------------------------------------------------------------------
 
 
 def _desktop_switch(name: str, help_text: str) -> Opt:
     flag = "--" + name.replace("_", "-")
-    return Opt(f"desktop_{name}", (flag,), "switch", help_text, off=f"--no-{flag[2:]}")
+    return Opt(f"desktop_{name}", (flag,), "switch", help_text, off=f"--no-{flag[2:]}",
+               key=f"desktop.{name}", convert=_desktop_value(name))
 
 
-def _desktop_multi(name: str, metavar: str, help_text: str) -> Opt:
+def _desktop_multi(name: str, metavar: str, help_text: str, key: str | None = None) -> Opt:
+    """A repeatable [desktop] option; a bus rule implies that bus is wanted."""
+    key = key or name
+    implies = ({"desktop.dbus_system": "filtered"} if name.startswith("dbus_system_")
+               else {"desktop.dbus": True} if name.startswith("dbus_") else None)
     return Opt(f"desktop_{name}", ("--" + name.replace("_", "-"),), "multi", help_text,
-               metavar=metavar)
+               metavar=metavar, key=f"desktop.{key}", convert=_desktop_value(key),
+               implies=implies)
 
 
-#: [desktop] switches (jailpy/desktop/options.py turns them into a profile layer).
+#: [desktop] switches and rules.
 DESKTOP_OPTIONS: list[Opt] = [
     _desktop_switch("x11", "Pass the X11 display ($DISPLAY): its socket and its cookie only."),
     _desktop_switch("x11_untrusted", "Pass X11 with an untrusted cookie (X SECURITY extension)."),
@@ -98,7 +197,7 @@ DESKTOP_OPTIONS: list[Opt] = [
     _desktop_multi("dbus_call", "NAME=RULE", "Session bus call rule (implies --dbus)."),
     _desktop_multi("dbus_broadcast", "NAME=RULE", "Session bus broadcast rule (implies --dbus)."),
     Opt("desktop_dbus_system", ("--dbus-system",), "value", "System bus: none or filtered.",
-        metavar="MODE"),
+        metavar="MODE", key="desktop.dbus_system", convert=_desktop_value("dbus_system")),
     _desktop_multi("dbus_system_see", "NAME",
                    "System bus name to see (implies --dbus-system filtered)."),
     _desktop_multi("dbus_system_talk", "NAME",
@@ -107,102 +206,136 @@ DESKTOP_OPTIONS: list[Opt] = [
                    "System bus call rule (implies --dbus-system filtered)."),
     _desktop_multi("dbus_system_broadcast", "NAME=RULE",
                    "System bus broadcast rule (implies --dbus-system filtered)."),
-    _desktop_multi("user_dir", "NAME=MODE",
-                   "XDG user dir (downloads, documents, ...) as rw, ro or none."),
-    _desktop_multi("app_dir", "DIR", "App state directory: read-write, created when missing."),
+    Opt("desktop_user_dir", ("--user-dir",), "multi",
+        "XDG user dir (downloads, documents, ...) as rw, ro or none.", metavar="NAME=MODE",
+        key="desktop.user_dirs", into="table", convert=_user_dir),
+    _desktop_multi("app_dir", "DIR", "App state directory: read-write, created when missing.",
+                   key="app_dirs"),
     _desktop_multi("desktop_optional", "PIECE",
-                   "Skip PIECE (x11, wayland, ...) when it is missing instead of failing."),
+                   "Skip PIECE (x11, wayland, ...) when it is missing instead of failing.",
+                   key="optional"),
 ]
 
 RUN_OPTIONS: list[Opt] = [
     Opt("profile", ("-p", "--profile"), "value",
         "Profile name or path to a .toml file (default: default).", metavar="NAME|FILE"),
-    *_fs_rows(),
-    Opt("size", ("--size",), "multi", "Size of the next --tmpfs (e.g. 64M).", metavar="SIZE"),
+    *_mount_rows(),
+    Opt("size", ("--size",), "multi", "Size of the next --tmpfs (e.g. 64M).", metavar="SIZE",
+        key="filesystem.mounts[].size", into="modifier"),
     Opt("perms", ("--perms",), "multi", "Mode of the next --tmpfs/--dir/--file.",
-        metavar="OCTAL"),
+        metavar="OCTAL", key="filesystem.mounts[].mode", into="modifier"),
+    # --share-net asks for the host's network: it means --net host unless --net
+    # says otherwise (a contradiction the constraints then report).
     *[Opt(f"share_{ns}", (f"--share-{ns}",), "flag", f"Share the host's {ns} namespace.",
-          default=False) for ns in NAMESPACES],
-    Opt("uid", ("--uid",), "value", "User id inside the sandbox.", type=int, metavar="N"),
-    Opt("gid", ("--gid",), "value", "Group id inside the sandbox.", type=int, metavar="N"),
+          default=False, key=f"namespaces.{ns}", convert=_shared_with_host,
+          implies={"network.mode": "host"} if ns == "net" else None)
+      for ns in NAMESPACES],
+    Opt("uid", ("--uid",), "value", "User id inside the sandbox.", type=int, metavar="N",
+        key="identity.uid"),
+    Opt("gid", ("--gid",), "value", "Group id inside the sandbox.", type=int, metavar="N",
+        key="identity.gid"),
     Opt("map_all", ("--map-all",), "flag",
-        "Map the whole subordinate id range (needs newuidmap and /etc/subuid)."),
-    Opt("hostname", ("--hostname",), "value", "Hostname inside the sandbox.", metavar="NAME"),
-    Opt("cwd", ("--chdir",), "value", "Working directory inside.", metavar="DIR"),
-    Opt("argv0", ("--argv0",), "value", "argv[0] for the command.", metavar="NAME"),
+        "Map the whole subordinate id range (needs newuidmap and /etc/subuid).",
+        key="identity.map_all"),
+    Opt("hostname", ("--hostname",), "value", "Hostname inside the sandbox.", metavar="NAME",
+        key="process.hostname"),
+    Opt("cwd", ("--chdir",), "value", "Working directory inside.", metavar="DIR",
+        key="process.cwd"),
+    Opt("argv0", ("--argv0",), "value", "argv[0] for the command.", metavar="NAME",
+        key="process.argv0"),
     Opt("setenv", ("--setenv",), "multi", "Set an environment variable.", nargs=2,
-        metavar="NAME VALUE"),
-    Opt("unsetenv", ("--unsetenv",), "multi", "Unset an environment variable.", metavar="NAME"),
+        metavar="NAME VALUE", key="environment.set", into="table"),
+    Opt("unsetenv", ("--unsetenv",), "multi", "Unset an environment variable.", metavar="NAME",
+        key="environment.unset"),
     Opt("keep_env", ("--keep-env",), "multi",
-        "Keep a variable (or glob) from the caller's environment.", metavar="NAME|GLOB"),
+        "Keep a variable (or glob) from the caller's environment.", metavar="NAME|GLOB",
+        key="environment.keep"),
     Opt("clear_env", ("--clearenv",), "switch",
-        "Start from an empty environment, or from the caller's.", off="--inherit-env"),
+        "Start from an empty environment, or from the caller's.", off="--inherit-env",
+        key="environment.clear"),
     Opt("new_session", ("--new-session",), "switch",
-        "Run in a new session (default); opt out for job control.", off="--no-new-session"),
+        "Run in a new session (default); opt out for job control.", off="--no-new-session",
+        key="process.new_session"),
     Opt("die_with_parent", ("--die-with-parent",), "switch",
-        "Kill the sandbox when jailpy dies (default on).", off="--no-die-with-parent"),
+        "Kill the sandbox when jailpy dies (default on).", off="--no-die-with-parent",
+        key="process.die_with_parent"),
     Opt("pass_fds", ("--pass-fd",), "multi", "Keep file descriptor N open in the sandbox.",
         type=int, metavar="N"),
     Opt("net_mode", ("--net",), "value",
-        "Network: none (default, loopback only), host, slirp4netns or pasta.", metavar="MODE"),
+        "Network: none (default, loopback only), host, slirp4netns or pasta.", metavar="MODE",
+        key="network.mode"),
     Opt("publish", ("--publish",), "multi",
         "Publish a sandbox port on the host: [HOST_ADDR:]HOST_PORT:SANDBOX_PORT[/tcp|/udp] "
-        "(host address default 127.0.0.1; slirp4netns or pasta).", metavar="SPEC"),
+        "(host address default 127.0.0.1; slirp4netns or pasta).", metavar="SPEC",
+        key="network.publish"),
     Opt("host_loopback", ("--host-loopback",), "switch",
         "Let the sandbox reach the host's 127.0.0.1 at 10.0.2.2 (default off).",
-        off="--no-host-loopback"),
+        off="--no-host-loopback", key="network.host_loopback"),
     Opt("allow_connect_tcp", ("--allow-connect-tcp",), "multi",
         "Allow outgoing TCP connections only to this port (repeatable; Landlock).",
-        type=int, metavar="PORT"),
+        type=int, metavar="PORT", key="network.allow_connect_tcp"),
     Opt("allow_bind_tcp", ("--allow-bind-tcp",), "multi",
-        "Allow binding only this TCP port (repeatable; Landlock).", type=int, metavar="PORT"),
+        "Allow binding only this TCP port (repeatable; Landlock).", type=int, metavar="PORT",
+        key="network.allow_bind_tcp"),
     # Limits, workspace and the JSON result (docs/limits.md).
     Opt("rlimits", ("--rlimit",), "multi",
         "Set an rlimit: as, data, nofile, nproc, cpu, fsize, core, stack, memlock "
-        "(e.g. nofile=1024, fsize=1G:2G, cpu=10m).", metavar="NAME=SOFT[:HARD]"),
+        "(e.g. nofile=1024, fsize=1G:2G, cpu=10m).", metavar="NAME=SOFT[:HARD]",
+        key="limits.rlimits", into="table", convert=split_rlimit_option),
     Opt("timeout", ("--timeout",), "value",
         "Wall-clock limit (e.g. 10m): SIGTERM, then SIGKILL; exit status 124.",
-        metavar="DURATION"),
+        metavar="DURATION", key="limits.timeout"),
     Opt("kill_grace", ("--kill-grace",), "value",
-        "Time between the timeout's SIGTERM and SIGKILL (default 5s).", metavar="DURATION"),
+        "Time between the timeout's SIGTERM and SIGKILL (default 5s).", metavar="DURATION",
+        key="limits.kill_grace"),
     Opt("memory_max", ("--memory-max",), "value", "cgroup memory limit (e.g. 2G).",
-        metavar="SIZE"),
+        metavar="SIZE", key="limits.memory_max"),
     Opt("memory_swap_max", ("--memory-swap-max",), "value",
-        "cgroup swap limit on top of --memory-max (default 0).", metavar="SIZE"),
+        "cgroup swap limit on top of --memory-max (default 0).", metavar="SIZE",
+        key="limits.memory_swap_max"),
     Opt("pids_max", ("--pids-max",), "value", "cgroup limit on processes and threads.",
-        type=int, metavar="N"),
+        type=int, metavar="N", key="limits.pids_max"),
     Opt("cpus", ("--cpus",), "value", "cgroup CPU bandwidth in CPUs.", type=float,
-        metavar="N"),
+        metavar="N", key="limits.cpus"),
     Opt("limits_best_effort", ("--limits-best-effort",), "flag",
-        "Run even when a cgroup limit cannot be applied (warns)."),
+        "Run even when a cgroup limit cannot be applied (warns).", key="limits.best_effort"),
     Opt("workspace", ("--workspace",), "value",
-        "Bind DIR read-write and run there (the ci-build profile uses $PWD).", metavar="DIR"),
+        "Bind DIR read-write and run there (the ci-build profile uses $PWD).", metavar="DIR",
+        key="workspace.path"),
     Opt("json_status", ("--json-status",), "value",
         "Write the result as one JSON object to FILE (- for stdout).", metavar="FILE|-"),
     Opt("json_status_fd", ("--json-status-fd",), "value",
         "Write the JSON result to file descriptor N.", type=int, metavar="N"),
-    # Privilege layers (turned into a profile layer by security_opts.py).
+    # Privilege layers: [capabilities], [seccomp], [landlock].
     Opt("cap_keep", ("--cap-keep",), "multi",
-        "Keep capability CAP (e.g. CAP_NET_BIND_SERVICE) inside.", metavar="CAP"),
+        "Keep capability CAP (e.g. CAP_NET_BIND_SERVICE) inside.", metavar="CAP",
+        key="capabilities.keep", convert=_capability),
     Opt("seccomp_enabled", ("--seccomp",), "switch",
-        "Install the profile's seccomp filter (default), or none.", off="--no-seccomp"),
+        "Install the profile's seccomp filter (default), or none.", off="--no-seccomp",
+        key="seccomp.enabled"),
     Opt("seccomp_deny", ("--seccomp-deny",), "multi", "Also refuse this syscall or @group.",
-        metavar="SYSCALL|@GROUP"),
+        metavar="SYSCALL|@GROUP", key="seccomp.deny", convert=_seccomp_entry),
     Opt("seccomp_allow", ("--seccomp-allow",), "multi",
         "Allow this syscall or @group (an exception in deny-list mode).",
-        metavar="SYSCALL|@GROUP"),
+        metavar="SYSCALL|@GROUP", key="seccomp.allow", convert=_seccomp_entry),
     Opt("seccomp_action", ("--seccomp-action",), "value",
-        "Action for refused calls: errno[:NAME], kill-process, trap, log.", metavar="ACTION"),
+        "Action for refused calls: errno[:NAME], kill-process, trap, log.", metavar="ACTION",
+        key="seccomp.action", convert=_seccomp_action),
     Opt("allow_userns", ("--allow-userns",), "flag",
-        "Allow creating user namespaces (and the others) inside the sandbox."),
+        "Allow creating user namespaces (and the others) inside the sandbox.",
+        key="seccomp.allow_userns"),
     Opt("landlock_enabled", ("--landlock",), "switch",
-        "Enforce Landlock rules (default), or not.", off="--no-landlock"),
+        "Enforce Landlock rules (default), or not.", off="--no-landlock",
+        key="landlock.enabled"),
     Opt("landlock_read", ("--landlock-read",), "multi",
-        "Landlock: allow reading beneath PATH (a path inside the sandbox).", metavar="PATH"),
+        "Landlock: allow reading beneath PATH (a path inside the sandbox).", metavar="PATH",
+        key="landlock.read"),
     Opt("landlock_write", ("--landlock-write",), "multi",
-        "Landlock: allow reading and writing beneath PATH.", metavar="PATH"),
+        "Landlock: allow reading and writing beneath PATH.", metavar="PATH",
+        key="landlock.write"),
     Opt("landlock_exec", ("--landlock-exec",), "multi",
-        "Landlock: allow reading and executing beneath PATH.", metavar="PATH"),
+        "Landlock: allow reading and executing beneath PATH.", metavar="PATH",
+        key="landlock.execute"),
     *DESKTOP_OPTIONS,
     Opt("explain", ("--explain",), "flag", "Print the resolved plan and run nothing.",
         default=False),
@@ -214,3 +347,68 @@ RUN_OPTIONS: list[Opt] = [
 def defaults() -> dict[str, object]:
     """Parsed values before any option is seen (click's defaults, as the fast path has them)."""
     return {opt.dest: () if opt.kind == "multi" else opt.default for opt in RUN_OPTIONS}
+
+
+# -- the fast parser ---------------------------------------------------------------------
+
+_BY_FLAG = {flag: opt for opt in RUN_OPTIONS for flag in opt.flags}
+_BY_OFF_FLAG = {opt.off: opt for opt in RUN_OPTIONS if opt.off}
+
+
+def parse_run(args: list[str]) -> tuple[dict, list[str], list[str]] | None:
+    """(values by dest, dests in command-line order, command), or None to defer to click.
+
+    Anything this parser is not sure about (--help, an unknown option, a
+    missing or malformed value) makes it step aside: the click command then
+    parses the same argv and produces its usual help or error message. The
+    parity test (tests/unit/test_cli_parity.py) holds the two to the same result.
+    """
+    values = defaults()
+    order: list[str] = []
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            break
+        if not arg.startswith("-") or arg == "-":
+            rest.insert(0, arg)
+            break
+        if arg in _BY_OFF_FLAG:
+            opt = _BY_OFF_FLAG[arg]
+            values[opt.dest] = False
+            order.append(opt.dest)
+            continue
+        flag, attached = _split_attached(arg)
+        opt = _BY_FLAG.get(flag)
+        if opt is None:
+            return None
+        order.append(opt.dest)
+        if opt.kind in ("flag", "switch"):
+            if attached is not None:
+                return None  # --flag=value: click says a flag takes no value
+            values[opt.dest] = True
+            continue
+        if attached is not None:
+            rest.insert(0, attached)
+        raw, rest = rest[:opt.nargs], rest[opt.nargs:]
+        if len(raw) != opt.nargs:
+            return None
+        try:
+            converted = tuple(opt.type(v) for v in raw)
+        except ValueError:
+            return None
+        value = converted[0] if opt.nargs == 1 else converted
+        values[opt.dest] = (*values[opt.dest], value) if opt.kind == "multi" else value
+    if not rest:
+        return None
+    return values, order, rest
+
+
+def _split_attached(arg: str) -> tuple[str, str | None]:
+    """`--opt=value` and `-pvalue` -> (the option, the value); else (arg, None)."""
+    if arg.startswith("--"):
+        flag, sep, value = arg.partition("=")
+        return (flag, value) if sep else (arg, None)
+    if len(arg) > 2 and arg[:2] in _BY_FLAG:
+        return arg[:2], arg[2:]
+    return arg, None

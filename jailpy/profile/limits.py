@@ -84,38 +84,6 @@ def parse_rlimit(name: str, value: Any, origin: str) -> tuple[int, int]:
     return soft, hard
 
 
-def split_rlimit_option(text: str) -> tuple[str, str]:
-    """`--rlimit NAME=SOFT[:HARD]` -> (name, value text)."""
-    name, sep, value = text.partition("=")
-    if not sep or not name or not value:
-        raise ConfigError(f"expected NAME=SOFT[:HARD], got {text!r}", origin=f"--rlimit {text}",
-                          hint="e.g. --rlimit nofile=1024 or --rlimit fsize=1G:2G")
-    return name.strip().lower(), value.strip()
-
-
-#: CLI option dest -> [limits] key.
-_CLI_KEYS = {"timeout": "timeout", "kill_grace": "kill_grace", "memory_max": "memory_max",
-             "memory_swap_max": "memory_swap_max", "pids_max": "pids_max", "cpus": "cpus",
-             "limits_best_effort": "best_effort"}
-
-
-def cli_sections(opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """The [limits] and [workspace] parts of the command-line layer, and the option
-    each key came from (for messages)."""
-    limits = {key: opts[dest] for dest, key in _CLI_KEYS.items() if opts.get(dest) is not None}
-    rlimits = dict(split_rlimit_option(text) for text in opts.get("rlimits") or ())
-    if rlimits:
-        limits["rlimits"] = rlimits
-    origins = {f"limits.{key}": ["--" + dest.replace("_", "-")]
-               for dest, key in _CLI_KEYS.items() if key in limits}
-    origins["limits.rlimits"] = ["--rlimit"]
-    sections: dict[str, Any] = {"limits": limits}
-    if opts.get("workspace") is not None:
-        sections["workspace"] = {"path": opts["workspace"]}
-        origins["workspace.path"] = ["--workspace"]
-    return sections, origins
-
-
 def limits_policy(merged: "Merged") -> Limits:
     """The [limits] section of a merged profile, parsed."""
     data = merged.data.get("limits", {})

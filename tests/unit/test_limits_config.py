@@ -16,7 +16,8 @@ from jailpy.errors import ConfigError
 from jailpy.plan import Caller, build_plan
 from jailpy.policy import Limits, Policy, Workspace
 from jailpy.profile import resolve_policy
-from jailpy.profile.limits import parse_rlimit, split_rlimit_option
+from jailpy.cli.options import split_rlimit_option
+from jailpy.profile.limits import parse_rlimit
 from jailpy.runtime import cgroups
 from jailpy.runtime.cgroups import CgroupStats, Hierarchy
 from jailpy.runtime.init import KILL_ALL
