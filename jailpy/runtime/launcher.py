@@ -30,7 +30,7 @@ from ..plan import Plan
 from ..record import Record
 # Everything the processes inside need is imported here, before any pivot_root:
 # after it, the interpreter's own files may not be visible any more.
-from . import caps, channel, init, mounts, netdev, security, target, userns
+from . import caps, channel, init, mounts, security, target, userns
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -283,7 +283,7 @@ def _enter_network_userns(plan: Plan) -> None:
     capabilities over its network namespace, whatever its uid."""
     _unshare(plan, sc.CLONE_NEWUSER | sc.CLONE_NEWNET)
     userns.write_own_maps(0, plan.uid_outside, 0, plan.gid_outside)
-    netdev.bring_up_loopback()
+    sc.bring_up_loopback()
 
 
 def _unshare(plan: Plan, flags: int = 0) -> None:
@@ -313,7 +313,7 @@ def _pid1_main(plan: Plan, report_w: int, lifeline: int) -> None:
         if plan.hostname is not None:
             sc.sethostname(plan.hostname)
         if plan.unshare_flags & sc.CLONE_NEWNET and not plan.outer_userns:
-            netdev.bring_up_loopback()
+            sc.bring_up_loopback()
         if not plan.new_pid_ns:
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         # Non-dumpable before the fork, so there is no moment in which the target

@@ -204,21 +204,12 @@ def compile_rules(rules: RuleSet) -> Compiled:
 
 def libseccomp_version() -> str:
     """The libseccomp version, read without importing pyseccomp (for `jailpy check`)."""
-    import ctypes
-
-    class _Version(ctypes.Structure):
-        _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint),
-                    ("micro", ctypes.c_uint)]
-
     try:
-        lib = ctypes.CDLL("libseccomp.so.2")
+        return "%d.%d.%d" % sc.libseccomp_version()
     except OSError as exc:
         raise SetupError("libseccomp is not installed", origin="seccomp",
                          hint="install libseccomp2 (Debian/Ubuntu) or libseccomp (Fedora/Arch)"
                          ) from exc
-    lib.seccomp_version.restype = ctypes.POINTER(_Version)
-    v = lib.seccomp_version().contents
-    return f"{v.major}.{v.minor}.{v.micro}"
 
 
 def _source_stamp() -> str:
