@@ -1,9 +1,16 @@
 """Policy -> Plan: everything decided before the first syscall.
 
 The Plan is ordered, pure data computed from a Policy, the command line and
-facts about the caller (ids, environment, cwd). Keeping the decisions here
-means tests can check what a sandbox *will* do without a kernel, and the
-runtime stays a straight-line executor.
+facts about the caller (ids, environment, cwd), and it is the runtime's whole
+input: the runtime never sees the Policy. Keeping the decisions here means
+tests can check what a sandbox *will* do without a kernel, and the runtime
+stays a straight-line executor.
+
+    __init__.py   Plan, Caller, build_plan: namespaces, ids, env, cwd, process
+    workspace.py  the writable workspace's mount ops and cwd
+    desktop.py    display, audio, D-Bus, GPU pieces: mount ops, env, host-side specs
+    network.py    the helpers' address plan and the generated /etc files
+    landlock.py   Landlock rules derived from the mount ops; seccomp.py the filter's rules
 """
 
 from __future__ import annotations
@@ -11,8 +18,10 @@ from __future__ import annotations
 import os
 
 from ..linux import syscalls as sc
-from ..policy import MountOp, Network, Policy
+from ..policy import Limits, MountOp, Network, Policy, SeccompPolicy
 from ..record import Record
+from .landlock import LandlockRules, derive as derive_landlock
+from .network import HELPER_MODES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,6 +57,8 @@ class Caller(Record):
 class Plan(Record):
     """The ordered set-up a sandbox goes through, as data."""
 
+    #: The profile's name, for what is printed about the plan.
+    profile: str
     argv: tuple[str, ...]
     unshare_flags: int
     uid_inside: int
@@ -66,16 +77,26 @@ class Plan(Record):
     pass_fds: tuple[int, ...]
     argv0: str | None
     keep_caps: tuple[str, ...] = ()
+    #: The seccomp section as written: the runtime compiles it (or finds it in
+    #: the cache) on the host, keyed by this record.
+    seccomp: SeccompPolicy = SeccompPolicy()
+    #: Landlock rules derived from mount_ops and the profile (None: Landlock off).
+    landlock: LandlockRules | None = None
+    limits: Limits = Limits()
     network: Network = Network()
+    #: The helper that connects the sandbox's network namespace (a HELPER_MODES
+    #: entry: slirp4netns, pasta), None when nothing is started.
+    network_helper: str | None = None
     #: The network namespace belongs to a user namespace around the sandbox's own,
     #: with the caller as id 0 (slirp4netns, pasta; see runtime/launcher.py).
     outer_userns: bool = False
-    policy: Policy = Policy()
-    #: Desktop pieces (jailpy/desktop/planner.py); their ops and env are already
-    #: part of mount_ops and env, this keeps the host-side specs and notes.
+    #: Desktop pieces (plan/desktop.py); their ops and env are already part of
+    #: mount_ops and env, this keeps the host-side specs and notes.
     desktop: "DesktopPlan | None" = None
-    #: Privilege layers decided on the host right before fork (runtime/security.py).
-    security: object | None = None
+
+    def unshares(self, namespace: str) -> bool:
+        """Whether the sandbox gets its own `namespace` ("user", "mount", "net", ...)."""
+        return bool(self.unshare_flags & dict(_NS_FLAGS)[namespace])
 
     @property
     def new_pid_ns(self) -> bool:
@@ -147,7 +168,10 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         explicit = {name for name, _ in policy.environment.set}
         env.update((k, v) for k, v in desktop.env if k not in explicit)
     mount_ops += _network_files(policy, mount_ops)
+    helper = (policy.network.mode if policy.network.mode in HELPER_MODES and policy.namespaces.net
+              else None)
     return Plan(
+        profile=policy.name,
         argv=tuple(argv),
         unshare_flags=flags,
         uid_inside=uid_inside,
@@ -166,18 +190,19 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         pass_fds=policy.process.pass_fds,
         argv0=policy.process.argv0,
         keep_caps=policy.capabilities.keep,
+        seccomp=policy.seccomp,
+        landlock=derive_landlock(policy, mount_ops),
+        limits=policy.limits,
         network=policy.network,
-        outer_userns=(policy.network.mode in ("slirp4netns", "pasta")
-                      and policy.namespaces.user and policy.namespaces.net
-                      and not ident.map_all),
-        policy=policy,
+        network_helper=helper,
+        outer_userns=helper is not None and policy.namespaces.user and not ident.map_all,
         desktop=desktop,
     )
 
 
 def _network_files(policy: Policy, ops: tuple[MountOp, ...]) -> tuple[MountOp, ...]:
     """Generated /etc/resolv.conf and /etc/hosts when a network helper is used."""
-    if policy.network.mode not in ("slirp4netns", "pasta"):
+    if policy.network.mode not in HELPER_MODES:
         return ()
     from .network import generated_files
 

@@ -53,7 +53,7 @@ def checks() -> list[Check]:
     """`jailpy check` rows: each helper, the tun device, Landlock port rules, IPv6."""
 
     def mode_is(*modes: str):
-        return lambda policy: policy.network.mode in modes
+        return lambda plan: plan.network.mode in modes
 
     rows = []
     tun = check_tun()
@@ -77,7 +77,7 @@ def checks() -> list[Check]:
                       f"Landlock ABI {abi}" if abi else f"Landlock not available: {why}",
                       None if ok else "needs Linux 6.7+ with Landlock enabled, or "
                       "network.best_effort = true",
-                      lambda p: uses_port_rules(p.network) and not p.network.best_effort))
+                      lambda plan: uses_port_rules(plan.network) and not plan.network.best_effort))
     rows.append(Check("network", "IPv6 in slirp4netns", True,
                       "enabled" if ipv6_available() else "off (IPv6 disabled on this host)"))
     return rows

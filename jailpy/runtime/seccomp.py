@@ -337,10 +337,24 @@ def program_for(spec: SeccompPolicy, env: dict[str, str] | None = None) -> bytes
             os.close(dir_fd)
 
 
+#: Programs already found in this process, by policy section: a program that
+#: starts many sandboxes resolves and reads the cache once.
+_PROGRAMS: dict[SeccompPolicy, bytes | None] = {}
+
+
+def prepare(spec: SeccompPolicy) -> bytes | None:
+    """The supervisor's step before fork: the filter to load (None: seccomp off)."""
+    if spec not in _PROGRAMS:
+        if len(_PROGRAMS) > 32:
+            _PROGRAMS.clear()
+        _PROGRAMS[spec] = program_for(spec)
+    return _PROGRAMS[spec]
+
+
 # --- loading (in the target, after no_new_privs, right before execve) -----------------
 
 
-def load(program: bytes) -> None:
+def apply(program: bytes) -> None:
     try:
         sc.seccomp_set_filter(program)
     except OSError as exc:
