@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 
 class Result(Record):
-    """How the sandboxed command ended (rendered by jailpy.status as JSON).
+    """How the sandboxed command ended (rendered as JSON by report/status.py).
 
     exit_code is jailpy's own status (124 after a timeout, 128+N for signal N);
     command_exit_code is the command's own status when it exited normally.

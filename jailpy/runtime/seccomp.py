@@ -1,5 +1,9 @@
 """Seccomp: compile a RuleSet to classic BPF, cache it, load it.
 
+    prepare(spec)     supervisor, before fork: the program, from this process's
+                      memo, the cache, or resolved and compiled (a cache miss)
+    apply(program)    target, after no_new_privs, right before execve: load it
+
 Compiling needs libseccomp (through pyseccomp), whose import alone costs
 tens of milliseconds. The compiled program depends only on the seccomp
 policy section, the code that resolves and compiles it, the kernel
