@@ -81,7 +81,7 @@ HELPER_ALONE = textwrap.dedent("""
     from jailpy.policy import Network
     from jailpy.runtime import network
     helper, argv = sys.argv[1], sys.argv[2:]
-    kind = network._Slirp4netns if helper == "slirp4netns" else network._Pasta
+    kind = network.HELPERS[helper]
     target = subprocess.Popen(["unshare", "-Urn", "sh", "-c", "echo; exec sleep 600"],
                               stdout=subprocess.PIPE)
     target.stdout.readline()
@@ -123,7 +123,7 @@ HELPER_READY = textwrap.dedent("""
     from jailpy.runtime import network
     helper, runs = sys.argv[1], int(sys.argv[2])
     binary = network.require_helper(helper)
-    kind = network._Slirp4netns if helper == "slirp4netns" else network._Pasta
+    kind = network.HELPERS[helper]
     times = []
     for _ in range(runs):
         # A fresh user+network namespace (id 0 mapped, as jailpy's own has).

@@ -8,6 +8,11 @@
 A Sandbox holds a resolved Policy and can run any number of commands; each
 run() is one fresh sandbox. Programs that start many sandboxes resolve the
 profile once and pay only the per-run cost (fork, namespaces, mounts, exec).
+
+One run: plan (build_plan: the runtime's whole input) -> open the host
+sessions the plan needs (each concern's prepare(plan): userns for --map-all,
+network, desktop) -> launch (runtime/launcher.py runs their host steps) ->
+close the sessions, whatever happened.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from .runtime.launcher import Result, launch
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .profile.merge import Layer
-    from .runtime.launcher import HostStep
+    from .runtime.launcher import HostSession
 
 __all__ = ["Sandbox", "Result", "load_policy", "run"]
 
@@ -67,42 +72,34 @@ class Sandbox:
             process = policy.process.replace(pass_fds=policy.process.pass_fds + pass_fds)
             policy = policy.replace(process=process)
         plan = build_plan(policy, argv, Caller.current())
-        # Host-side resources (proxies, session files) live exactly as long as the run.
-        closers: list = []
+        # Host-side resources (helpers, session files) live exactly as long as the run.
+        sessions: list["HostSession"] = []
         try:
-            steps = self._host_steps(plan, closers)
+            _open_sessions(plan, sessions)
             if not forward_signals:
-                return launch(plan, steps)
+                return launch(plan, tuple(sessions))
             with _SignalRelay() as relay:
-                return launch(plan, steps, on_started=relay.attach)
+                return launch(plan, tuple(sessions), on_started=relay.attach)
         finally:
-            for close in reversed(closers):
-                close()
+            for session in reversed(sessions):
+                session.close()
 
-    @staticmethod
-    def _host_steps(plan: Plan, closers: list) -> tuple["HostStep", ...]:
-        """Host-side work for this plan; `closers` gets what must run when the sandbox ends."""
-        steps: list["HostStep"] = []
-        if plan.map_all:
-            from .runtime import userns
 
-            userns.check_full_range(plan.uid_outside, plan.gid_outside)
-            steps.append(lambda pid: userns.write_full_range_maps(
-                pid, plan.uid_inside, plan.uid_outside, plan.gid_inside, plan.gid_outside))
-        if plan.network.mode in ("slirp4netns", "pasta"):
-            from .runtime import network
+def _open_sessions(plan: Plan, sessions: list["HostSession"]) -> None:
+    """prepare(plan) of each host-side concern the plan uses, appended as each opens
+    (so a failure closes those already open); imported only when used."""
+    if plan.map_all:
+        from .runtime import userns
 
-            session = network.prepare(plan)  # checks first: the helper, /dev/net/tun
-            if session is not None:
-                closers.append(session.stop)
-                steps.extend(session.host_steps())
-        if plan.desktop is not None:
-            from .runtime.desktop import DesktopSession
+        sessions.append(userns.prepare(plan))
+    if plan.network_helper is not None:
+        from .runtime import network
 
-            session = DesktopSession(plan.desktop).open()
-            closers.append(session.close)
-            steps.extend(session.host_steps())
-        return tuple(steps)
+        sessions.append(network.prepare(plan))
+    if plan.desktop is not None:
+        from .runtime import desktop
+
+        sessions.append(desktop.prepare(plan))
 
 
 def run(argv: list[str], profile: str | None = None) -> Result:

@@ -36,6 +36,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
+    from ..policy import MountKind
+
 
 class Opt:
     __slots__ = ("dest", "flags", "kind", "nargs", "type", "help", "metavar", "off", "default",

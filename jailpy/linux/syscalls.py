@@ -1,8 +1,9 @@
 """Thin ctypes bindings for the Linux calls Python's os module lacks.
 
-This is the only module that talks to libc by hand. Every wrapper raises
-OSError with the real errno, so callers can report which operation failed and
-why without knowing about ctypes.
+Every wrapper raises OSError with the real errno, so callers can report which
+operation failed and why without knowing about ctypes. A few calls the os
+module does have are here too when its version would import a module on
+every start-up (wait4 and `resource`, the loopback ioctls and `socket`).
 """
 
 from __future__ import annotations
@@ -26,15 +27,9 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
 # mount(2) flags.
-MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_REMOUNT = 0x20
-MS_BIND = 0x1000
-MS_MOVE = 0x2000
 MS_REC = 0x4000
-MS_PRIVATE = 0x40000
 MS_SLAVE = 0x80000
 MNT_DETACH = 0x2
 
@@ -43,7 +38,6 @@ OPEN_TREE_CLONE = 0x1
 OPEN_TREE_CLOEXEC = 0o2000000
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
-AT_SYMLINK_NOFOLLOW = 0x100
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOVE_MOUNT_T_EMPTY_PATH = 0x40
 FSOPEN_CLOEXEC = 0x1
@@ -57,13 +51,17 @@ MOUNT_ATTR_NODEV = 0x4
 MOUNT_ATTR_NOEXEC = 0x8
 
 # openat2 resolve flags (linux/openat2.h).
-RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_NO_SYMLINKS = 0x04
-RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 
 CLOSE_RANGE_CLOEXEC = 0x4
+
+# Network device ioctls (linux/sockios.h, linux/if.h).
+_AF_INET = 2
+_SOCK_DGRAM = 2
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
 
 # prctl options used before python-prctl is worth importing.
 PR_SET_PDEATHSIG = 1
@@ -72,19 +70,18 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 PR_CAPBSET_READ = 23
 PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_IS_SET = 1
 PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _NUMBERS = {
     "x86_64": {
-        "pivot_root": 155, "setns": 308, "unshare": 272, "openat2": 437,
+        "pivot_root": 155, "unshare": 272, "openat2": 437,
         "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
         "fsmount": 432, "mount_setattr": 442, "close_range": 436,
         "seccomp": 317,
     },
     "aarch64": {
-        "pivot_root": 41, "setns": 268, "unshare": 97, "openat2": 437,
+        "pivot_root": 41, "unshare": 97, "openat2": 437,
         "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
         "fsmount": 432, "mount_setattr": 442, "close_range": 436,
         "seccomp": 277,
@@ -106,10 +103,6 @@ def _b(path: str | None) -> bytes | None:
 
 def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
-
-
-def setns(fd: int, nstype: int = 0) -> None:
-    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
@@ -227,6 +220,23 @@ def sethostname(name: str) -> None:
     _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
 
 
+def bring_up_loopback() -> None:
+    """A new network namespace starts with lo down; nothing works until it is up.
+
+    Two ioctls on a datagram socket (SIOCGIFFLAGS, then SIOCSIFFLAGS with
+    IFF_UP), made here rather than with the socket module, which would cost an
+    import on every start-up for one call."""
+    sock = _check(_libc.socket(_AF_INET, _SOCK_DGRAM | os.O_CLOEXEC, 0), "socket")
+    try:
+        ifreq = ctypes.create_string_buffer(b"lo", 40)  # struct ifreq: name[16] + union
+        _check(_libc.ioctl(sock, ctypes.c_ulong(_SIOCGIFFLAGS), ifreq), "bringing up lo")
+        flags = int.from_bytes(ifreq.raw[16:18], "little") | _IFF_UP
+        ctypes.memmove(ctypes.addressof(ifreq) + 16, flags.to_bytes(2, "little"), 2)
+        _check(_libc.ioctl(sock, ctypes.c_ulong(_SIOCSIFFLAGS), ifreq), "bringing up lo")
+    finally:
+        os.close(sock)
+
+
 class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
@@ -273,3 +283,16 @@ def wait4(pid: int) -> tuple[int, int, Usage]:
         err = ctypes.get_errno()
         if err != errno.EINTR:
             raise OSError(err, os.strerror(err))
+
+
+class _SeccompVersion(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+
+
+def libseccomp_version() -> tuple[int, int, int]:
+    """The installed libseccomp's version, without importing pyseccomp (for
+    `jailpy check`); OSError when the library cannot be loaded."""
+    lib = ctypes.CDLL("libseccomp.so.2")
+    lib.seccomp_version.restype = ctypes.POINTER(_SeccompVersion)
+    version = lib.seccomp_version().contents
+    return version.major, version.minor, version.micro

@@ -1,9 +1,16 @@
 """Policy -> Plan: everything decided before the first syscall.
 
 The Plan is ordered, pure data computed from a Policy, the command line and
-facts about the caller (ids, environment, cwd). Keeping the decisions here
-means tests can check what a sandbox *will* do without a kernel, and the
-runtime stays a straight-line executor.
+facts about the caller (ids, environment, cwd), and it is the runtime's whole
+input: the runtime never sees the Policy. Keeping the decisions here means
+tests can check what a sandbox *will* do without a kernel, and the runtime
+stays a straight-line executor.
+
+    __init__.py   Plan, Caller, build_plan: namespaces, ids, env, cwd, process
+    workspace.py  the writable workspace's mount ops and cwd
+    desktop.py    display, audio, D-Bus, GPU pieces: mount ops, env, host-side specs
+    network.py    the helpers' address plan and the generated /etc files
+    landlock.py   Landlock rules derived from the mount ops; seccomp.py the filter's rules
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ import os
 
 from ..linux import syscalls as sc
 # Caller is re-exported: `from jailpy.plan import Caller` is how callers build one.
-from ..policy import HELPER_MODES, NAMESPACES, Caller, MountOp, Network, Policy  # noqa: F401
+from ..policy import (HELPER_MODES, NAMESPACES, Caller, Limits, MountOp,  # noqa: F401
+                      Network, Policy, SeccompPolicy)
 from ..record import Record
+from .landlock import LandlockRules, derive as derive_landlock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -23,6 +32,8 @@ if TYPE_CHECKING:
 class Plan(Record):
     """The ordered set-up a sandbox goes through, as data."""
 
+    #: The profile's name, for what is printed about the plan.
+    profile: str
     argv: tuple[str, ...]
     unshare_flags: int
     uid_inside: int
@@ -41,16 +52,26 @@ class Plan(Record):
     pass_fds: tuple[int, ...]
     argv0: str | None
     keep_caps: tuple[str, ...] = ()
+    #: The seccomp section as written: the runtime compiles it (or finds it in
+    #: the cache) on the host, keyed by this record.
+    seccomp: SeccompPolicy = SeccompPolicy()
+    #: Landlock rules derived from mount_ops and the profile (None: Landlock off).
+    landlock: LandlockRules | None = None
+    limits: Limits = Limits()
     network: Network = Network()
+    #: The helper that connects the sandbox's network namespace (a HELPER_MODES
+    #: entry: slirp4netns, pasta), None when nothing is started.
+    network_helper: str | None = None
     #: The network namespace belongs to a user namespace around the sandbox's own,
     #: with the caller as id 0 (slirp4netns, pasta; see runtime/launcher.py).
     outer_userns: bool = False
-    policy: Policy = Policy()
-    #: Desktop pieces (jailpy/desktop/planner.py); their ops and env are already
-    #: part of mount_ops and env, this keeps the host-side specs and notes.
+    #: Desktop pieces (plan/desktop.py); their ops and env are already part of
+    #: mount_ops and env, this keeps the host-side specs and notes.
     desktop: "DesktopPlan | None" = None
-    #: Privilege layers decided on the host right before fork (runtime/security.py).
-    security: object | None = None
+
+    def unshares(self, namespace: str) -> bool:
+        """Whether the sandbox gets its own `namespace` ("user", "mount", "net", ...)."""
+        return bool(self.unshare_flags & NAMESPACES[namespace])
 
     @property
     def new_pid_ns(self) -> bool:
@@ -121,7 +142,10 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         explicit = {name for name, _ in policy.environment.set}
         env.update((k, v) for k, v in desktop.env if k not in explicit)
     mount_ops += _network_files(policy, mount_ops)
+    helper = (policy.network.mode if policy.network.mode in HELPER_MODES and policy.namespaces.net
+              else None)
     return Plan(
+        profile=policy.name,
         argv=tuple(argv),
         unshare_flags=flags,
         uid_inside=uid_inside,
@@ -140,11 +164,12 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         pass_fds=policy.process.pass_fds,
         argv0=policy.process.argv0,
         keep_caps=policy.capabilities.keep,
+        seccomp=policy.seccomp,
+        landlock=derive_landlock(policy, mount_ops),
+        limits=policy.limits,
         network=policy.network,
-        outer_userns=(policy.network.mode in HELPER_MODES
-                      and policy.namespaces.user and policy.namespaces.net
-                      and not ident.map_all),
-        policy=policy,
+        network_helper=helper,
+        outer_userns=helper is not None and policy.namespaces.user and not ident.map_all,
         desktop=desktop,
     )
 

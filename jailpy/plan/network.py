@@ -10,9 +10,7 @@ in runtime/network.py; the TCP port rules are part of the Landlock ruleset
 
 from __future__ import annotations
 
-# HELPER_MODES and PACKAGES are read from here by runtime/network.py and report/network.py.
 from ..policy import GENERATED_KINDS, HELPER_MODES, MountOp, Network
-from ..policy import HELPER_PACKAGES as PACKAGES  # noqa: F401
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from ..policy import Policy
+    from ..plan import Plan
 
 
 @dataclass(frozen=True)
 class Check:
     """One row of `jailpy check`.
 
-    `needed` tells `jailpy run --explain` whether a policy depends on this
-    row: a missing piece a policy needs is listed under "cannot apply on this
-    machine". Rows without it count as needed by every policy when their area
+    `needed` tells `jailpy run --explain` whether a plan depends on this
+    row: a missing piece a plan needs is listed under "cannot apply on this
+    machine". Rows without it count as needed by every plan when their area
     is "core", and by none otherwise.
     """
 
@@ -31,10 +31,10 @@ class Check:
     ok: bool
     detail: str
     hint: str | None = None
-    needed: Callable[["Policy"], bool] | None = None
+    needed: Callable[["Plan"], bool] | None = None
 
-    def needed_by(self, policy: "Policy") -> bool:
-        return self.needed(policy) if self.needed is not None else self.area == "core"
+    def needed_by(self, plan: "Plan") -> bool:
+        return self.needed(plan) if self.needed is not None else self.area == "core"
 
 
 def read_value(path: str) -> str | None:
@@ -73,7 +73,7 @@ def core_checks() -> list[Check]:
 
     helpers = all(shutil.which(t) for t in ("newuidmap", "newgidmap"))
     sub = subordinate_range("/etc/subuid", os.getuid())
-    map_all: Callable[["Policy"], bool] = lambda policy: policy.identity.map_all
+    map_all: Callable[["Plan"], bool] = lambda plan: plan.map_all
     rows.append(Check("identity", "newuidmap/newgidmap", helpers,
                       "installed" if helpers else "missing",
                       None if helpers else "install the 'uidmap' package (needed for --map-all)",

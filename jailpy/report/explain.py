@@ -64,9 +64,9 @@ def _shorten(line: str) -> str:
 
 
 def core_sections(plan: Plan) -> list[Section]:
-    ns = plan.policy.namespaces
     names = ("user", "mount", "pid", "ipc", "uts", "net", "cgroup")
-    namespaces = [f"{n:<7} {'new' if getattr(ns, n) else 'SHARED with the host'}" for n in names]
+    namespaces = [f"{n:<7} {'new' if plan.unshares(n) else 'SHARED with the host'}"
+                  for n in names]
     identity = [f"uid {plan.uid_inside} inside <- {plan.uid_outside} outside",
                 f"gid {plan.gid_inside} inside <- {plan.gid_outside} outside",
                 "setgroups denied" if not plan.map_all else
@@ -103,7 +103,7 @@ def machine_section(plan: Plan) -> list[Section]:
     """What this plan needs that `jailpy check` reports missing on this machine."""
     from .check import collect
 
-    missing = [row for row in collect() if not row.ok and row.needed_by(plan.policy)]
+    missing = [row for row in collect() if not row.ok and row.needed_by(plan)]
     lines = []
     for row in missing:
         lines.append(f"MISSING {row.area}: {row.name}: {row.detail}")
@@ -122,7 +122,7 @@ def blocks(plan: Plan) -> list[Section]:
 
 
 def title(plan: Plan) -> str:
-    return f"profile: {plan.policy.name}"
+    return f"profile: {plan.profile}"
 
 
 def explain(plan: Plan) -> str:

@@ -48,7 +48,7 @@ def _placement(limits: Limits) -> dict[str, str]:
 
 
 def explain_sections(plan: Plan) -> list[tuple[str, list[str]]]:
-    limits = plan.policy.limits
+    limits = plan.limits
     lines = []
     for name, soft, hard in limits.rlimits:
         lines.append(f"rlimit {name:<8} {_rlimit(name, soft)}:{_rlimit(name, hard)}    "

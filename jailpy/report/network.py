@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from ..linux.landlock import abi_version
 from ..linux.syscalls import CLONE_NEWNET
-from ..plan.network import (DNS_ADDRESS, HELPER_MODES, HOST_ADDRESS, MTU, PACKAGES,
-                            PREFIX_LENGTH, SANDBOX_ADDRESS, uses_port_rules)
+from ..plan.network import (DNS_ADDRESS, HOST_ADDRESS, MTU, PREFIX_LENGTH, SANDBOX_ADDRESS,
+                            uses_port_rules)
+from ..policy import HELPER_MODES, HELPER_PACKAGES
 from ..runtime.network import TUN_PATH, TUN_HINT, check_tun, find_helper, ipv6_available
 from .check import Check
 
@@ -26,7 +27,7 @@ def explain_sections(plan: "Plan") -> list[tuple[str, list[str]]]:
     elif mode == "none":
         lines = ["mode        none -- own network namespace, loopback only"]
     else:
-        lines = [f"mode        {mode} -- user-mode NAT by {mode} ({PACKAGES[mode]}), started "
+        lines = [f"mode        {mode} -- user-mode NAT by {mode} ({HELPER_PACKAGES[mode]}), started "
                  "by jailpy and stopped with the sandbox",
                  f"address     {SANDBOX_ADDRESS}/{PREFIX_LENGTH}, gateway {HOST_ADDRESS}, "
                  f"DNS {DNS_ADDRESS}, MTU {MTU}",
@@ -53,13 +54,13 @@ def checks() -> list[Check]:
     """`jailpy check` rows: each helper, the tun device, Landlock port rules, IPv6."""
 
     def mode_is(*modes: str):
-        return lambda policy: policy.network.mode in modes
+        return lambda plan: plan.network.mode in modes
 
     rows = []
     tun = check_tun()
     for mode in HELPER_MODES:
         binary = find_helper(mode)
-        package = PACKAGES[mode]
+        package = HELPER_PACKAGES[mode]
         if binary is None:
             rows.append(Check("network", mode, False, "not installed",
                               f"install the '{package}' package (apt install {package})",
@@ -77,7 +78,7 @@ def checks() -> list[Check]:
                       f"Landlock ABI {abi}" if abi else f"Landlock not available: {why}",
                       None if ok else "needs Linux 6.7+ with Landlock enabled, or "
                       "network.best_effort = true",
-                      lambda p: uses_port_rules(p.network) and not p.network.best_effort))
+                      lambda plan: uses_port_rules(plan.network) and not plan.network.best_effort))
     rows.append(Check("network", "IPv6 in slirp4netns", True,
                       "enabled" if ipv6_available() else "off (IPv6 disabled on this host)"))
     return rows

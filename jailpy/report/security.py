@@ -1,8 +1,8 @@
 """What the privilege layers will do: the --explain section and `jailpy check` rows.
 
-Both read the same pure resolvers the runtime uses (seccomp_rules,
-landlock_rules) plus read-only kernel queries, so what is printed is what
-will be enforced on this machine.
+Both read what the runtime reads (the plan's Landlock rules, its seccomp
+section resolved by plan/seccomp.py) plus read-only kernel queries, so what is
+printed is what will be enforced on this machine.
 """
 
 from __future__ import annotations
@@ -12,18 +12,17 @@ from .check import Check, read_value
 
 def explain_sections(plan) -> list[tuple[str, list[str]]]:
     """The [security] section, in the order the target applies the layers."""
-    from ..plan.landlock import derive, describe
+    from ..plan.landlock import describe
     from ..linux.landlock import abi_version
     from ..plan.seccomp import resolve, summary
 
-    policy = plan.policy
     kept = ", ".join(plan.keep_caps) or "none"
     abi, why = abi_version()
     lines = [f"capabilities kept: {kept} (bounding, permitted, effective, inheritable and "
              "ambient sets cleared of everything else; securebits locked)",
              "no_new_privs yes",
-             *describe(derive(policy, plan.mount_ops), abi, why),
-             *summary(resolve(policy.seccomp)),
+             *describe(plan.landlock, abi, why),
+             *summary(resolve(plan.seccomp)),
              "execve"]
     return [("security (applied in this order, right before execve)", lines)]
 

@@ -1,5 +1,9 @@
 """Capability drop for pid 1 and the target, through python-prctl.
 
+    prepare(keep)   supervisor, before fork: check the names, probe the
+                    highest capability this kernel knows (inherited by the children)
+    apply(keep)     pid 1 (keep nothing) and the target: drop, lock, verify
+
 A process that created a user namespace holds every capability inside it.
 Before execve the target gives all of them up except those the policy keeps,
 and locks the securebits so that root inside cannot regain them through
@@ -27,6 +31,12 @@ LOCKED_SECUREBITS = 0b101111
 _last_capability: int | None = None
 
 
+def prepare(keep: tuple[str, ...]) -> None:
+    """Fail on an unknown capability name before anything is forked."""
+    capability_numbers(keep)
+    last_capability()
+
+
 def last_capability() -> int:
     """The highest capability number this kernel knows (probed once; the
     supervisor calls this before forking, so the children inherit the answer)."""
@@ -43,7 +53,7 @@ def last_capability() -> int:
     return _last_capability
 
 
-def drop_capabilities(keep: tuple[str, ...] = ()) -> None:
+def apply(keep: tuple[str, ...] = ()) -> None:
     """Leave exactly `keep` in the bounding, permitted, effective, inheritable and
     ambient sets, with securebits locked so execve cannot add anything back."""
     kept = set(capability_numbers(keep))

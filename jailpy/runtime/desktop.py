@@ -1,19 +1,20 @@
 """Host side of the desktop pieces: session directory, X cookie, D-Bus proxy.
 
-One session per sandbox run, used as a context manager by Sandbox.run:
+One session per sandbox run, opened and closed by Sandbox.run:
 
-    __enter__   fail on any non-optional Problem (exit 125); create missing
-                app/user dirs; make the private session directory
-                ($XDG_RUNTIME_DIR/jailpy/PID-RANDOM, else /tmp/jailpy-UID/...,
-                0700) and write the filtered X cookie into it
-    host step   start xdg-dbus-proxy (once the namespace child has unshared,
-                before it may build its root): the proxy listens on sockets in
-                the session directory, which the plan binds into the sandbox
-    __exit__    stop the proxy, remove the session directory
+    prepare(plan)   fail on any non-optional Problem (exit 125); create missing
+                    app/user dirs; make the private session directory
+                    ($XDG_RUNTIME_DIR/jailpy/PID-RANDOM, else /tmp/jailpy-UID/...,
+                    0700) and write the filtered X cookie into it
+    host_step(pid)  start xdg-dbus-proxy (once the namespace child has unshared,
+                    before it may build its root): the proxy listens on sockets in
+                    the session directory, which the plan binds into the sandbox
+    close()         stop the proxy, remove the session directory
 
-The proxy gets the write end of a pipe with --fd: it writes one byte when its
-sockets are listening and exits by itself as soon as the read end, held only
-by the supervisor, is closed. So it goes away with jailpy even when jailpy is
+The proxy is a HelperProcess (runtime/helper.py) whose --fd pipe is both its
+readiness signal and its lifeline: it writes one byte when its sockets are
+listening and exits by itself as soon as the read end, held only by the
+supervisor, is closed. So it goes away with jailpy even when jailpy is
 killed with SIGKILL. Session directories left behind by a killed jailpy are
 removed by the next run (their PID is gone).
 """
@@ -21,35 +22,28 @@ removed by the next run (their PID is gone).
 from __future__ import annotations
 
 import os
-import select
 import shutil
-import signal
 import stat
-import subprocess
-from typing import Callable
 
 from ..errors import SetupError
 from ..plan.desktop import DesktopPlan, session_base
-from .x11 import parse_display, trusted_cookie, untrusted_cookie
+from .helper import HelperProcess
+from ..plan.desktop import parse_display
+from .x11 import trusted_cookie, untrusted_cookie
 
-#: How long xdg-dbus-proxy may take to open its sockets.
-PROXY_READY_TIMEOUT = 10.0
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..plan import Plan
 
 
 class DesktopSession:
     """Host-side resources for one sandbox run; see the module docstring."""
 
-    def __init__(self, plan: DesktopPlan, env: dict[str, str] | None = None):
+    def __init__(self, plan: DesktopPlan):
         self.plan = plan
-        self.env = dict(os.environ if env is None else env)
-        self.proxy: subprocess.Popen | None = None
-        self.proxy_fd: int | None = None
+        self.env = dict(os.environ)
+        self.proxy = DBusProxy(plan) if plan.proxies else None
         self.created_session = False
-
-    # -- context manager -------------------------------------------------------
-
-    def __enter__(self) -> "DesktopSession":
-        return self.open()
 
     def open(self) -> "DesktopSession":
         """Check problems and prepare host files; on failure nothing is left behind."""
@@ -66,11 +60,16 @@ class DesktopSession:
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def host_step(self, pid: int) -> None:
+        if self.proxy is not None:
+            self.proxy.start()
 
-    def host_steps(self) -> tuple[Callable[[int], None], ...]:
-        return (self.start_proxy,) if self.plan.proxies else ()
+    def close(self) -> None:
+        if self.proxy is not None:
+            self.proxy.stop()
+        if self.created_session and self.plan.session_dir:
+            shutil.rmtree(self.plan.session_dir, ignore_errors=True)
+            self.created_session = False
 
     # -- pieces ------------------------------------------------------------------
 
@@ -108,70 +107,50 @@ class DesktopSession:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
 
-    def start_proxy(self, _pid: int) -> None:
-        """Host step: run xdg-dbus-proxy for every filtered bus; wait until it listens."""
-        plan = self.plan
-        assert plan.proxy_binary is not None and plan.session_dir is not None
+
+def prepare(plan: "Plan") -> DesktopSession:
+    """The desktop session of a plan with desktop pieces, opened."""
+    assert plan.desktop is not None
+    return DesktopSession(plan.desktop).open()
+
+
+class DBusProxy(HelperProcess):
+    """xdg-dbus-proxy for every filtered bus of the plan, in one process."""
+
+    name = "xdg-dbus-proxy"
+
+    def __init__(self, plan: DesktopPlan) -> None:
+        assert plan.proxy_binary is not None
+        super().__init__(plan.proxy_binary)
+        self.plan = plan
+
+    @property
+    def origin(self) -> str:
+        return "desktop.dbus" if any(p.bus == "session" for p in self.plan.proxies) \
+            else "desktop.dbus_system"
+
+    def start(self) -> None:
+        """Run the proxy; return once it listens (its ready byte on the --fd pipe)."""
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-        argv = [plan.proxy_binary, f"--fd={ready_w}"]
-        for proxy in plan.proxies:
+        argv = [self.binary, f"--fd={ready_w}"]
+        for proxy in self.plan.proxies:
             argv += [proxy.upstream, proxy.socket, *proxy.args]
-        log_path = os.path.join(plan.session_dir, "dbus-proxy.log")
         try:
-            with open(log_path, "wb") as log:
-                self.proxy = subprocess.Popen(argv, pass_fds=(ready_w,), stdin=subprocess.DEVNULL,
-                                              stdout=log, stderr=log, env=self.env,
-                                              start_new_session=True)
-        except OSError as exc:
-            os.close(ready_r)
-            raise SetupError(f"cannot start xdg-dbus-proxy: {exc.strerror}",
-                             origin=_origin(plan), hint="install the 'xdg-dbus-proxy' package") \
-                from exc
+            self.spawn(argv, (ready_w,), lifeline=ready_r)
         finally:
             os.close(ready_w)
-        self.proxy_fd = ready_r
-        readable, _, _ = select.select([ready_r], [], [], PROXY_READY_TIMEOUT)
-        byte = os.read(ready_r, 1) if readable else b""
-        if byte:
-            return
-        detail = _last_line(log_path) or ("timed out" if not readable else "exited")
-        self._stop_proxy()
-        raise SetupError(f"xdg-dbus-proxy did not start: {detail}", origin=_origin(plan),
-                         hint="check the bus address (DBUS_SESSION_BUS_ADDRESS) and the rules")
+        self.wait_ready(ready_r)
 
-    # -- teardown ------------------------------------------------------------------
+    def timed_out(self) -> SetupError:
+        return self._not_started(self.read_output(limit=1) or "timed out")
 
-    def _stop_proxy(self) -> None:
-        if self.proxy_fd is not None:
-            os.close(self.proxy_fd)  # the proxy exits on its own when this closes
-            self.proxy_fd = None
-        if self.proxy is not None:
-            try:
-                self.proxy.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self.proxy.send_signal(signal.SIGKILL)
-                self.proxy.wait()
-            self.proxy = None
+    def died(self) -> SetupError:
+        self._reap(block=True)
+        return self._not_started(self.read_output(limit=1) or "exited")
 
-    def close(self) -> None:
-        self._stop_proxy()
-        if self.created_session and self.plan.session_dir:
-            shutil.rmtree(self.plan.session_dir, ignore_errors=True)
-            self.created_session = False
-
-
-def _origin(plan: DesktopPlan) -> str:
-    return "desktop.dbus" if any(p.bus == "session" for p in plan.proxies) \
-        else "desktop.dbus_system"
-
-
-def _last_line(path: str) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            lines = [line.strip() for line in f if line.strip()]
-    except OSError:
-        return ""
-    return lines[-1] if lines else ""
+    def _not_started(self, detail: str) -> SetupError:
+        return SetupError(f"xdg-dbus-proxy did not start: {detail}", origin=self.origin,
+                          hint="check the bus address (DBUS_SESSION_BUS_ADDRESS) and the rules")
 
 
 def _private_dir(path: str) -> None:

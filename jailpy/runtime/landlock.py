@@ -1,12 +1,13 @@
 """Landlock at run time: check the ABI (supervisor), build and enforce (target).
 
-The supervisor decides, before anything is forked, whether the kernel's ABI
-covers what the policy requires: a missing feature is an UnsupportedError
-unless the policy is best-effort, in which case the feature is dropped and
---explain says so. The target then opens every rule path inside the new root
-(after pivot_root, so paths mean what the sandbox sees), adds the files behind
-its stdio and passed descriptors (so /dev/stdout can be reopened), and
-restricts itself right before seccomp and execve. pid 1 and the helpers are
+The supervisor decides in prepare(), before anything is forked, whether the
+kernel's ABI covers what the plan's rules require: a missing feature is an
+UnsupportedError unless the rule is best-effort, in which case the feature is
+dropped and --explain says so. The target then opens every rule path inside
+the new root (build_ruleset: after pivot_root, so paths mean what the sandbox
+sees, and before the capability drop), adds the files behind its stdio and
+passed descriptors (so /dev/stdout can be reopened), and restricts itself
+(enforce) right before seccomp and execve. pid 1 and the helpers are
 never restricted.
 """
 

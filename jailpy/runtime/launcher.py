@@ -1,15 +1,19 @@
 """Process choreography: supervisor -> namespace child -> pid 1 -> target.
 
-    supervisor (host)       forks the namespace child; when the plan needs
-                            host-side help (newuidmap, a network helper) it
-                            does that work after the child has unshared and
-                            then says "go"; forwards signals; reports status
-    namespace child         unshare(USER|NS|...|PID), writes its own id maps,
-                            forks pid 1 and waits for it (it lives outside
-                            the new pid namespace, so nothing inside sees it)
+    supervisor (host)       prepares the target's restrictions and the limits,
+                            forks the namespace child; when the run has host
+                            sessions (newuidmap, a network helper, the D-Bus
+                            proxy) it runs their host_step(pid) after the
+                            child has unshared and then says "go"; forwards
+                            signals; reports status
+    namespace child         joins the cgroup, unshare(USER|NS|...|PID), writes
+                            its own id maps, forks pid 1 and waits for it (it
+                            lives outside the new pid namespace, so nothing
+                            inside sees it)
     pid 1                   builds the root, sets hostname, brings up lo,
                             forks the target, then reaps and forwards signals
-    target                  session, cwd, fds, caps, execve
+    target                  session, cwd, fds, rlimits, Landlock, caps,
+                            no_new_privs, seccomp, execve (target.py)
 
 Everything before execve reports failures over the report pipe as
 structured errors; the supervisor turns them into JailpyError.
@@ -30,20 +34,28 @@ from ..plan import Plan
 from ..record import Record
 # Everything the processes inside need is imported here, before any pivot_root:
 # after it, the interpreter's own files may not be visible any more.
-from . import caps, channel, init, mounts, netdev, security, target, userns
+from . import caps, channel, init, mounts, target, userns
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable
+    from typing import Callable, Protocol
 
     from .limits import Enforcer, LimitReport
+    from .target import Restrictions
 
-    #: Host-side work run by the supervisor once the child has unshared; gets its pid.
-    HostStep = Callable[[int], None]
+    class HostSession(Protocol):
+        """The host side of one concern for one run (userns, network, desktop):
+        opened by its module's prepare(plan) before the launch, closed after it."""
+
+        def host_step(self, pid: int) -> None:
+            """Supervisor: work for the namespace child `pid` once it has unshared."""
+
+        def close(self) -> None:
+            """Supervisor: release what prepare() and host_step() took."""
 
 
 class Result(Record):
-    """How the sandboxed command ended (rendered by jailpy.status as JSON).
+    """How the sandboxed command ended (rendered as JSON by report/status.py).
 
     exit_code is jailpy's own status (124 after a timeout, 128+N for signal N);
     command_exit_code is the command's own status when it exited normally.
@@ -64,57 +76,58 @@ class Result(Record):
     limits_not_applied: tuple[str, ...] = ()
 
 
-def launch(plan: Plan, host_steps: tuple["HostStep", ...] = (),
+def launch(plan: Plan, sessions: tuple["HostSession", ...] = (),
            on_started: "Callable[[int], None] | None" = None) -> Result:
-    """Run the plan to completion; raises JailpyError for set-up failures."""
+    """Run the plan to completion; raises JailpyError for set-up failures.
+
+    `sessions` are the run's open host sessions; the caller closes them."""
     start = time.monotonic()
     _check_pass_fds(plan.pass_fds)
-    plan = security.prepare(plan)
-    enforcer = _enforcer(plan, start)
+    restrictions = target.prepare(plan)
+    enforcer = _prepare_limits(plan, start)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
-    go_r, go_w = os.pipe2(os.O_CLOEXEC) if host_steps else (-1, -1)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC) if sessions else (-1, -1)
     supervisor = os.getpid()
     try:
         pid = os.fork()
     except BaseException:
         if enforcer is not None:
-            enforcer.finish()
+            enforcer.close()
         raise
     if pid == 0:
         os.close(report_r)
         if go_w >= 0:
             os.close(go_w)
-        _child_main(plan, supervisor, report_w, go_r, enforcer)
+        _child_main(plan, restrictions, supervisor, report_w, go_r, enforcer)
     os.close(report_w)
     if enforcer is not None:
         enforcer.forked(pid)
     failure: BaseException | None = None
     limit_report = None
     try:
-        if host_steps:
+        if sessions:
             os.close(go_r)
-            failure = _run_host_steps(pid, host_steps, report_r, go_w)
+            failure = _run_host_steps(pid, sessions, report_r, go_w)
         messages = _collect(report_r, on_started, enforcer)
     finally:
         os.close(report_r)
         _, wait_status, usage = _wait4(pid)
         if enforcer is not None:
-            limit_report = enforcer.finish()
+            limit_report = enforcer.close()
     if failure is not None:
         raise failure
     return _result(messages, wait_status, usage, start, plan, limit_report)
 
 
-def _enforcer(plan: Plan, start: float) -> "Enforcer | None":
-    """Limits support, imported only when the policy has limits (start-up cost)."""
-    limits = plan.policy.limits
-    if limits.rlimits:
+def _prepare_limits(plan: Plan, start: float) -> "Enforcer | None":
+    """Limits support, imported only when the plan has limits (start-up cost)."""
+    if plan.limits.rlimits:
         from . import rlimits  # noqa: F401  the target applies them after pivot_root
-    if limits.timeout is None and not limits.cgroup_controllers:
+    if plan.limits.timeout is None and not plan.limits.cgroup_controllers:
         return None
-    from .limits import Enforcer
+    from . import limits
 
-    return Enforcer(limits, start)
+    return limits.prepare(plan, start)
 
 
 def _collect(report_r: int, on_started: "Callable[[int], None] | None",
@@ -133,15 +146,15 @@ def _collect(report_r: int, on_started: "Callable[[int], None] | None",
     return messages
 
 
-def _run_host_steps(pid: int, steps: tuple["HostStep", ...], report_r: int,
+def _run_host_steps(pid: int, sessions: tuple["HostSession", ...], report_r: int,
                     go_w: int) -> BaseException | None:
-    """Wait for 'unshared', run host-side steps, then release the child."""
+    """Wait for 'unshared', run each session's host step, then release the child."""
     try:
         first = channel.receive(report_r, first_only=True)
         if not first or "unshared" not in first[0]:
             return channel.error_from(first[0]) if first and "error" in first[0] else None
-        for step in steps:
-            step(pid)
+        for session in sessions:
+            session.host_step(pid)
         os.write(go_w, b"g")
         return None
     except BaseException as exc:  # the child sees EOF on go and exits quietly
@@ -183,11 +196,11 @@ def _result(messages: list[dict], wait_status: int, usage, start: float, plan: P
     user, system = (usage.ru_utime, usage.ru_stime) if usage else (0.0, 0.0)
     extra: dict = {"command_exit_code": None if sig else code,
                    "max_rss": usage.ru_maxrss * 1024 if usage else None}
-    if limit_report is not None or plan.policy.limits.rlimits:
+    if limit_report is not None or plan.limits.rlimits:
         from .limits import LimitReport, ended_by
 
         limit_report = limit_report or LimitReport()
-        ended, hit = ended_by(plan.policy.limits, limit_report, sig, code != 0, user + system)
+        ended, hit = ended_by(plan.limits, limit_report, sig, code != 0, user + system)
         stats = limit_report.stats
         extra.update(timed_out=timed_out, ended_by=ended, limits_hit=hit,
                      peak_memory=stats.peak_memory if stats else None,
@@ -211,8 +224,8 @@ def _check_pass_fds(fds: tuple[int, ...]) -> None:
                              origin=f"--pass-fd {fd}") from None
 
 
-def _child_main(plan: Plan, supervisor: int, report_w: int, go_r: int,
-                enforcer: "Enforcer | None" = None) -> None:
+def _child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, report_w: int,
+                go_r: int, enforcer: "Enforcer | None" = None) -> None:
     """The namespace child; never returns."""
     code = EXIT_JAILPY_FAILURE
     try:
@@ -232,15 +245,15 @@ def _child_main(plan: Plan, supervisor: int, report_w: int, go_r: int,
             if plan.unshare_flags & sc.CLONE_NEWUSER and not plan.map_all:
                 # Before any host step: a network helper joining our namespaces
                 # must find its own uid mapped.
-                userns.write_own_maps(plan.uid_inside, plan.uid_outside, plan.gid_inside,
-                                      plan.gid_outside)
+                userns.apply(plan.uid_inside, plan.uid_outside, plan.gid_inside,
+                             plan.gid_outside)
         if go_r >= 0:
             channel.send(report_w, unshared=os.getpid())
             if os.read(go_r, 1) != b"g":
                 os._exit(EXIT_JAILPY_FAILURE)
         if plan.outer_userns:
             _unshare(plan, plan.unshare_flags & ~sc.CLONE_NEWNET)
-            userns.write_own_maps(plan.uid_inside, 0, plan.gid_inside, 0)
+            userns.apply(plan.uid_inside, 0, plan.gid_inside, 0)
         # pid 1 cannot use getppid() to notice that this process died before its
         # PDEATHSIG was armed (its parent is outside its pid namespace): it checks
         # this lifeline pipe instead, which reads EOF once we are gone.
@@ -248,7 +261,7 @@ def _child_main(plan: Plan, supervisor: int, report_w: int, go_r: int,
         pid1 = os.fork()
         if pid1 == 0:
             os.close(lifeline_w)
-            _pid1_main(plan, report_w, lifeline_r)
+            _pid1_main(plan, restrictions, report_w, lifeline_r)
         os.close(lifeline_r)
         channel.send(report_w, started=pid1)
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
@@ -269,7 +282,7 @@ def _join_cgroup(enforcer: "Enforcer") -> None:
     """Enter the sandbox's cgroup before unshare, so pid 1 and the target are born in it
     and the new cgroup namespace is rooted there."""
     try:
-        enforcer.join()
+        enforcer.apply()
     except OSError as exc:
         raise SetupError(f"cannot join the sandbox cgroup: {exc.strerror}",
                          origin="limits") from exc
@@ -282,8 +295,8 @@ def _enter_network_userns(plan: Plan) -> None:
     own namespaces are created inside it, so nothing in the sandbox has
     capabilities over its network namespace, whatever its uid."""
     _unshare(plan, sc.CLONE_NEWUSER | sc.CLONE_NEWNET)
-    userns.write_own_maps(0, plan.uid_outside, 0, plan.gid_outside)
-    netdev.bring_up_loopback()
+    userns.apply(0, plan.uid_outside, 0, plan.gid_outside)
+    sc.bring_up_loopback()
 
 
 def _unshare(plan: Plan, flags: int = 0) -> None:
@@ -296,7 +309,7 @@ def _unshare(plan: Plan, flags: int = 0) -> None:
                          hint=hint) from exc
 
 
-def _pid1_main(plan: Plan, report_w: int, lifeline: int) -> None:
+def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline: int) -> None:
     """pid 1 of the new pid namespace (or a plain reaper without one); never returns."""
     try:
         if plan.die_with_parent:
@@ -313,7 +326,7 @@ def _pid1_main(plan: Plan, report_w: int, lifeline: int) -> None:
         if plan.hostname is not None:
             sc.sethostname(plan.hostname)
         if plan.unshare_flags & sc.CLONE_NEWNET and not plan.outer_userns:
-            netdev.bring_up_loopback()
+            sc.bring_up_loopback()
         if not plan.new_pid_ns:
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         # Non-dumpable before the fork, so there is no moment in which the target
@@ -322,8 +335,8 @@ def _pid1_main(plan: Plan, report_w: int, lifeline: int) -> None:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         target = os.fork()
         if target == 0:
-            _target_main(plan, report_w)
-        caps.drop_capabilities()
+            _target_main(plan, restrictions, report_w)
+        caps.apply()
         status = init.supervise(target, is_pid1=plan.new_pid_ns,
                                 forward_terminal=plan.new_session)
         channel.send(report_w, status=status)
@@ -333,11 +346,11 @@ def _pid1_main(plan: Plan, report_w: int, lifeline: int) -> None:
         os._exit(EXIT_JAILPY_FAILURE)
 
 
-def _target_main(plan: Plan, report_w: int) -> None:
+def _target_main(plan: Plan, restrictions: "Restrictions", report_w: int) -> None:
     """Final preparation and execve of the command; never returns."""
     argv0 = plan.argv[0]
     try:
-        target.prepare_target(plan, keep_fds=(report_w,))
+        target.apply(plan, restrictions)
         argv = list(plan.argv)
         if plan.argv0 is not None:
             argv[0] = plan.argv0

@@ -3,12 +3,12 @@
 The launcher calls an Enforcer at fixed points and knows nothing about
 cgroups or timeouts:
 
-    Enforcer(limits)      supervisor, before fork: creates the cgroup
-    join()                namespace child, before unshare: enters the cgroup
+    prepare(plan)         supervisor, before fork: creates the cgroup
+    apply()               namespace child, before unshare: enters the cgroup
     forked(child)         supervisor, after fork
     started(pid1)         supervisor, when pid 1 reports in
     wait_time()/expire()  supervisor, while waiting: drives the timeout
-    finish()              supervisor, after wait4: reads the cgroup, removes it
+    close()               supervisor, after wait4: reads the cgroup, removes it
 
 rlimits are not here: they are set in the target itself (runtime/rlimits.py).
 """
@@ -27,6 +27,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
+    from ..plan import Plan
+
 
 class LimitReport(Record):
     """What the limits did, for the Result."""
@@ -35,6 +37,12 @@ class LimitReport(Record):
     cgroup: str | None = None
     stats: CgroupStats | None = None
     not_applied: tuple[str, ...] = ()
+
+
+def prepare(plan: "Plan", start: float) -> "Enforcer":
+    """The Enforcer of a plan with a timeout or cgroup limits; the timeout counts from
+    `start`, when the run began."""
+    return Enforcer(plan.limits, start)
 
 
 class Enforcer:
@@ -51,7 +59,8 @@ class Enforcer:
                                      time.monotonic() if start is None else start,
                                      self._kill_rest if self.cgroup else None)
 
-    def join(self) -> None:
+    def apply(self) -> None:
+        """In the namespace child, before unshare: enter the cgroup."""
         if self.cgroup is not None:
             self.cgroup.join()
 
@@ -76,7 +85,7 @@ class Enforcer:
         assert self.cgroup is not None
         self.cgroup.kill_all(exclude=spare)
 
-    def finish(self) -> LimitReport:
+    def close(self) -> LimitReport:
         """After the namespace child was reaped: read the cgroup back and remove it."""
         stats = None
         if self.cgroup is not None:

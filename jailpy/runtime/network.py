@@ -1,5 +1,11 @@
 """User-mode networking: slirp4netns and pasta attached to the sandbox's namespaces.
 
+    prepare(plan)    supervisor, before fork: the checks; a NetworkSession
+    host_step(pid)   the plan's helper (HELPERS[mode], a HelperProcess) started
+    close()          the helper stopped
+    (inside, lo is brought up by whoever creates the network namespace: the
+    namespace child or pid 1, with linux/syscalls.bring_up_loopback)
+
 The contract, the same for both helpers (docs/network.md):
 
 - checked before anything is forked: the helper is installed, /dev/net/tun
@@ -24,20 +30,17 @@ from __future__ import annotations
 
 import errno
 import os
-import select
-import time
 
-from ..plan import network as netspec
 from ..errors import SetupError
-from ..linux import syscalls as sc
+from ..plan import network as netspec
+from ..policy import HELPER_PACKAGES
+from .helper import READY_TIMEOUT, HelperProcess
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..plan import Plan
     from ..policy import Network, PortMapping
 
-READY_TIMEOUT = 10.0
-STOP_TIMEOUT = 2.0
 TUN_PATH = "/dev/net/tun"
 TUN_HINT = ("as root: chmod 0666 /dev/net/tun (desktop distributions ship it so; make it "
              "last with a udev rule: KERNEL==\"tun\", MODE=\"0666\")")
@@ -73,8 +76,8 @@ def require_helper(mode: str) -> str:
     if binary is None:
         raise SetupError(f"{mode} is not installed (not found on PATH)",
                          origin=f"network.mode = {mode}",
-                         hint=f"install the '{netspec.PACKAGES[mode]}' package "
-                         f"(apt install {netspec.PACKAGES[mode]})")
+                         hint=f"install the '{HELPER_PACKAGES[mode]}' package "
+                         f"(apt install {HELPER_PACKAGES[mode]})")
     problem = check_tun()
     if problem is not None:
         hint = ("load the tun module as root: modprobe tun" if "does not exist" in problem
@@ -93,151 +96,57 @@ def ipv6_available() -> bool:
 
 
 class NetworkSession:
-    """The host side of one sandbox's network: a host step and a stop()."""
+    """The host side of one sandbox's network: the helper, started and stopped."""
 
     def __init__(self, plan: "Plan") -> None:
-        self.network = plan.network
-        self.helper: _Helper | None = None
-        mode = self.network.mode
-        if mode in netspec.HELPER_MODES and plan.unshare_flags & sc.CLONE_NEWNET:
-            binary = require_helper(mode)
-            self.helper = (_Slirp4netns if mode == "slirp4netns" else _Pasta)(binary, self.network)
+        mode = plan.network_helper
+        assert mode is not None
+        self.helper = HELPERS[mode](require_helper(mode), plan.network)
 
-    def host_steps(self) -> tuple:
-        return (self.helper.start,) if self.helper is not None else ()
+    def host_step(self, pid: int) -> None:
+        self.helper.start(pid)
 
-    def stop(self) -> None:
-        """The closer: runs when the sandbox has ended, whatever happened."""
-        if self.helper is not None:
-            self.helper.stop()
+    def close(self) -> None:
+        """Runs when the sandbox has ended, whatever happened."""
+        self.helper.stop()
 
 
-def prepare(plan: "Plan") -> NetworkSession | None:
-    """Checks and a session when the plan uses a network helper, else None.
+def prepare(plan: "Plan") -> NetworkSession:
+    """Checks before the fork (the helper is installed, the tun device opens) and the
+    session that starts the plan's network helper.
 
-    (The TCP port rules are part of the sandbox's Landlock ruleset, prepared
-    with the other privilege layers: runtime/security.py, landlock_rules.py.)
+    (The TCP port rules are part of the sandbox's Landlock ruleset, derived by
+    plan/landlock.py and applied by the target with the other privilege layers.)
     """
-    if plan.network.mode in netspec.HELPER_MODES:
-        return NetworkSession(plan)
-    return None
+    return NetworkSession(plan)
 
 
 # --- helpers ----------------------------------------------------------------------
 
 
-class _Helper:
-    """A helper process we spawn, wait for, and always stop."""
-
-    name = ""
+class NetworkHelper(HelperProcess):
+    """A user-mode network helper attached by pid to the sandbox's namespaces."""
 
     def __init__(self, binary: str, network: "Network") -> None:
-        self.binary = binary
+        super().__init__(binary)
         self.network = network
-        self.pid: int | None = None
-        self.pidfd = -1
-        self.output = -1
         self.workdir: str | None = None
-
-    def start(self, target_pid: int) -> None:
-        """The host step: spawn, wait for readiness, publish, remove the private dir."""
-        self.workdir = _private_dir()
-        try:
-            self.launch(target_pid)
-        finally:
-            self._remove_workdir()
-
-    def launch(self, target_pid: int) -> None:
-        raise NotImplementedError
 
     @property
     def origin(self) -> str:
         return f"network.mode = {self.name}"
 
-    def spawn(self, argv: list[str], keep_fds: tuple[int, ...]) -> None:
-        assert self.workdir is not None
-        out_path = os.path.join(self.workdir, "output")
-        self.output = os.open(out_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        os.unlink(out_path)
-        supervisor = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            self._exec_child(argv, keep_fds, supervisor)
-        self.pid = pid
-        self.pidfd = os.pidfd_open(pid)
-
-    def _exec_child(self, argv: list[str], keep_fds: tuple[int, ...], supervisor: int) -> None:
-        """In the forked child: detach from the terminal, die with jailpy, exec."""
+    def start(self, target_pid: int) -> None:
+        """Spawn, wait for readiness, publish ports; the private dir goes in any case."""
+        self.workdir = _private_dir()
         try:
-            os.setsid()
-            sc.prctl(sc.PR_SET_PDEATHSIG, 9)
-            if os.getppid() != supervisor:
-                os._exit(1)
-            import _signal
+            self.launch(target_pid)
+        finally:
+            _remove_dir(self.workdir)
+            self.workdir = None
 
-            _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
-            for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):  # Python ignores these; exec keeps that
-                _signal.signal(sig, _signal.SIG_DFL)
-            null = os.open("/dev/null", os.O_RDONLY)
-            os.dup2(null, 0)
-            os.dup2(self.output, 1)
-            os.dup2(self.output, 2)
-            sc.close_range_cloexec(3)
-            for fd in keep_fds:
-                os.set_inheritable(fd, True)
-            os.chdir("/")
-            os.execv(self.binary, argv)
-        except BaseException as exc:  # noqa: BLE001 - reported through the output file
-            try:
-                os.write(2, f"cannot run {self.binary}: {exc}\n".encode())
-            except OSError:
-                pass
-        os._exit(127)
-
-    def wait_readable(self, fd: int) -> bytes:
-        """Data from fd once the helper signals readiness; raises if it dies or stalls."""
-        poll = select.poll()
-        poll.register(fd, select.POLLIN)
-        poll.register(self.pidfd, select.POLLIN)
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.stop()
-                raise SetupError(f"{self.name} did not become ready within "
-                                 f"{READY_TIMEOUT:g} s{self._output_suffix()}",
-                                 origin=self.origin, hint="run with --debug and check "
-                                 f"that {self.name} works on this machine (jailpy check)")
-            events = dict(poll.poll(remaining * 1000))
-            if fd in events:
-                data = os.read(fd, 64)
-                if data:
-                    return data
-                poll.unregister(fd)  # EOF without data: the helper is going away
-            if self.pidfd in events:
-                raise self.died()
-
-    def died(self) -> SetupError:
-        """The helper exited during start-up: say so, with what it printed."""
-        status = self._reap(block=True)
-        how = ("killed by signal %d" % os.WTERMSIG(status) if os.WIFSIGNALED(status)
-               else "exit status %d" % os.WEXITSTATUS(status)) if status is not None else "gone"
-        return SetupError(f"{self.name} exited during start-up ({how}): "
-                          f"{self.read_output() or 'it printed nothing'}", origin=self.origin,
-                          hint=f"see 'jailpy check'; the message above is {self.name}'s own")
-
-    def read_output(self, limit: int = 3) -> str:
-        """The helper's last meaningful output lines, joined on one line."""
-        if self.output < 0:
-            return ""
-        data = os.pread(self.output, 65536, 0).decode(errors="replace")
-        lines = [line.strip() for line in data.splitlines()]
-        lines = [line for line in lines if line and "to syslog" not in line]
-        return " | ".join(lines[-limit:])
-
-    def _output_suffix(self) -> str:
-        text = self.read_output()
-        return f" (it printed: {text})" if text else ""
+    def launch(self, target_pid: int) -> None:
+        raise NotImplementedError
 
     def port_error(self, mapping: "PortMapping", detail: str | None) -> SetupError:
         reason = probe_host_port(mapping)
@@ -258,62 +167,11 @@ class _Helper:
                           f"{mapping.sandbox_port}: {detail or 'unknown error'}",
                           origin=mapping.origin)
 
-    # Stopping.
-    def terminate(self) -> None:
-        """Ask the helper to exit (each helper has its own way)."""
-        if self.pid is not None:
-            os.kill(self.pid, 15)
 
-    def stop(self) -> None:
-        """Stop and reap the helper; safe to call twice."""
-        if self.pid is not None:
-            try:
-                self.terminate()
-            except ProcessLookupError:
-                pass
-            if self._reap(timeout=STOP_TIMEOUT) is None and self.pid is not None:
-                os.kill(self.pid, 9)
-                self._reap(block=True)
-        for attr in ("pidfd", "output", "exit_w"):
-            fd = getattr(self, attr, -1)
-            if fd >= 0:
-                os.close(fd)
-                setattr(self, attr, -1)
-        self._remove_workdir()
+class Slirp4netns(NetworkHelper):
+    """Ready when it writes "1" to --ready-fd; stops on EOF of --exit-fd, its lifeline."""
 
-    def _reap(self, block: bool = False, timeout: float = 0.0) -> int | None:
-        """The helper's wait status once it has exited (None while it runs)."""
-        if self.pid is None:
-            return None
-        if not block and timeout > 0 and self.pidfd >= 0:
-            select.select([self.pidfd], [], [], timeout)
-        try:
-            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            pid, status = self.pid, 0
-        if pid == 0:
-            return None
-        self.pid = None
-        return status
-
-    def _remove_workdir(self) -> None:
-        if self.workdir is None:
-            return
-        for name in os.listdir(self.workdir):
-            try:
-                os.unlink(os.path.join(self.workdir, name))
-            except OSError:
-                pass
-        try:
-            os.rmdir(self.workdir)
-        except OSError:
-            pass
-        self.workdir = None
-
-
-class _Slirp4netns(_Helper):
     name = "slirp4netns"
-    exit_w = -1  # our end of --exit-fd: closing it (or dying) stops slirp4netns
 
     def command(self, target_pid: int, ready_fd: int, exit_fd: int, api: str) -> list[str]:
         # --enable-sandbox: slirp4netns joins the target's user namespace, becomes
@@ -334,14 +192,15 @@ class _Slirp4netns(_Helper):
         assert self.workdir is not None
         api = os.path.join(self.workdir, "api.sock")
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-        exit_r, self.exit_w = os.pipe2(os.O_CLOEXEC)
+        exit_r, exit_w = os.pipe2(os.O_CLOEXEC)
         try:
-            self.spawn(self.command(target_pid, ready_w, exit_r, api), (ready_w, exit_r))
+            self.spawn(self.command(target_pid, ready_w, exit_r, api), (ready_w, exit_r),
+                       lifeline=exit_w)
         finally:
             os.close(ready_w)
             os.close(exit_r)
         try:
-            if self.wait_readable(ready_r) != b"1":
+            if self.wait_ready(ready_r) != b"1":
                 raise SetupError(f"{self.name} sent an unexpected readiness message",
                                  origin=self.origin)
         finally:
@@ -354,16 +213,11 @@ class _Slirp4netns(_Helper):
                 detail = reply.get("error", {}).get("desc") if isinstance(reply, dict) else None
                 raise self.port_error(mapping, detail)
 
-    def terminate(self) -> None:
-        # EOF on the exit fd is slirp4netns' own way to stop.
-        if self.exit_w >= 0:
-            os.close(self.exit_w)
-            self.exit_w = -1
-        else:
-            super().terminate()
 
+class Pasta(NetworkHelper):
+    """Runs in the foreground as our child; ready when it writes its pid file, a FIFO
+    we read; stopped with SIGTERM (it has no lifeline)."""
 
-class _Pasta(_Helper):
     name = "pasta"
 
     def command(self, target_pid: int, pidfile: str) -> list[str]:
@@ -389,9 +243,9 @@ class _Pasta(_Helper):
         os.mkfifo(fifo, 0o600)
         ready = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            self.spawn(self.command(target_pid, fifo), ())
+            self.spawn(self.command(target_pid, fifo))
             try:
-                data = self.wait_readable(ready)
+                data = self.wait_ready(ready)
             except SetupError:
                 if self.pid is None:  # it died: a busy host port is the usual reason
                     for mapping in self.network.publish:
@@ -404,6 +258,11 @@ class _Pasta(_Helper):
             self.stop()
             raise SetupError(f"{self.name} did not stay in the foreground (pid file: "
                              f"{data.strip().decode(errors='replace')!r})", origin=self.origin)
+
+
+#: The helper of each network mode that needs one (every HELPER_MODES entry): a new
+#: helper is one NetworkHelper subclass and one line here.
+HELPERS: dict[str, type[NetworkHelper]] = {"slirp4netns": Slirp4netns, "pasta": Pasta}
 
 
 # --- small host-side utilities ------------------------------------------------------
@@ -421,6 +280,19 @@ def _private_dir() -> str:
             return path
         except FileExistsError:
             continue
+
+
+def _remove_dir(path: str) -> None:
+    """Remove the private directory and what the helper left in it."""
+    for name in os.listdir(path):
+        try:
+            os.unlink(os.path.join(path, name))
+        except OSError:
+            pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
 
 
 def _api_request(path: str, request: dict) -> dict:

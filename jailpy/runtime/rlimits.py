@@ -34,7 +34,7 @@ def _show(value: int) -> str:
     return "unlimited" if value == resource.RLIM_INFINITY else str(value)
 
 
-def apply_rlimits(limits: Limits) -> None:
+def apply(limits: Limits) -> None:
     """setrlimit for each configured limit; SetupError naming its origin on refusal."""
     for name, soft, hard in limits.rlimits:
         res = RESOURCES[name]

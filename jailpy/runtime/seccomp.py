@@ -1,5 +1,9 @@
 """Seccomp: compile a RuleSet to classic BPF, cache it, load it.
 
+    prepare(spec)     supervisor, before fork: the program, from this process's
+                      memo, the cache, or resolved and compiled (a cache miss)
+    apply(program)    target, after no_new_privs, right before execve: load it
+
 Compiling needs libseccomp (through pyseccomp), whose import alone costs
 tens of milliseconds. The compiled program depends only on the seccomp
 policy section, the code that resolves and compiles it, the kernel
@@ -204,21 +208,12 @@ def compile_rules(rules: RuleSet) -> Compiled:
 
 def libseccomp_version() -> str:
     """The libseccomp version, read without importing pyseccomp (for `jailpy check`)."""
-    import ctypes
-
-    class _Version(ctypes.Structure):
-        _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint),
-                    ("micro", ctypes.c_uint)]
-
     try:
-        lib = ctypes.CDLL("libseccomp.so.2")
+        return "%d.%d.%d" % sc.libseccomp_version()
     except OSError as exc:
         raise SetupError("libseccomp is not installed", origin="seccomp",
                          hint="install libseccomp2 (Debian/Ubuntu) or libseccomp (Fedora/Arch)"
                          ) from exc
-    lib.seccomp_version.restype = ctypes.POINTER(_Version)
-    v = lib.seccomp_version().contents
-    return f"{v.major}.{v.minor}.{v.micro}"
 
 
 def _source_stamp() -> str:
@@ -346,10 +341,24 @@ def program_for(spec: SeccompPolicy, env: dict[str, str] | None = None) -> bytes
             os.close(dir_fd)
 
 
+#: Programs already found in this process, by policy section: a program that
+#: starts many sandboxes resolves and reads the cache once.
+_PROGRAMS: dict[SeccompPolicy, bytes | None] = {}
+
+
+def prepare(spec: SeccompPolicy) -> bytes | None:
+    """The supervisor's step before fork: the filter to load (None: seccomp off)."""
+    if spec not in _PROGRAMS:
+        if len(_PROGRAMS) > 32:
+            _PROGRAMS.clear()
+        _PROGRAMS[spec] = program_for(spec)
+    return _PROGRAMS[spec]
+
+
 # --- loading (in the target, after no_new_privs, right before execve) -----------------
 
 
-def load(program: bytes) -> None:
+def apply(program: bytes) -> None:
     try:
         sc.seccomp_set_filter(program)
     except OSError as exc:

@@ -1,9 +1,21 @@
-"""The last steps in the target process before execve.
+"""The target: the command's own process, from fork to execve.
 
-Order matters: things that need privileges (rlimits above the soft limit,
-Landlock rule creation) come before the capability drop; no_new_privs comes
+    prepare(plan)   supervisor, before fork: every privilege layer is decided
+                    here, where a configuration error is reported cleanly and
+                    nothing has been set up yet: the kept capabilities are
+                    checked, the seccomp program is found in the cache or
+                    compiled, the Landlock rules are checked against this
+                    kernel's ABI. Returns the Restrictions the target applies.
+    apply(...)      target, inside the new root: cwd, signal dispositions,
+                    descriptors, rlimits, then the privilege layers:
+                    Landlock rule paths opened -> capabilities dropped,
+                    securebits locked -> no_new_privs -> Landlock enforced ->
+                    seccomp loaded (last) -> the launcher calls execve
+
+Order matters: what needs privileges (rlimits above the soft limit, opening
+Landlock rule paths) comes before the capability drop; no_new_privs comes
 before Landlock and seccomp, and seccomp comes last so the filter never has
-to allow the set-up calls themselves (see runtime/security.py).
+to allow the set-up calls themselves.
 """
 
 from __future__ import annotations
@@ -14,7 +26,21 @@ import _signal as signal  # the C module: `signal` would import enum (ms at star
 from ..errors import SetupError
 from ..linux import syscalls as sc
 from ..plan import Plan
-from . import security
+from ..record import Record
+from . import caps, landlock, seccomp
+
+
+class Restrictions(Record):
+    """The privilege layers as this kernel will enforce them, decided on the host."""
+
+    landlock: landlock.LandlockSetup | None
+    seccomp_program: bytes | None
+
+
+def prepare(plan: Plan) -> Restrictions:
+    """Decide every privilege layer on the host; raises for what cannot be enforced."""
+    caps.prepare(plan.keep_caps)
+    return Restrictions(landlock.prepare(plan.landlock), seccomp.prepare(plan.seccomp))
 
 
 def choose_cwd(plan: Plan) -> str:
@@ -30,7 +56,7 @@ def choose_cwd(plan: Plan) -> str:
     return plan.cwd if (st.st_dev, st.st_ino) == plan.cwd_identity else "/"
 
 
-def prepare_target(plan: Plan, keep_fds: tuple[int, ...] = ()) -> None:
+def apply(plan: Plan, restrictions: Restrictions) -> None:
     """Everything between fork and execve; raises SetupError on failure."""
     cwd = choose_cwd(plan)
     try:
@@ -47,8 +73,26 @@ def prepare_target(plan: Plan, keep_fds: tuple[int, ...] = ()) -> None:
             os.set_inheritable(fd, True)
         except OSError as exc:
             raise SetupError(f"file descriptor {fd} is not open", origin=f"--pass-fd {fd}") from exc
-    if plan.policy.limits.rlimits:
-        from .rlimits import apply_rlimits  # imported by the supervisor before fork
+    if plan.limits.rlimits:
+        from . import rlimits  # imported by the supervisor before fork
 
-        apply_rlimits(plan.policy.limits)
-    security.apply(plan)  # capabilities, no_new_privs, Landlock, seccomp: keep this last
+        rlimits.apply(plan.limits)
+    _restrict(plan, restrictions)  # keep this last
+
+
+def _restrict(plan: Plan, restrictions: Restrictions) -> None:
+    """Landlock, capabilities, no_new_privs, seccomp: the last steps before execve."""
+    ruleset = None
+    if restrictions.landlock is not None:
+        ruleset = landlock.build_ruleset(restrictions.landlock, (0, 1, 2, *plan.pass_fds))
+    try:
+        caps.apply(plan.keep_caps)
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    except BaseException:
+        if ruleset is not None:
+            os.close(ruleset)
+        raise
+    if ruleset is not None:
+        landlock.enforce(ruleset)
+    if restrictions.seccomp_program is not None:
+        seccomp.apply(restrictions.seccomp_program)

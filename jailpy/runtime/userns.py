@@ -3,7 +3,12 @@
 The common case (one id mapped) needs no helper: a process may map its own
 id in a namespace it just created, so the child writes its own maps and no
 round trip to the supervisor is needed. Mapping a whole subordinate range
-needs the setuid helpers newuidmap/newgidmap, run by the supervisor.
+(--map-all) needs the setuid helpers newuidmap/newgidmap, run by the supervisor:
+
+    prepare(plan)      supervisor, before fork: the helpers and the caller's
+                       ranges exist (else a SetupError with a hint)
+    host_step(pid)     supervisor, once the child has unshared: newuidmap, newgidmap
+    apply(...)         namespace child: map its own ids (the one-id case)
 """
 
 from __future__ import annotations
@@ -13,23 +18,12 @@ import pwd
 from ..errors import SetupError
 from ..record import Record
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..plan import Plan
+
 _HINT_UIDMAP = ("install the 'uidmap' package and give the user a range in /etc/subuid and "
                 "/etc/subgid (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER)")
-
-
-def write_own_maps(uid_inside: int, uid_outside: int, gid_inside: int, gid_outside: int) -> None:
-    """Map exactly the caller's ids; setgroups is denied, as the kernel requires."""
-    try:
-        with open("/proc/self/setgroups", "w") as f:
-            f.write("deny")
-        with open("/proc/self/uid_map", "w") as f:
-            f.write(f"{uid_inside} {uid_outside} 1")
-        with open("/proc/self/gid_map", "w") as f:
-            f.write(f"{gid_inside} {gid_outside} 1")
-    except OSError as exc:
-        raise SetupError(f"cannot write the id maps: {exc.strerror}", origin="user namespace",
-                         hint="check that unprivileged user namespaces are enabled "
-                         "(jailpy check)") from exc
 
 
 class SubordinateRange(Record):
@@ -66,6 +60,21 @@ def full_range_lines(inside: int, outside: int, sub: SubordinateRange) -> list[s
     return lines
 
 
+def apply(uid_inside: int, uid_outside: int, gid_inside: int, gid_outside: int) -> None:
+    """Map exactly the caller's ids; setgroups is denied, as the kernel requires."""
+    try:
+        with open("/proc/self/setgroups", "w") as f:
+            f.write("deny")
+        with open("/proc/self/uid_map", "w") as f:
+            f.write(f"{uid_inside} {uid_outside} 1")
+        with open("/proc/self/gid_map", "w") as f:
+            f.write(f"{gid_inside} {gid_outside} 1")
+    except OSError as exc:
+        raise SetupError(f"cannot write the id maps: {exc.strerror}", origin="user namespace",
+                         hint="check that unprivileged user namespaces are enabled "
+                         "(jailpy check)") from exc
+
+
 def check_full_range(uid: int, gid: int) -> tuple[SubordinateRange, SubordinateRange]:
     """Fail early, with a hint, when the full-range map cannot work here."""
     import shutil
@@ -82,18 +91,32 @@ def check_full_range(uid: int, gid: int) -> tuple[SubordinateRange, SubordinateR
     return subuid, subgid
 
 
-def write_full_range_maps(pid: int, uid_inside: int, uid_outside: int, gid_inside: int,
-                          gid_outside: int) -> None:
-    """Run newuidmap/newgidmap for `pid` (called by the supervisor)."""
-    import subprocess
+class FullRangeMaps:
+    """The host side of --map-all for one run."""
 
-    subuid, subgid = check_full_range(uid_outside, gid_outside)
-    for tool, inside, outside, sub in (("newuidmap", uid_inside, uid_outside, subuid),
-                                       ("newgidmap", gid_inside, gid_outside, subgid)):
-        args = [tool, str(pid)]
-        for line in full_range_lines(inside, outside, sub):
-            args.extend(line.split())
-        proc = subprocess.run(args, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SetupError(f"{tool} failed: {proc.stderr.strip() or proc.returncode}",
-                             origin="identity.map_all", hint=_HINT_UIDMAP)
+    def __init__(self, plan: "Plan") -> None:
+        self.plan = plan
+        self.subuid, self.subgid = check_full_range(plan.uid_outside, plan.gid_outside)
+
+    def host_step(self, pid: int) -> None:
+        """Run newuidmap/newgidmap for the namespace child `pid`."""
+        import subprocess
+
+        plan = self.plan
+        for tool, inside, outside, sub in (
+                ("newuidmap", plan.uid_inside, plan.uid_outside, self.subuid),
+                ("newgidmap", plan.gid_inside, plan.gid_outside, self.subgid)):
+            args = [tool, str(pid)]
+            for line in full_range_lines(inside, outside, sub):
+                args.extend(line.split())
+            proc = subprocess.run(args, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SetupError(f"{tool} failed: {proc.stderr.strip() or proc.returncode}",
+                                 origin="identity.map_all", hint=_HINT_UIDMAP)
+
+    def close(self) -> None:
+        """Nothing to undo: the maps go with the namespace."""
+
+
+def prepare(plan: "Plan") -> FullRangeMaps:
+    return FullRangeMaps(plan)

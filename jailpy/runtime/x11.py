@@ -19,8 +19,7 @@ import struct
 import subprocess
 
 from ..errors import SetupError, UnsupportedError
-# parse_display is pure, so it lives in plan/; runtime/desktop.py reads it from here.
-from ..plan.desktop import Display, parse_display  # noqa: F401
+from ..plan.desktop import Display
 from ..record import Record
 
 FAMILY_LOCAL = 256

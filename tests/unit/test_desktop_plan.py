@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from jailpy.profile.desktop import to_desktop
-from jailpy.plan.desktop import plan_desktop
-from jailpy.runtime.x11 import (FAMILY_LOCAL, FAMILY_WILD, AuthEntry, cookie_for, parse_display,
-                                read_entries, write_entries)
+from jailpy.plan.desktop import parse_display, plan_desktop
+from jailpy.runtime.x11 import FAMILY_LOCAL, FAMILY_WILD, AuthEntry, cookie_for, read_entries, write_entries
 from jailpy.errors import ConfigError, SetupError
 from jailpy.policy import Caller, Desktop, MountOp
 from jailpy.profile.schema import validate_document

@@ -34,8 +34,10 @@ RANKS = {
 }
 
 #: The package face: `jailpy.Sandbox` etc. are resolved lazily by __getattr__,
-#: the one sanctioned upward reference.
+#: the one sanctioned upward reference. It imports nothing when it is loaded,
+#: so its constants (__version__) may be read from anywhere without a cycle.
 FACE = "jailpy"
+FACE_CONSTANTS = ("__version__",)
 
 #: Modules `jailpy run -- true` must never import (each costs milliseconds
 #: of start-up, several of them tens).
@@ -112,6 +114,8 @@ def _imports(module: str, tree: ast.Module, path: Path):
             else:
                 continue
             for alias in node.names:
+                if target == FACE and alias.name in FACE_CONSTANTS:
+                    continue
                 candidate = f"{target}.{alias.name}"
                 yield node.lineno, candidate if candidate in SOURCES else target
 

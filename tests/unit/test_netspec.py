@@ -87,11 +87,9 @@ def test_plan_appends_generated_files_and_carries_the_network():
 
 
 def test_landlock_rules_let_the_generated_files_be_read():
-    from jailpy.plan.landlock import derive
-
     caller = Caller(uid=1000, gid=1000, env={}, cwd="/", cwd_identity=None)
     plan = build_plan(_policy("pasta"), ["true"], caller)
-    rules = {r.path: r.access for r in derive(plan.policy, plan.mount_ops).paths}
+    rules = {r.path: r.access for r in plan.landlock.paths}
     assert rules["/etc/resolv.conf"] == frozenset({"read"})
     assert rules["/etc/hosts"] == frozenset({"read"})
 
