@@ -48,20 +48,19 @@ HEAVY = ("click", "rich", "json", "typing", "re", "dataclasses", "subprocess", "
 #: profile. A change to this set is a change to start-up cost: make it on
 #: purpose, with bench/startup.py before and after (docs/benchmarks.md).
 HOT_PATH = {
-    "jailpy", "jailpy.cli", "jailpy.cli.options", "jailpy.cli.run", "jailpy.cli.layer",
-    "jailpy.errors", "jailpy.record", "jailpy.usercache", "jailpy.policy",
+    "jailpy", "jailpy.errors", "jailpy.record", "jailpy.usercache", "jailpy.policy",
     "jailpy.api",
-    "jailpy.profile", "jailpy.profile.loader", "jailpy.profile.merge",
+    "jailpy.cli", "jailpy.cli.options", "jailpy.cli.run",
+    "jailpy.profile", "jailpy.profile.loader", "jailpy.profile.merge", "jailpy.profile.cache",
     "jailpy.profile.schema", "jailpy.profile.values", "jailpy.profile.expand",
-    "jailpy.profile.cache", "jailpy.profile.convert", "jailpy.profile.security",
-    "jailpy.profile.limits", "jailpy.profile.network",
-    "jailpy.plan", "jailpy.plan.landlock", "jailpy.plan.network",
+    "jailpy.profile.convert", "jailpy.profile.security", "jailpy.profile.network",
+    "jailpy.plan", "jailpy.plan.landlock", "jailpy.plan.seccomp",
     "jailpy.linux", "jailpy.linux.syscalls", "jailpy.linux.landlock",
     "jailpy.linux.capabilities",
-    "jailpy.runtime", "jailpy.runtime.launcher", "jailpy.runtime.caps",
-    "jailpy.runtime.channel", "jailpy.runtime.init", "jailpy.runtime.mounts",
-    "jailpy.runtime.target", "jailpy.runtime.userns", "jailpy.runtime.seccomp",
-    "jailpy.runtime.landlock",
+    "jailpy.runtime", "jailpy.runtime.launcher", "jailpy.runtime.channel",
+    "jailpy.runtime.init", "jailpy.runtime.mounts", "jailpy.runtime.userns",
+    "jailpy.runtime.target", "jailpy.runtime.caps", "jailpy.runtime.landlock",
+    "jailpy.runtime.seccomp",
 }
 
 
