@@ -32,7 +32,7 @@ import errno
 import os
 
 from ..errors import SetupError
-from ..plan import network as netspec
+from ..plan.network import DNS_ADDRESS, HOST_ADDRESS, MTU, PREFIX_LENGTH, SANDBOX_ADDRESS
 from ..policy import HELPER_PACKAGES
 from .helper import READY_TIMEOUT, HelperProcess
 
@@ -178,8 +178,8 @@ class Slirp4netns(NetworkHelper):
         # id 0 there and pivots into a root holding only /etc and /run. Id 0 is
         # mapped there: the launcher attaches us to a user namespace around the
         # sandbox's that maps the caller to 0 (or, with --map-all, the range has 0).
-        argv = [self.name, "--configure", f"--mtu={netspec.MTU}",
-                f"--cidr={netspec.SANDBOX_ADDRESS.rsplit('.', 1)[0]}.0/{netspec.PREFIX_LENGTH}",
+        argv = [self.name, "--configure", f"--mtu={MTU}",
+                f"--cidr={SANDBOX_ADDRESS.rsplit('.', 1)[0]}.0/{PREFIX_LENGTH}",
                 "--enable-sandbox", "--enable-seccomp",
                 f"--ready-fd={ready_fd}", f"--exit-fd={exit_fd}", f"--api-socket={api}"]
         if not self.network.host_loopback:
@@ -222,9 +222,9 @@ class Pasta(NetworkHelper):
 
     def command(self, target_pid: int, pidfile: str) -> list[str]:
         argv = [self.name, "--foreground", "--quiet", "--config-net",
-                "--address", netspec.SANDBOX_ADDRESS, "--netmask", str(netspec.PREFIX_LENGTH),
-                "--gateway", netspec.HOST_ADDRESS, "--dns-forward", netspec.DNS_ADDRESS,
-                "--mtu", str(netspec.MTU), "--pid", pidfile,
+                "--address", SANDBOX_ADDRESS, "--netmask", str(PREFIX_LENGTH),
+                "--gateway", HOST_ADDRESS, "--dns-forward", DNS_ADDRESS,
+                "--mtu", str(MTU), "--pid", pidfile,
                 # Never forward the sandbox's loopback ports to the host's (pasta's
                 # default for -T/-U is "auto"), nor host ports we were not asked for.
                 "--tcp-ns", "none", "--udp-ns", "none"]
