@@ -123,12 +123,3 @@ def blocks(plan: Plan) -> list[Section]:
 
 def title(plan: Plan) -> str:
     return f"profile: {plan.profile}"
-
-
-def explain(plan: Plan) -> str:
-    """The plain-text rendering (what `--explain` prints when not on a terminal)."""
-    lines = [title(plan)]
-    for name, body in blocks(plan):
-        lines.append(f"\n[{name}]")
-        lines.extend(f"  {line}" for line in body)
-    return "\n".join(lines) + "\n"
