@@ -77,9 +77,13 @@ class Sandbox:
         try:
             _open_sessions(plan, sessions)
             if not forward_signals:
-                return launch(plan, tuple(sessions))
-            with _SignalRelay() as relay:
-                return launch(plan, tuple(sessions), on_started=relay.attach)
+                result = launch(plan, tuple(sessions))
+            else:
+                with _SignalRelay() as relay:
+                    result = launch(plan, tuple(sessions), on_started=relay.attach)
+            if plan.changes is not None:
+                result = result.replace(changes_run=plan.changes.run_dir)
+            return result
         finally:
             for session in reversed(sessions):
                 session.close()
@@ -100,6 +104,10 @@ def _open_sessions(plan: Plan, sessions: list["HostSession"]) -> None:
         from .runtime import desktop
 
         sessions.append(desktop.prepare(plan))
+    if plan.changes is not None:
+        from .runtime import changes
+
+        sessions.append(changes.prepare(plan))
 
 
 def run(argv: list[str], profile: str | None = None) -> Result:

@@ -87,6 +87,7 @@ class MountKind:
 READ, WRITE, EXECUTE, IOCTL = "read", "write", "execute", "ioctl"
 _BIND = {"arguments": ("source", "dest"), "metavar": "SRC DEST", "source": "path",
          "keys": ("dest", "optional"), "try_form": True}
+_OVERLAY = {"arguments": ("source", "dest"), "metavar": "SRC DEST", "source": "path"}
 
 #: Every mount op kind, in the order of the options in `jailpy run --help`.
 MOUNT_TABLE: dict[str, MountKind] = {row.name: row for row in (
@@ -115,6 +116,19 @@ MOUNT_TABLE: dict[str, MountKind] = {row.name: row for row in (
     MountKind("remount-ro", "Make the mount tree at DEST read-only.", mounts=False),
     MountKind("chmod", "Set the mode of DEST: --chmod OCTAL DEST.", arguments=("mode", "dest"),
               metavar="OCTAL DEST", keys=("mode",), required={"mode": ""}, mounts=False),
+    # Overlayfs (docs/overlays.md): SRC is the top lower layer, `lower` adds layers beneath
+    # it (--lower DIR before the op); the options' order follows bwrap's --overlay family.
+    MountKind("overlay", "Overlay SRC on DEST; writes go to UPPER (WORK: an empty dir on "
+              "UPPER's filesystem).", arguments=("source", "upper", "work", "dest"),
+              metavar="SRC UPPER WORK DEST", source="path",
+              keys=("dest", "lower", "upper", "work"),
+              required={"upper": " (where writes go)", "work": " (overlayfs' work dir)"},
+              grants=(READ, WRITE, EXECUTE)),
+    MountKind("tmp-overlay", "Overlay SRC on DEST; writes go to a tmpfs and vanish at exit "
+              "(see --size).", **_OVERLAY, keys=("dest", "lower", "size"),
+              grants=(READ, WRITE, EXECUTE)),
+    MountKind("ro-overlay", "Overlay SRC (and each --lower before it) read-only on DEST.",
+              **_OVERLAY, keys=("dest", "lower"), grants=(READ, EXECUTE)),
     # A read-only file with generated `content` bound over `dest` (/etc/resolv.conf for a
     # network helper: plan/network.py).
     MountKind("ro-bind-data", "", grants=(READ,), in_profiles=False),
@@ -252,6 +266,11 @@ class MountOp(Record):
     mode: int | None = None
     size: int | None = None
     content: str | None = None
+    #: Overlay kinds: further lower layers beneath `source` (top first), the upper
+    #: layer and overlayfs' work dir (host paths).
+    lower: tuple[str, ...] = ()
+    upper: str | None = None
+    work: str | None = None
     origin: str = ""
 
 
@@ -386,6 +405,21 @@ class Workspace(Record):
     origin: str = "workspace.path"
 
 
+class Changes(Sourced):
+    """Run over a copy of host directories and keep what was written for review
+    (docs/overlays.md): each of `paths` (default: the caller's cwd) is overlaid,
+    its upper layer kept in a run directory under `dir` (default: the user's
+    state dir), on a tmpfs of `size` bytes when set."""
+
+    enabled: bool = False
+    paths: tuple[str, ...] = ()
+    dir: str | None = None
+    size: int | None = None
+    review: bool = False
+    origins: tuple[tuple[str, str], ...] = ()
+    _section = "changes"
+
+
 class DBusRules(Record):
     """xdg-dbus-proxy policy for one bus; everything not named is invisible."""
 
@@ -449,6 +483,7 @@ class Policy(Record):
     limits: Limits = Limits()
     desktop: Desktop = Desktop()
     workspace: Workspace = Workspace()
+    changes: Changes = Changes()
     name: str = "custom"
 
 

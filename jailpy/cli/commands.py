@@ -278,5 +278,126 @@ def unwrap_cmd(app: str, bin_dir: str | None) -> None:
     click.echo(f"unwrapped {record.app}")
 
 
+@main.group("changes")
+def changes_group() -> None:
+    """Review, commit or discard what 'jailpy run --changes' kept (docs/overlays.md)."""
+
+
+_DIR_OPTION = click.option("--dir", "directory", metavar="DIR",
+                           help="The changes directory (default $XDG_STATE_HOME/jailpy/changes).")
+
+
+def _open_run(directory: str | None, run_id: str | None):
+    """The named run, else the latest one."""
+    from ..runtime.changes import Run, latest
+    from .changes import root_of
+
+    root = root_of(directory)
+    return Run(root, run_id or latest(root))
+
+
+def _changes_command(func):
+    """Errors as one line and status 125, like every jailpy command."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        from ..errors import JailpyError
+        from .run import fail
+
+        try:
+            func(*args, **kwargs)
+        except JailpyError as err:
+            fail(err)
+        except OSError as exc:
+            fail(JailpyError(f"{exc.filename or 'changes'}: {exc.strerror}",
+                             origin="jailpy changes"))
+    return wrapper
+
+
+@changes_group.command("list")
+@_DIR_OPTION
+@_changes_command
+def changes_list_cmd(directory: str | None) -> None:
+    """List the kept runs: name, when, changes, overlaid paths, command."""
+    import time
+
+    from ..runtime.changes import list_runs
+    from .changes import root_of
+    from .render import table
+
+    rows = []
+    for run in list_runs(root_of(directory)):
+        started = time.strftime("%Y-%m-%d %H:%M:%S",
+                                time.localtime(run.meta.get("started_ns", 0) / 1e9))
+        rows.append((run.id, started, str(len(run.changes())), " ".join(run.paths),
+                     " ".join(run.meta.get("argv") or ())))
+        run.close()
+    if not rows:
+        click.echo(f"no runs in {root_of(directory)}")
+        return
+    table(("RUN", "STARTED", "CHANGES", "PATHS", "COMMAND"), rows,
+          styles=("bold", None, None, None, "dim"))
+
+
+@changes_group.command("show")
+@click.argument("run_id", metavar="[RUN]", required=False)
+@click.option("--diff", "show_diff", is_flag=True, help="Unified diffs of text files.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document, for programs.")
+@_DIR_OPTION
+@_changes_command
+def changes_show_cmd(run_id: str | None, show_diff: bool, as_json: bool,
+                     directory: str | None) -> None:
+    """What RUN (default: the latest) added, modified and deleted."""
+    from . import changes as view
+
+    run = _open_run(directory, run_id)
+    try:
+        found = run.changes()
+        if as_json:
+            click.echo(view.as_json(run, found))
+            return
+        click.echo(f"run {run.id}: {len(found)} change(s) to {', '.join(run.paths)}")
+        for change in found:
+            click.echo(view.describe(change))
+            if show_diff:
+                click.echo(view.diff(run, change), nl=False)
+    finally:
+        run.close()
+
+
+@changes_group.command("commit")
+@click.argument("run_id", metavar="RUN")
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
+@_DIR_OPTION
+@_changes_command
+def changes_commit_cmd(run_id: str, paths: tuple[str, ...], directory: str | None) -> None:
+    """Apply RUN's changes (or those at or beneath each PATH) to the host; refuses,
+    writing nothing, when a host file changed since the run started."""
+    from ..runtime.changes import commit
+
+    run = _open_run(directory, None if run_id == "latest" else run_id)
+    try:
+        done = commit(run, list(paths))
+        left = len(run.changes())
+    finally:
+        run.close()
+    click.echo(f"committed {len(done)} change(s); {left} left in run {run.id}")
+
+
+@changes_group.command("discard")
+@click.argument("run_id", metavar="RUN")
+@_DIR_OPTION
+@_changes_command
+def changes_discard_cmd(run_id: str, directory: str | None) -> None:
+    """Delete RUN's directory and everything it kept."""
+    from ..runtime.changes import discard
+
+    run = _open_run(directory, None if run_id == "latest" else run_id)
+    run.close()
+    discard(run)
+    click.echo(f"discarded run {run.id}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

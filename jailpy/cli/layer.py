@@ -47,7 +47,11 @@ def command_line_layer(order: list[str], values: "dict[str, Any]") -> "Layer":
         value = opt.convert(raw, origin) if opt.convert else raw
         section, _, key = opt.key.partition(".")
         if opt.into == "modifier":  # key "mounts[].size": the field is the last part
-            modifiers[key.rpartition(".")[2]] = value
+            field = key.rpartition(".")[2]
+            if field.endswith("[]"):  # "mounts[].lower[]": each occurrence adds one item
+                modifiers.setdefault(field[:-2], []).append(value)
+            else:
+                modifiers[field] = value
             modifier_flag = modifier_flag or opt.name
             continue
         table = doc.setdefault(section, {})

@@ -18,7 +18,8 @@ How a row sets its profile key (`into`; rows without a key set none):
   append    key = [value, ...] (the default for multi rows)
   table     key = {name: value, ...} from (name, value) pairs
   mount     one filesystem.mounts op per occurrence, in command-line order
-  modifier  one field (size, mode) of the next mount op
+  modifier  one field (size, mode) of the next mount op; a key ending in [] adds
+            one item to a list field (--lower)
 
 `convert(value, origin)` checks one value and returns what the profile gets,
 so a bad value is reported against the option ("--memory-max: ..."), not a
@@ -226,6 +227,9 @@ RUN_OPTIONS: list[Opt] = [
         key="filesystem.mounts[].size", into="modifier"),
     Opt("perms", ("--perms",), "multi", "Mode of the next --tmpfs/--dir/--file.",
         metavar="OCTAL", key="filesystem.mounts[].mode", into="modifier"),
+    Opt("lower", ("--lower",), "multi",
+        "Add DIR as a lower layer, beneath SRC, of the next overlay op (repeatable).",
+        metavar="DIR", key="filesystem.mounts[].lower[]", into="modifier"),
     # --share-net asks for the host's network: it means --net host unless --net
     # says otherwise (a contradiction the constraints then report).
     *[Opt(f"share_{ns}", (f"--share-{ns}",), "flag", f"Share the host's {ns} namespace.",
@@ -304,6 +308,22 @@ RUN_OPTIONS: list[Opt] = [
     Opt("workspace", ("--workspace",), "value",
         "Bind DIR read-write and run there (the ci-build profile uses $PWD).", metavar="DIR",
         key="workspace.path"),
+    # Overlays kept for review (docs/overlays.md).
+    Opt("changes", ("--changes",), "flag",
+        "Overlay the current directory (and --changes-path DIRs): the command writes to a "
+        "copy, kept for 'jailpy changes show/commit'.", key="changes.enabled"),
+    Opt("changes_path", ("--changes-path",), "multi",
+        "Overlay DIR instead of the current directory (repeatable; implies --changes).",
+        metavar="DIR", key="changes.paths", implies={"changes.enabled": True}),
+    Opt("changes_dir", ("--changes-dir",), "value",
+        "Keep run directories in DIR (default $XDG_STATE_HOME/jailpy/changes).",
+        metavar="DIR", key="changes.dir", implies={"changes.enabled": True}),
+    Opt("changes_size", ("--changes-size",), "value",
+        "Keep the upper layer on a tmpfs of SIZE, copied out at exit (implies --changes).",
+        metavar="SIZE", key="changes.size", implies={"changes.enabled": True}),
+    Opt("review", ("--review",), "flag",
+        "Review the changes file by file when the command exits (on a terminal).",
+        key="changes.review", implies={"changes.enabled": True}),
     Opt("json_status", ("--json-status",), "value",
         "Write the result as one JSON object to FILE (- for stdout).", metavar="FILE|-"),
     Opt("json_status_fd", ("--json-status-fd",), "value",

@@ -65,6 +65,10 @@ def execute_run(opts: "dict[str, Any]", order: list[str], command: list[str]) ->
     except Exception as exc:  # a bug in jailpy: one line, details with --debug
         fail(JailpyError(f"internal error: {exc!r}", hint="run with --debug and report this"),
              debug, sink)
+    if result.changes_run is not None:
+        from .changes import after_run
+
+        after_run(result.changes_run, policy.changes.review)
     for note in result.limits_not_applied:
         sys.stderr.write(f"jailpy: warning: limit not applied (best-effort): {note}\n")
     if sink is not None:

@@ -10,6 +10,7 @@ stays a straight-line executor.
     workspace.py  the writable workspace's mount ops and cwd
     desktop.py    display, audio, D-Bus, GPU pieces: mount ops, env, host-side specs
     network.py    the helpers' address plan and the generated /etc files
+    changes.py    `--changes`: overlays kept for review, jailpy's state dirs hidden
     landlock.py   Landlock rules derived from the mount ops; seccomp.py the filter's rules
 """
 
@@ -26,6 +27,7 @@ from .landlock import LandlockRules, derive as derive_landlock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .changes import ChangesPlan
     from .desktop import DesktopPlan
 
 
@@ -68,6 +70,9 @@ class Plan(Record):
     #: Desktop pieces (plan/desktop.py); their ops and env are already part of
     #: mount_ops and env, this keeps the host-side specs and notes.
     desktop: "DesktopPlan | None" = None
+    #: `--changes` (plan/changes.py): the run directory kept for review; its overlay
+    #: ops are already part of mount_ops.
+    changes: "ChangesPlan | None" = None
 
     def unshares(self, namespace: str) -> bool:
         """Whether the sandbox gets its own `namespace` ("user", "mount", "net", ...)."""
@@ -142,6 +147,17 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         explicit = {name for name, _ in policy.environment.set}
         env.update((k, v) for k, v in desktop.env if k not in explicit)
     mount_ops += _network_files(policy, mount_ops)
+    changes = None
+    if policy.changes.enabled:
+        from .changes import plan_changes
+
+        changes, changes_ops = plan_changes(policy, caller)
+        mount_ops += changes_ops
+        # An overlay is a different file system than the directory beneath it, so the
+        # identity check would send the command to /: the overlaid cwd is the caller's.
+        if caller.cwd and any(caller.cwd == p or caller.cwd.startswith(p.rstrip("/") + "/")
+                              for p in changes.paths):
+            explicit_cwd = explicit_cwd or caller.cwd
     helper = (policy.network.mode if policy.network.mode in HELPER_MODES and policy.namespaces.net
               else None)
     return Plan(
@@ -171,6 +187,7 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         network_helper=helper,
         outer_userns=helper is not None and policy.namespaces.user and not ident.map_all,
         desktop=desktop,
+        changes=changes,
     )
 
 

@@ -41,8 +41,9 @@ _KERNEL_TREES = ("/proc", "/sys", "/dev")
 _SHARED_PLACES = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 
 
-def _unsafe(real: str, caller: Caller) -> str | None:
-    """Why binding `real` read-write would hand the build something beyond its project."""
+def why_unsafe(real: str, caller: Caller) -> str | None:
+    """Why binding `real` read-write (or overlaying it: plan/changes.py) would hand the
+    build something beyond its project."""
     if real == "/":
         return "is /; the build could read every secret of the caller"
     home = _home(caller)
@@ -67,7 +68,7 @@ def workspace_ops(policy: Policy, caller: Caller) -> tuple[tuple[MountOp, ...], 
         return (), None
     path = os.path.normpath(ws.path)
     real = os.path.realpath(path)
-    problem = _unsafe(real, caller)
+    problem = why_unsafe(real, caller)
     if problem is not None:
         raise ConfigError(f"workspace {path} {problem}", origin=ws.origin,
                           hint="run jailpy from the project directory, or pass --workspace DIR")

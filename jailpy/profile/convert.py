@@ -33,7 +33,9 @@ def mount_op(entry: dict[str, Any], origin: str) -> MountOp:
     size = parse_size(entry["size"], f"{origin}.size") if "size" in entry else None
     return MountOp(kind=kind, dest=normalize_path(require_absolute(dest, origin)),
                    source=source, optional=is_try or bool(entry.get("optional", False)),
-                   mode=mode, size=size, content=entry.get("content"), origin=origin)
+                   mode=mode, size=size, content=entry.get("content"),
+                   lower=tuple(entry.get("lower", ())), upper=entry.get("upper"),
+                   work=entry.get("work"), origin=origin)
 
 
 def _network_needs_netns(merged: Merged) -> None:
@@ -111,6 +113,7 @@ def to_policy(merged: Merged, name: str) -> Policy:
         network=network_from_profile(net, origins) if net else Network(),
         desktop=_desktop(section("desktop"), origins, ns.mount),
         **_limits_and_workspace(merged),
+        **_changes(merged),
         name=name,
     )
 
@@ -128,6 +131,15 @@ def _desktop(section: dict[str, Any], origins: Origins, mount_ns: bool):
         raise ConfigError("desktop pieces need a mount namespace, but namespaces.mount = false",
                           origin=origins.of("namespaces.mount"))
     return desktop
+
+
+def _changes(merged: Merged) -> dict:
+    """[changes] (profile/changes.py), imported only when present."""
+    if "changes" not in merged.data:
+        return {}
+    from .changes import changes_policy
+
+    return {"changes": changes_policy(merged)}
 
 
 def _limits_and_workspace(merged: Merged) -> dict:

@@ -258,6 +258,14 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
         "path": _f(STR, "Directory bound read-write and used as the working directory; "
                    "must not be / or contain the home directory."),
     },
+    "changes": {
+        "enabled": _f(BOOL, "Overlay the paths and keep what the command writes for review "
+                      "(jailpy changes)."),
+        "paths": _f(ABSPATHS, "Host directories overlaid; default: the current directory."),
+        "dir": _f(ABSPATH, "Where run directories go; default: $XDG_STATE_HOME/jailpy/changes."),
+        "size": _f(SIZE, "Keep the upper layer on a tmpfs of this size, copied out at exit."),
+        "review": _f(BOOL, "Review the changes interactively when the command exits."),
+    },
     "desktop": {
         "x11": _f(BOOL, "Pass the X11 display in $DISPLAY through: its socket and its cookie."),
         "x11_untrusted": _f(BOOL, "Pass X11 with an untrusted cookie (X SECURITY extension)."),
@@ -437,8 +445,11 @@ def check_mount_structure(entry: Any, origin: str) -> None:
             raise ConfigError(f"expected {SIZE[0]}, got {_type_of(value)}", origin=where)
         if key == "mode" and not MODE[1](value):
             raise ConfigError(f"expected {MODE[0]}, got {_type_of(value)}", origin=where)
-        if key in ("dest", "content", kind, kind + "-try") and not isinstance(value, str):
+        if key in ("dest", "content", "upper", "work", kind, kind + "-try") and \
+                not isinstance(value, str):
             raise ConfigError(f"expected string, got {_type_of(value)}", origin=where)
+        if key == "lower" and not _is_str_list(value):
+            raise ConfigError(f"expected {ABSPATHS[0]}, got {_type_of(value)}", origin=where)
     for key, note in MOUNT_TABLE[kind].required.items():
         if key not in entry:
             raise ConfigError(f"a {kind} op needs '{key}'{note}", origin=origin)
@@ -452,8 +463,11 @@ def check_mount_values(entry: dict[str, Any], origin: str) -> None:
         _no_nul(entry[op_key], f"{origin}.{op_key}")
     else:
         require_absolute(entry[op_key], f"{origin}.{op_key}")
-    if "dest" in entry:
-        require_absolute(entry["dest"], f"{origin}.dest")
+    for key in ("dest", "upper", "work"):
+        if key in entry:
+            require_absolute(entry[key], f"{origin}.{key}")
+    for i, path in enumerate(entry.get("lower", ())):
+        require_absolute(path, f"{origin}.lower[{i}]")
     if "size" in entry:
         parse_size(entry["size"], f"{origin}.size")
     if "mode" in entry:

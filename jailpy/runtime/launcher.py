@@ -74,6 +74,8 @@ class Result(Record):
     max_rss: int | None = None
     cgroup: str | None = None
     limits_not_applied: tuple[str, ...] = ()
+    #: `--changes`: the run directory holding what the command wrote (docs/overlays.md).
+    changes_run: str | None = None
 
 
 def launch(plan: Plan, sessions: tuple["HostSession", ...] = (),

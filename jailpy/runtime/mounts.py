@@ -305,6 +305,77 @@ class RootBuilder:
             os.write(fd, (op.content or "").encode())
             os.fchmod(fd, mode)
 
+    # -- overlays (docs/overlays.md) ----------------------------------------
+
+    def _op_overlay(self, op: MountOp) -> None:
+        assert op.upper is not None and op.work is not None
+        with _fd(self._host_dir(op, op.upper)) as upper, _fd(self._host_dir(op, op.work)) as work:
+            self._overlay(op, {"upperdir": self._fd_path(upper), "workdir": self._fd_path(work)},
+                          readonly=False)
+
+    def _op_tmp_overlay(self, op: MountOp) -> None:
+        options = {"mode": "0755"}
+        if op.size is not None:
+            options["size"] = str(op.size)
+        # The upper layer and overlayfs' work dir live on a detached tmpfs: unreachable from
+        # anywhere but the overlay, limited by op.size, gone with the sandbox.
+        with _fd(self._new_fs("tmpfs", options, sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV)) \
+                as scratch:
+            os.mkdir("upper", 0o755, dir_fd=scratch)
+            os.mkdir("work", 0o755, dir_fd=scratch)
+            base = self._fd_path(scratch)
+            self._overlay(op, {"upperdir": f"{base}/upper", "workdir": f"{base}/work"},
+                          readonly=False)
+
+    def _op_ro_overlay(self, op: MountOp) -> None:
+        self._overlay(op, {}, readonly=True)
+
+    def _host_dir(self, op: MountOp, path: str) -> int:
+        try:
+            return self.open_host(path, os.O_PATH | os.O_DIRECTORY)
+        except FileNotFoundError as exc:
+            raise _fail(op, f"{path}: no such directory") from exc
+        except NotADirectoryError as exc:
+            raise _fail(op, f"{path} is not a directory") from exc
+
+    @staticmethod
+    def _fd_path(fd: int) -> str:
+        """A path naming exactly the object behind fd, for the options overlayfs takes
+        as strings: each layer is opened once, in the host's view, and that very
+        directory is what the kernel stacks (no second lookup, no escaping of ':' or ',')."""
+        return f"/oldroot/proc/self/fd/{fd}"
+
+    def _overlay(self, op: MountOp, layers: dict[str, str], readonly: bool) -> None:
+        """Stack op.source over op.lower (host dirs) on op.dest inside the root.
+
+        Unprivileged overlayfs (a mount in our user namespace) needs `userxattr`:
+        its own metadata lives in user.overlay.* xattrs, and the kernel then keeps
+        redirect_dir, metacopy and index off (they need trusted.* xattrs), which is
+        what makes the upper layer plain files jailpy can review. nosuid and nodev
+        are set on the mount like every bind's."""
+        assert op.source is not None
+        opened: list[int] = []
+        try:
+            for path in (op.source, *op.lower):
+                opened.append(self._host_dir(op, path))
+            options: dict[str, str | None] = {
+                "lowerdir": ":".join(self._fd_path(fd) for fd in opened),
+                **layers, "userxattr": None}
+            attrs = sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV
+            mount_fd = self._new_fs("overlay", options,
+                                    attrs | (sc.MOUNT_ATTR_RDONLY if readonly else 0))
+        except OSError as exc:
+            raise _fail(op, "cannot mount the overlay (see docs/overlays.md)", exc) from exc
+        finally:
+            for fd in opened:
+                os.close(fd)
+        try:
+            dest_fd = self.ensure_dir(op.dest)
+        except BaseException:
+            os.close(mount_fd)
+            raise
+        self._attach(mount_fd, dest_fd)
+
     def _op_ro_bind_data(self, op: MountOp) -> None:
         """Cover dest with a read-only file holding op.content (jailpy's generated
         /etc/resolv.conf, /etc/hosts). The content lives in the scratch tmpfs, so
