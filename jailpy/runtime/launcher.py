@@ -323,8 +323,9 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
             except BlockingIOError:
                 pass
         os.close(lifeline)
+        copy_outs: list[tuple[int, int]] = []
         if plan.new_mount_ns:
-            mounts.build_root(plan.mount_ops, plan.root_readonly, plan.new_pid_ns)
+            copy_outs = mounts.build_root(plan.mount_ops, plan.root_readonly, plan.new_pid_ns)
         if plan.hostname is not None:
             sc.sethostname(plan.hostname)
         if plan.unshare_flags & sc.CLONE_NEWNET and not plan.outer_userns:
@@ -341,6 +342,8 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
         caps.apply()
         status = init.supervise(target, is_pid1=plan.new_pid_ns,
                                 forward_terminal=plan.new_session)
+        if copy_outs:  # size-limited --changes: every sandbox process is gone now
+            mounts.copy_out(copy_outs)
         channel.send(report_w, status=status)
         os._exit(0)
     except BaseException as exc:

@@ -73,6 +73,8 @@ class RootBuilder:
         os.chdir("/")
         self.host = os.open("/oldroot", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.root = os.open("/newroot", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        #: (tmpfs upper, host upper dir) fds of size-limited overlays, for copy_out.
+        self.copy_outs: list[tuple[int, int]] = []
 
     # -- path resolution -------------------------------------------------
 
@@ -309,30 +311,49 @@ class RootBuilder:
 
     def _op_overlay(self, op: MountOp) -> None:
         assert op.upper is not None and op.work is not None
+        if op.size is not None:
+            # Size-limited: the writes go to a tmpfs of op.size and are copied to the
+            # upper dir when the sandbox is gone (copy_out, docs/overlays.md).
+            keep = self._host_dir(op, op.upper, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                scratch = self._scratch_overlay(op)
+            except BaseException:
+                os.close(keep)
+                raise
+            self.copy_outs.append((scratch, keep))
+            return
         with _fd(self._host_dir(op, op.upper)) as upper, _fd(self._host_dir(op, op.work)) as work:
             self._overlay(op, {"upperdir": self._fd_path(upper), "workdir": self._fd_path(work)},
                           readonly=False)
 
     def _op_tmp_overlay(self, op: MountOp) -> None:
+        os.close(self._scratch_overlay(op))
+
+    def _scratch_overlay(self, op: MountOp) -> int:
+        """Overlay op with its upper layer and overlayfs' work dir on a detached tmpfs
+        of op.size: unreachable from anywhere but the overlay, gone with the sandbox
+        unless kept open. Returns an fd for the tmpfs."""
         options = {"mode": "0755"}
         if op.size is not None:
             options["size"] = str(op.size)
-        # The upper layer and overlayfs' work dir live on a detached tmpfs: unreachable from
-        # anywhere but the overlay, limited by op.size, gone with the sandbox.
-        with _fd(self._new_fs("tmpfs", options, sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV)) \
-                as scratch:
+        scratch = self._new_fs("tmpfs", options, sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV)
+        try:
             os.mkdir("upper", 0o755, dir_fd=scratch)
             os.mkdir("work", 0o755, dir_fd=scratch)
             base = self._fd_path(scratch)
             self._overlay(op, {"upperdir": f"{base}/upper", "workdir": f"{base}/work"},
                           readonly=False)
+        except BaseException:
+            os.close(scratch)
+            raise
+        return scratch
 
     def _op_ro_overlay(self, op: MountOp) -> None:
         self._overlay(op, {}, readonly=True)
 
-    def _host_dir(self, op: MountOp, path: str) -> int:
+    def _host_dir(self, op: MountOp, path: str, flags: int = os.O_PATH | os.O_DIRECTORY) -> int:
         try:
-            return self.open_host(path, os.O_PATH | os.O_DIRECTORY)
+            return self.open_host(path, flags)
         except FileNotFoundError as exc:
             raise _fail(op, f"{path}: no such directory") from exc
         except NotADirectoryError as exc:
@@ -432,8 +453,10 @@ class RootBuilder:
         os.chdir("/")
 
 
-def build_root(ops: tuple[MountOp, ...], root_readonly: bool, new_pid_ns: bool = True) -> None:
-    """Create the sandbox root from ops and pivot into it (call in pid 1)."""
+def build_root(ops: tuple[MountOp, ...], root_readonly: bool,
+               new_pid_ns: bool = True) -> list[tuple[int, int]]:
+    """Create the sandbox root from ops and pivot into it (call in pid 1); returns
+    the size-limited overlays' layers for copy_out once the sandbox is gone."""
     try:
         builder = RootBuilder(new_pid_ns)
     except OSError as exc:
@@ -446,3 +469,54 @@ def build_root(ops: tuple[MountOp, ...], root_readonly: bool, new_pid_ns: bool =
     except OSError as exc:
         raise SetupError(f"cannot enter the sandbox root: {exc.strerror}",
                          origin="pivot_root") from exc
+    return builder.copy_outs
+
+
+def copy_out(pairs: list[tuple[int, int]]) -> None:
+    """pid 1, after every other process in the sandbox is dead: copy each tmpfs upper
+    layer to its host upper dir, so the run can be reviewed. The content is the
+    sandbox's and untrusted: nothing is followed (O_NOFOLLOW, dir fds), only files,
+    directories, symlinks, whiteouts and the opaque mark are kept, and it is
+    bounded by the tmpfs size."""
+    for scratch, keep in pairs:
+        try:
+            with _fd(os.open("upper", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, dir_fd=scratch)) as upper:
+                _copy_tree(upper, keep)
+        except OSError as exc:
+            raise SetupError(f"cannot keep the changes: {exc.strerror}",
+                             origin="changes.size / --changes-size") from exc
+        finally:
+            os.close(scratch)
+            os.close(keep)
+
+
+_OPAQUE = "user.overlay.opaque"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _copy_tree(src: int, dst: int) -> None:
+    try:
+        os.setxattr(dst, _OPAQUE, os.getxattr(src, _OPAQUE))
+    except OSError:
+        pass  # not opaque
+    for name in os.listdir(src):
+        st = os.stat(name, dir_fd=src, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(name, 0o700, dir_fd=dst)
+            with _fd(os.open(name, _DIR_FLAGS, dir_fd=src)) as sub, \
+                    _fd(os.open(name, _DIR_FLAGS, dir_fd=dst)) as out:
+                _copy_tree(sub, out)
+                os.fchmod(out, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
+        elif stat.S_ISREG(st.st_mode):
+            with _fd(os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             dir_fd=src)) as data, \
+                    _fd(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                                | os.O_CLOEXEC, 0o600, dir_fd=dst)) as out:
+                while os.sendfile(out, data, None, 1 << 20):
+                    pass
+                os.fchmod(out, stat.S_IMODE(st.st_mode))
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
+        elif stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:  # a whiteout
+            os.mknod(name, stat.S_IFCHR, 0, dir_fd=dst)

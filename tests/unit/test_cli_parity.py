@@ -27,7 +27,7 @@ _BY_METAVAR = {"SRC": "/usr", "DEST": "/mnt", "TARGET": "/usr/bin", "TEXT": "hel
                "NAME=RULE": "org.example.App=*", "PIECE": "x11", "CAP": "CAP_NET_RAW",
                "SYSCALL|@GROUP": "@mount", "ACTION": "kill-process", "DURATION": "10m",
                "FILE|-": "-", "SPEC": "8080:80", "NAME=MODE": "downloads=rw",
-               "NAME=SOFT[:HARD]": "nofile=64:128"}
+               "NAME=SOFT[:HARD]": "nofile=64:128", "UPPER": "/tmp/up", "WORK": "/tmp/work"}
 _BY_DEST = {"net_mode": "slirp4netns", "hostname": "box", "argv0": "app", "cwd": "/work",
             "cpus": "1.5", "app_dir": "/home/app", "memory_swap_max": "0"}
 #: A second, different value, for repeated options.
@@ -53,6 +53,8 @@ def _other(values: tuple[str, ...]) -> tuple[str, ...]:
 def _spellings(opt: Opt) -> list[list[str]]:
     """Each way of writing the row, each with what it needs to be valid after it."""
     after = ["--tmpfs", "/mnt"] if opt.into == "modifier" else []
+    if opt.key and opt.key.endswith("lower[]"):  # modifies an overlay op
+        after = ["--ro-overlay", "/usr", "/mnt"]
     if opt.kind in ("flag", "switch"):
         lines = [[flag] for flag in opt.flags] + [[opt.flags[0], opt.flags[0]]]
         if opt.off:

@@ -36,10 +36,13 @@ def test_run_options_are_the_mount_table_rows():
 def test_an_option_and_its_profile_table_make_the_same_op():
     for kind in MOUNT_KINDS:
         row = MOUNT_TABLE[kind]
-        values = {"source": "/src", "dest": "/dest", "content": "text", "mode": "0700"}
+        values = {"source": "/src", "dest": "/dest", "content": "text", "mode": "0700",
+                  "upper": "/up", "work": "/work"}
         op = mount_op(row.table(tuple(values[f] for f in row.arguments)), "--" + kind)
         assert op.kind == kind and op.dest == "/dest"
         assert op.source == ("/src" if row.source else None)
+        assert (op.upper, op.work) == (("/up", "/work") if "upper" in row.arguments
+                                       else (None, None))
 
 
 def test_namespaces_are_one_vocabulary():
