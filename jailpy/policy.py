@@ -128,7 +128,9 @@ MOUNT_TABLE: dict[str, MountKind] = {row.name: row for row in (
               "(see --size).", **_OVERLAY, keys=("dest", "lower", "size"),
               grants=(READ, WRITE, EXECUTE)),
     MountKind("ro-overlay", "Overlay SRC (and each --lower before it) read-only on DEST.",
-              **_OVERLAY, keys=("dest", "lower"), grants=(READ, EXECUTE)),
+              **_OVERLAY, keys=("dest", "lower"), grants=(READ, EXECUTE),
+              required={"lower": " (a second layer: overlayfs stacks two or more; one "
+                        "alone is a ro-bind)"}),
     # A read-only file with generated `content` bound over `dest` (/etc/resolv.conf for a
     # network helper: plan/network.py).
     MountKind("ro-bind-data", "", grants=(READ,), in_profiles=False),

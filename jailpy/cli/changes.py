@@ -141,7 +141,7 @@ def review(run: Run, ask: "Callable[[str], str] | None" = None) -> list[str]:
         console.print(Syntax(diff(run, change), "diff", theme="ansi_dark", word_wrap=True))
         answer = (ask or (lambda q: Prompt.ask(q, choices=["a", "s", "q"], default="s",
                                                console=console)))(
-            "[a]ccept, [s]kip, [q]uit")
+            "a = accept, s = skip, q = quit")
         if answer == "q":
             break
         if answer == "a":
