@@ -55,6 +55,7 @@ def _spellings(opt: Opt) -> list[list[str]]:
     after = ["--tmpfs", "/mnt"] if opt.into == "modifier" else []
     if opt.key and opt.key.endswith("lower[]"):  # modifies an overlay op
         after = ["--ro-overlay", "/usr", "/mnt"]
+    before = ["--lower", "/opt"] if opt.name == "--ro-overlay" else []  # needs two layers
     if opt.kind in ("flag", "switch"):
         lines = [[flag] for flag in opt.flags] + [[opt.flags[0], opt.flags[0]]]
         if opt.off:
@@ -66,8 +67,8 @@ def _spellings(opt: Opt) -> list[list[str]]:
         lines.append([flag, *first])
         lines.append([f"{flag}={first[0]}" if flag.startswith("--") else flag + first[0],
                       *first[1:]])
-    lines.append([opt.name, *first, *after, opt.name, *second])  # repeated: last wins / both
-    return [line + after for line in lines]
+    lines.append([opt.name, *first, *after, *before, opt.name, *second])  # repeated
+    return [before + line + after for line in lines]
 
 
 _GENERATED = [[*spelling, "--", "true"] for opt in RUN_OPTIONS for spelling in _spellings(opt)]
