@@ -34,7 +34,7 @@ def user_env(path: str = "/usr/bin:/bin") -> dict[str, str]:
 
 
 def median_times(commands: dict[str, list[str]], runs: int,
-                 env: dict[str, str]) -> dict[str, float]:
+                 env: dict[str, str], cwd: str = "/") -> dict[str, float]:
     """Median wall seconds of each command, run as the user after one warm-up.
 
     Round-robin rather than one command after another, so that machine noise
@@ -42,11 +42,11 @@ def median_times(commands: dict[str, list[str]], runs: int,
     """
     samples: dict[str, list[float]] = {name: [] for name in commands}
     for argv in commands.values():
-        subprocess.run(as_user(argv), env=env, cwd="/", check=True, capture_output=True)
+        subprocess.run(as_user(argv), env=env, cwd=cwd, check=True, capture_output=True)
     for _ in range(runs):
         for name, argv in commands.items():
             start = time.perf_counter()
-            subprocess.run(as_user(argv), env=env, cwd="/", check=True, capture_output=True)
+            subprocess.run(as_user(argv), env=env, cwd=cwd, check=True, capture_output=True)
             samples[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in samples.items()}
 

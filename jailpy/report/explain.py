@@ -48,6 +48,10 @@ def describe_op(op: MountOp) -> str:
         extras.append(f"size={human_size(op.size)}")
     if op.mode is not None:
         extras.append(f"mode={op.mode:04o}")
+    if op.lower:
+        extras.append(f"lower={':'.join(op.lower)}")
+    if op.upper is not None:
+        extras.append(f"upper={op.upper}")
     if op.optional:
         extras.append("optional")
     if extras:
