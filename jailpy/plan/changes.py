@@ -105,8 +105,16 @@ def plan_changes(policy: Policy, caller: Caller) -> tuple[ChangesPlan, tuple[Mou
                         upper=f"{run_dir}/upper/{i}", work=f"{run_dir}/work/{i}",
                         size=spec.size, origin=origin)
                 for i, path in enumerate(paths))
-    hide = MountOp(kind="tmpfs", dest=root, mode=0o555, size=4096,
-                   origin="jailpy state: changes directory")
+    # The root exists by the time the sandbox is built (prepare() makes it); the
+    # default root, when --changes-dir chose another, is hidden too if it exists.
+    hidden = [root, *(d for d in state_dirs(caller) if d != root and os.path.isdir(d))]
     plan = ChangesPlan(run_id=run_id, root=root, run_dir=run_dir, paths=tuple(paths),
                        size=spec.size, review=spec.review)
-    return plan, (*ops, hide, MountOp(kind="remount-ro", dest=root, origin=hide.origin))
+    return plan, (*ops, *(op for d in hidden for op in hide_ops(d)))
+
+
+def hide_ops(path: str) -> tuple[MountOp, MountOp]:
+    """An empty read-only tmpfs over one of jailpy's state directories."""
+    origin = "jailpy state: changes directory"
+    return (MountOp(kind="tmpfs", dest=path, mode=0o555, size=4096, origin=origin),
+            MountOp(kind="remount-ro", dest=path, origin=origin))

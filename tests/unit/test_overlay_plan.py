@@ -101,3 +101,12 @@ def test_unsafe_changes_paths_are_refused(cwd, paths, directory, message):
     with pytest.raises(ConfigError) as info:
         build_plan(policy, ["true"], _caller(cwd))
     assert message in info.value.message
+
+
+def test_a_custom_changes_dir_still_hides_the_default_one(tmp_path):
+    default = tmp_path / "jailpy" / "changes"
+    default.mkdir(parents=True)
+    caller = _caller(XDG_STATE_HOME=str(tmp_path))
+    plan = build_plan(Policy(changes=Changes(enabled=True, dir="/other")), ["true"], caller)
+    hidden = [op.dest for op in plan.mount_ops if op.kind == "tmpfs"]
+    assert hidden[-2:] == ["/other", str(default)]
