@@ -118,6 +118,12 @@ MOUNT_TABLE: dict[str, MountKind] = {row.name: row for row in (
     # A read-only file with generated `content` bound over `dest` (/etc/resolv.conf for a
     # network helper: plan/network.py).
     MountKind("ro-bind-data", "", grants=(READ,), in_profiles=False),
+    # jailpy's own state (usercache.own_state), placed after every other op by the
+    # planner (plan/__init__.py): a directory covered by an empty read-only tmpfs
+    # (created first where a bind lets the sandbox create it), a file or directory
+    # bound read-only over itself.
+    MountKind("hide", "", in_profiles=False, mounts=False),
+    MountKind("protect", "", in_profiles=False, mounts=False),
 )}
 
 #: Mount operation kinds, in the vocabulary of profiles and CLI options.

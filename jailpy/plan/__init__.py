@@ -19,7 +19,7 @@ import os
 
 from ..linux import syscalls as sc
 # Caller is re-exported: `from jailpy.plan import Caller` is how callers build one.
-from ..policy import (HELPER_MODES, NAMESPACES, Caller, Limits, MountOp,  # noqa: F401
+from ..policy import (HELPER_MODES, MOUNT_TABLE, NAMESPACES, Caller, Limits, MountOp,  # noqa: F401
                       Network, Policy, SeccompPolicy)
 from ..record import Record
 from .landlock import LandlockRules, derive as derive_landlock
@@ -113,8 +113,12 @@ def _glob_match(name: str, pattern: str) -> bool:
     return fnmatchcase(name, pattern)
 
 
-def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller) -> Plan:
-    """Decide everything about one sandbox run; makes no syscalls."""
+def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller,
+               written: tuple[str, ...] = ()) -> Plan:
+    """Decide everything about one sandbox run; makes no syscalls.
+
+    `written`: files this run of jailpy writes (a --json-status file), kept
+    read-only inside like the rest of jailpy's own state."""
     flags = 0
     for name, flag in NAMESPACES.items():
         if getattr(policy.namespaces, name):
@@ -142,6 +146,8 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         explicit = {name for name, _ in policy.environment.set}
         env.update((k, v) for k, v in desktop.env if k not in explicit)
     mount_ops += _network_files(policy, mount_ops)
+    if policy.namespaces.mount:
+        mount_ops += guard_ops(mount_ops, caller, written)
     helper = (policy.network.mode if policy.network.mode in HELPER_MODES and policy.namespaces.net
               else None)
     return Plan(
@@ -172,6 +178,43 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         outer_userns=helper is not None and policy.namespaces.user and not ident.map_all,
         desktop=desktop,
     )
+
+
+def _within(path: str, top: str) -> str | None:
+    """path relative to top ("" for top itself), None when it lies outside."""
+    if path == top or top == "/":
+        return path[len(top):].lstrip("/") if top != "/" else path.lstrip("/")
+    return path[len(top) + 1:] if path.startswith(top + "/") else None
+
+
+def guard_ops(ops: tuple[MountOp, ...], caller: Caller, written: tuple[str, ...] = ()
+              ) -> tuple[MountOp, ...]:
+    """The trust boundary (docs/security.md): jailpy's own state, wherever a bind
+    op makes it visible inside, hidden or read-only after every profile op.
+
+    A bind of a parent (`--bind ~ ~`, `/` read-only, a workspace holding
+    $XDG_CACHE_HOME) gets the op at the state's place under its destination,
+    a bind of something inside the state gets it on its destination. Host paths
+    are compared resolved, as the runtime resolves bind sources."""
+    from ..usercache import own_state
+
+    state = [(os.path.realpath(path), how) for path, how in own_state(caller.env, caller.uid,
+                                                                        written)]
+    guards: dict[str, MountOp] = {}
+    for op in ops:
+        if op.source is None or MOUNT_TABLE[op.kind].source != "path":
+            continue
+        source = os.path.realpath(op.source)
+        for path, how in state:
+            below = _within(path, source)
+            dest = op.dest if below is None else os.path.join(op.dest, below) if below \
+                else op.dest
+            if below is None and _within(source, path) is None:
+                continue
+            origin = f"jailpy's own state: {path}"
+            guards[dest] = MountOp(kind="hide" if how == "hide" else "protect",
+                                   dest=os.path.normpath(dest), origin=origin)
+    return tuple(guards.values())
 
 
 def _network_files(policy: Policy, ops: tuple[MountOp, ...]) -> tuple[MountOp, ...]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 
 from ..errors import ConfigError
+from ..usercache import config_dir
 from . import schema
 from .expand import expand
 from .merge import Layer, Merged, merge  # noqa: F401  (re-exported: the public layering API)
@@ -52,10 +53,7 @@ def shipped_profiles_dir() -> "Path":
 
 def search_path(env: dict[str, str]) -> list[tuple[str, str]]:
     """(label, directory) in search order: user, system, shipped."""
-    config = env.get("XDG_CONFIG_HOME") or ""
-    if not config.startswith("/"):  # the XDG spec: relative values are ignored
-        config = os.path.join(env.get("HOME") or "/", ".config")
-    return [("user", os.path.join(config, "jailpy", "profiles")),
+    return [("user", os.path.join(config_dir(env), "profiles")),
             ("system", "/etc/jailpy/profiles"),
             ("shipped", _shipped_dir())]
 
