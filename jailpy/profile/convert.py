@@ -87,6 +87,7 @@ def to_policy(merged: Merged, name: str) -> Policy:
     data, origins = merged.data, merged.origins
     section = lambda key: data.get(key, {})  # noqa: E731
     fs = section("filesystem")
+    schema.check_mount_count(len(fs.get("mounts", [])), "filesystem.mounts (merged)")
     ops = tuple(mount_op(entry, origins.item("filesystem.mounts", i))
                 for i, entry in enumerate(fs.get("mounts", [])))
     env = section("environment")

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 #: Keys whose strings are taken literally (no ${VAR} expansion).
 LITERAL_KEYS = {"description", "content"}
+#: Profiles are read whole and parsed: anything this big is not one (jailpy-profile(5)).
+MAX_FILE_SIZE = 4 << 20
 _POSITION = r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)$"
 
 
@@ -145,9 +147,13 @@ def parse_file(path: str, cache: "ParseCache | None" = None) -> dict[str, Any]:
                 cached = cache.get(path, key)
                 if cached is not None:
                     return cached
-            chunks = []
+            chunks, size = [], 0
             while chunk := os.read(fd, 1 << 16):
                 chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_FILE_SIZE:
+                    raise ConfigError(f"larger than {MAX_FILE_SIZE >> 20} MiB; not a profile",
+                                      origin=path)
         finally:
             os.close(fd)
     except OSError as exc:

@@ -361,8 +361,22 @@ def check_structure(doc: dict[str, Any], source: str) -> None:
             if field is None:
                 raise _unknown(sub, list(spec), origin, key)
             _check_type(field, subvalue, origin)
-    for i, entry in enumerate(doc.get("filesystem", {}).get("mounts", [])):
+    mounts = doc.get("filesystem", {}).get("mounts", [])
+    check_mount_count(len(mounts), f"{source}: filesystem.mounts")
+    for i, entry in enumerate(mounts):
         check_mount_structure(entry, f"{source}: filesystem.mounts[{i}]")
+
+
+#: The most mount ops one profile (with everything it extends and the options) may
+#: have: far beyond any real sandbox, and small enough that checking and planning
+#: them stays well under a second (documented in jailpy-profile(5)).
+MAX_MOUNT_OPS = 10_000
+
+
+def check_mount_count(count: int, origin: str) -> None:
+    if count > MAX_MOUNT_OPS:
+        raise ConfigError(f"{count} mount ops; at most {MAX_MOUNT_OPS} are allowed",
+                          origin=origin)
 
 
 def check_values(doc: dict[str, Any], source: str) -> None:
