@@ -58,6 +58,8 @@ class Plan(Record):
     #: Landlock rules derived from mount_ops and the profile (None: Landlock off).
     landlock: LandlockRules | None = None
     limits: Limits = Limits()
+    #: (name, value) for /proc/sys/user/max_<name> in the sandbox's user namespace.
+    quotas: tuple[tuple[str, int], ...] = ()
     network: Network = Network()
     #: The helper that connects the sandbox's network namespace (a HELPER_MODES
     #: entry: slirp4netns, pasta), None when nothing is started.
@@ -173,6 +175,7 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         seccomp=policy.seccomp,
         landlock=derive_landlock(policy, mount_ops),
         limits=policy.limits,
+        quotas=policy.limits.quotas if policy.namespaces.user else (),
         network=policy.network,
         network_helper=helper,
         outer_userns=helper is not None and policy.namespaces.user and not ident.map_all,

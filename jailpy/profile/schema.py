@@ -163,6 +163,9 @@ RLIMITS = ("table of limits (N, \"SOFT:HARD\" or [soft, hard])",
            lambda v: isinstance(v, dict) and all(
                _is_int(x) or isinstance(x, (str, list)) for x in v.values()))
 
+QUOTAS = ("table of counts (name = N)",
+          lambda v: isinstance(v, dict) and all(_is_int(x) for x in v.values()))
+
 
 def _f(kind: tuple, doc: str) -> Field:
     return Field(kind[0], kind[1], doc, kind[2] if len(kind) > 2 else None)
@@ -254,6 +257,10 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
         "cgroup_parent": _f(STR, "Delegated cgroup under which each sandbox gets its own "
                             "(default: $JAILPY_CGROUP_PARENT, else found; see jailpy check)."),
         "best_effort": _f(BOOL, "Run anyway when a cgroup limit cannot be applied."),
+        "quotas": _f(QUOTAS, "Per-user kernel quotas inside the sandbox's user namespace "
+                     "(/proc/sys/user/max_NAME): inotify_instances (default 32), "
+                     "inotify_watches (default 16384), fanotify_groups, fanotify_marks, "
+                     "user_namespaces, mnt_namespaces, ... ."),
     },
     "workspace": {
         "path": _f(STR, "Directory bound read-write and used as the working directory; "

@@ -321,6 +321,8 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
             except BlockingIOError:
                 pass
         os.close(lifeline)
+        if plan.quotas:
+            userns.set_quotas(plan.quotas)
         if plan.new_mount_ns:
             mounts.build_root(plan.mount_ops, plan.root_readonly, plan.new_pid_ns)
         if plan.hostname is not None:
