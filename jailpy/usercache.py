@@ -159,8 +159,11 @@ def cache_key() -> bytes | None:
     if fd is not None:
         try:
             key = _read_private(fd, _KEY_FILE, 64)
-            if key is None or len(key) != 32:
-                write_file(fd, _KEY_FILE, os.urandom(32), 0o600, replace=False)
+            if key is None:
+                try:
+                    write_file(fd, _KEY_FILE, os.urandom(32), 0o600, replace=False)
+                except OSError:
+                    pass  # another run made it first (EEXIST): read that one
                 key = _read_private(fd, _KEY_FILE, 64)
         finally:
             os.close(fd)
