@@ -19,8 +19,8 @@ import os
 
 from ..linux import syscalls as sc
 # Caller is re-exported: `from jailpy.plan import Caller` is how callers build one.
-from ..policy import (HELPER_MODES, MOUNT_TABLE, NAMESPACES, Caller, Limits, MountOp,  # noqa: F401
-                      Network, Policy, SeccompPolicy)
+from ..policy import (BIND_KINDS, HELPER_MODES, NAMESPACES, Caller, Limits,  # noqa: F401
+                      MountOp, Network, Policy, SeccompPolicy)
 from ..record import Record
 from .landlock import LandlockRules, derive as derive_landlock
 
@@ -183,10 +183,12 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
     )
 
 
-def _within(path: str, top: str) -> str | None:
+def _relative(path: str, top: str) -> str | None:
     """path relative to top ("" for top itself), None when it lies outside."""
-    if path == top or top == "/":
-        return path[len(top):].lstrip("/") if top != "/" else path.lstrip("/")
+    if top == "/":
+        return path.lstrip("/")
+    if path == top:
+        return ""
     return path[len(top) + 1:] if path.startswith(top + "/") else None
 
 
@@ -205,18 +207,20 @@ def guard_ops(ops: tuple[MountOp, ...], caller: Caller, written: tuple[str, ...]
                                                                         written)]
     guards: dict[str, MountOp] = {}
     for op in ops:
-        if op.source is None or MOUNT_TABLE[op.kind].source != "path":
+        if op.kind not in BIND_KINDS or op.source is None:
             continue
         source = os.path.realpath(op.source)
         for path, how in state:
-            below = _within(path, source)
-            dest = op.dest if below is None else os.path.join(op.dest, below) if below \
-                else op.dest
-            if below is None and _within(source, path) is None:
+            below = _relative(path, source)
+            if below is not None:  # the bind shows the state at its place under dest
+                dest = os.path.join(op.dest, below) if below else op.dest
+            elif _relative(source, path) is not None:  # the bind shows a part of it
+                dest = op.dest
+            else:
                 continue
-            origin = f"jailpy's own state: {path}"
-            guards[dest] = MountOp(kind="hide" if how == "hide" else "protect",
-                                   dest=os.path.normpath(dest), origin=origin)
+            dest = os.path.normpath(dest)
+            guards[dest] = MountOp(kind="hide" if how == "hide" else "protect", dest=dest,
+                                   origin=f"jailpy's own state: {path}")
     return tuple(guards.values())
 
 
