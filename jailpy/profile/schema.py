@@ -377,7 +377,7 @@ def check_structure(doc: dict[str, Any], source: str) -> None:
 #: The most mount ops one profile (with everything it extends and the options) may
 #: have: far beyond any real sandbox, and small enough that checking and planning
 #: them stays well under a second (documented in jailpy-profile(5)).
-MAX_MOUNT_OPS = 10_000
+MAX_MOUNT_OPS = 16_384
 
 
 def check_mount_count(count: int, origin: str) -> None:

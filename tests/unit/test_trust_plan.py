@@ -9,11 +9,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jailpy import usercache
+from jailpy.api import load_policy
 from jailpy.errors import ConfigError
 from jailpy.plan import Caller, build_plan
 from jailpy.policy import Filesystem, MountOp, Namespaces, Policy, Workspace
 from jailpy.profile import schema
-from jailpy.profile.loader import load_file
 
 HOME = "/nonexistent-home/u"
 
@@ -84,17 +84,19 @@ def test_wrap_records_what_it_wrote(tmp_path):
 
 def test_mount_op_limit():
     schema.check_mount_count(schema.MAX_MOUNT_OPS, "here")
-    with pytest.raises(ConfigError, match="at most 10000"):
+    with pytest.raises(ConfigError, match=f"at most {schema.MAX_MOUNT_OPS}"):
         schema.check_mount_count(schema.MAX_MOUNT_OPS + 1, "here")
 
 
-def test_a_profile_at_the_mount_op_limit_loads(tmp_path):
-    ops = "".join(f'  {{ tmpfs = "/t/{i}" }},\n' for i in range(schema.MAX_MOUNT_OPS))
+def test_a_10000_op_profile_over_default_loads_and_plans(tmp_path):
+    """Issue 11 asks for a 10,000-op profile to validate well under a second (measured
+    in docs/benchmarks.md; no timing here): it must at least be valid."""
+    ops = "".join(f'  {{ tmpfs = "/t/{i}" }},\n' for i in range(10_000))
     path = tmp_path / "big.toml"
-    path.write_text(f"[filesystem]\nmounts = [\n{ops}]\n")
-    doc = load_file(str(path), {"HOME": HOME})
-    plan = _plan(*(MountOp(kind="tmpfs", dest=e["tmpfs"]) for e in doc["filesystem"]["mounts"]))
-    assert len(plan.mount_ops) == schema.MAX_MOUNT_OPS
+    path.write_text(f'extends = ["default"]\n[filesystem]\nmounts = [\n{ops}]\n')
+    caller = Caller(uid=1000, gid=1000, env={"HOME": HOME}, cwd="/", cwd_identity=None)
+    policy = load_policy(str(path), caller=caller)
+    assert len(build_plan(policy, ["true"], caller).mount_ops) > 10_000
 
 
 @given(st.text(min_size=1, max_size=20).filter(
