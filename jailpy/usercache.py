@@ -83,17 +83,24 @@ def written_files(env: Mapping[str, str]) -> list[str]:
     return [line for line in text.split("\n") if line.startswith("/")]
 
 
-def record_written(env: Mapping[str, str], paths: list[str]) -> None:
-    """Add paths to the list of files every sandbox gets read-only (own_state)."""
+def record_written(env: Mapping[str, str], paths: list[str], forget: bool = False) -> None:
+    """Add paths to (or, with `forget`, remove them from) the list of files every
+    sandbox gets read-only (own_state); an empty list is removed."""
     known = written_files(env)
-    fresh = [p for p in paths if p not in known and "\n" not in p]
-    if not fresh:
+    if forget:
+        kept = [p for p in known if p not in paths]
+    else:
+        kept = known + [p for p in paths if p not in known and "\n" not in p]
+    if kept == known:
         return
     directory = config_dir(env)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        write_file(fd, WRITTEN, "".join(p + "\n" for p in known + fresh).encode(), 0o644)
+        if kept:
+            write_file(fd, WRITTEN, "".join(p + "\n" for p in kept).encode(), 0o644)
+        else:
+            os.unlink(WRITTEN, dir_fd=fd)
     finally:
         os.close(fd)
 

@@ -372,6 +372,10 @@ def unwrap(app: str, bin_dir: str | None = None,
     if record.desktop and _desktop_owner(Path(record.desktop)) == str(wrapper):
         os.unlink(record.desktop)
     wrapper.unlink()
+    from ..usercache import record_written
+
+    record_written(env, [str(wrapper), *([record.desktop] if record.desktop else [])],
+                   forget=True)
     for directory in reversed(record.created):
         try:
             os.rmdir(directory)
