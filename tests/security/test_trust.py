@@ -77,6 +77,12 @@ def _forged_default(ci) -> bytes:
     return marshal.dumps({"format": 1, "entries": {path: (key, doc)}})
 
 
+def _cache_files(cache_home: Path) -> list[Path]:
+    """Where a parse cache is read from: v1 before issue 11, v2 (signed) after; the
+    attacker writes both."""
+    return [cache_home / "jailpy" / f"profiles-v{n}.marshal" for n in (1, 2)]
+
+
 def _write_from_inside(ci, path: Path, data: bytes, *options: str, extra_env=None):
     """The untrusted build writes `data` to `path` (private dir and file, as jailpy's)."""
     octal = "".join("\\%03o" % b for b in data)  # printf's format: no '%' left in it
@@ -95,11 +101,11 @@ def test_build_cannot_plant_a_profile_for_the_next_run(ci):
 
 
 def test_build_cannot_poison_the_parse_cache_for_the_next_run(ci):
-    """Finding 1: $XDG_CACHE_HOME in the workspace, a forged profiles-v1.marshal."""
+    """Finding 1: $XDG_CACHE_HOME in the workspace, a forged parse cache."""
     assert not _secret_readable(ci)
-    cache = ci.workspace / ".cache" / "jailpy" / "profiles-v1.marshal"
-    result = _write_from_inside(ci, cache, _forged_default(ci), "-p", "ci-build")
-    assert result.returncode == 0, result.stderr
+    for cache in _cache_files(ci.workspace / ".cache"):
+        result = _write_from_inside(ci, cache, _forged_default(ci), "-p", "ci-build")
+        assert result.returncode == 0, result.stderr
     assert not _secret_readable(ci), "a cache entry forged by the build applied to the next run"
 
 
@@ -108,10 +114,10 @@ def test_cache_written_where_no_run_protected_it_is_not_believed(ci):
     workspace's .cache was no cache dir then, and not hidden) forges a cache that a
     later run with XDG_CACHE_HOME=workspace/.cache reads: the per-user key, which
     no sandbox sees, is what stops it."""
-    cache = ci.workspace / ".cache" / "jailpy" / "profiles-v1.marshal"
-    result = _write_from_inside(ci, cache, _forged_default(ci), "-p", "ci-build",
-                                extra_env={"XDG_CACHE_HOME": ""})
-    assert "rc=0" in result.stdout, result.stdout + result.stderr
+    for cache in _cache_files(ci.workspace / ".cache"):
+        result = _write_from_inside(ci, cache, _forged_default(ci), "-p", "ci-build",
+                                    extra_env={"XDG_CACHE_HOME": ""})
+        assert "rc=0" in result.stdout, result.stdout + result.stderr
     assert not _secret_readable(ci), "an unsigned cache entry was believed"
 
 
@@ -125,9 +131,9 @@ def test_whole_home_read_write_cannot_change_the_next_run(ci):
     text = f'extends = ["default"]\n[filesystem]\nmounts = [{{ bind = "{home}" }}]\n'
     _write_from_inside(ci, profile, text.encode(), "--bind", str(home), str(home),
                        extra_env=env)
-    cache = home / ".cache" / "jailpy" / "profiles-v1.marshal"
-    _write_from_inside(ci, cache, _forged_default(ci), "--bind", str(home), str(home),
-                       extra_env=env)
+    for cache in _cache_files(home / ".cache"):
+        _write_from_inside(ci, cache, _forged_default(ci), "--bind", str(home), str(home),
+                           extra_env=env)
     after = ci(f"cat {home}/.ssh/id_rsa 2>/dev/null; ls {home}", extra_env=env)
     assert after.returncode == 0, after.stderr
     assert SECRET not in after.stdout, "the whole-home sandbox changed the next run"
