@@ -116,7 +116,7 @@ def own_state(env: Mapping[str, str], uid: int, extra: tuple[str, ...] = ()
         dirs += [os.path.join(home, ".config", "jailpy"), os.path.join(home, ".cache", "jailpy")]
     state = [(d, "hide") for d in dirs if d]
     state += [(f, "read-only") for f in (*written_files(env), *extra)]
-    package = os.path.dirname(os.path.realpath(__file__))
+    package = os.path.dirname(os.path.abspath(__file__))
     if os.access(package, os.W_OK):  # jailpy itself, installed where this user may write
         state.append((package, "read-only"))
     return state
