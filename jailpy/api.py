@@ -50,16 +50,18 @@ class Sandbox:
     def __init__(self, policy: Policy | None = None):
         self.policy = policy if policy is not None else load_policy()
 
-    def plan(self, argv: list[str], caller: Caller | None = None) -> Plan:
-        return build_plan(self.policy, argv, caller or Caller.current())
+    def plan(self, argv: list[str], caller: Caller | None = None,
+             written: tuple[str, ...] = ()) -> Plan:
+        return build_plan(self.policy, argv, caller or Caller.current(), written)
 
     def run(self, argv: list[str], *, forward_signals: bool = False,
-            pass_fds: tuple[int, ...] = ()) -> Result:
+            pass_fds: tuple[int, ...] = (), written: tuple[str, ...] = ()) -> Result:
         """Run argv in a fresh sandbox and wait for it.
 
         forward_signals installs handlers (main thread only) that relay
         SIGTERM, SIGINT, ... to the sandbox, as the CLI does; a library
-        caller usually wants to keep its own handlers.
+        caller usually wants to keep its own handlers. `written` names files
+        the caller writes after the run (a status file): read-only inside.
         """
         if not argv or not argv[0]:
             raise ConfigError("the command is empty", origin="command")
@@ -71,7 +73,7 @@ class Sandbox:
         if pass_fds:
             process = policy.process.replace(pass_fds=policy.process.pass_fds + pass_fds)
             policy = policy.replace(process=process)
-        plan = build_plan(policy, argv, Caller.current())
+        plan = build_plan(policy, argv, Caller.current(), written)
         # Host-side resources (helpers, session files) live exactly as long as the run.
         sessions: list["HostSession"] = []
         try:

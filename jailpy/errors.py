@@ -61,3 +61,13 @@ def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
 
     match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f"did you mean '{match[0]}'?" if match else None
+
+
+def refuse_control(text: str, origin: str, what: str = "") -> None:
+    """ConfigError when text holds a control character: a newline in a name that
+    ends up in a shell script, a .desktop entry or a status path starts a new line
+    that something else reads as its own."""
+    for char in text:
+        if ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0:
+            raise ConfigError(f"{what or repr(text)} contains the control character "
+                              f"{char!r}", origin=origin)

@@ -134,6 +134,12 @@ MOUNT_TABLE: dict[str, MountKind] = {row.name: row for row in (
     # A read-only file with generated `content` bound over `dest` (/etc/resolv.conf for a
     # network helper: plan/network.py).
     MountKind("ro-bind-data", "", grants=(READ,), in_profiles=False),
+    # jailpy's own state (usercache.own_state), placed after every other op by the
+    # planner (plan/__init__.py): a directory covered by an empty read-only tmpfs
+    # (created first where a bind lets the sandbox create it), a file or directory
+    # bound read-only over itself.
+    MountKind("hide", "", in_profiles=False, mounts=False),
+    MountKind("protect", "", in_profiles=False, mounts=False),
 )}
 
 #: Mount operation kinds, in the vocabulary of profiles and CLI options.
@@ -370,6 +376,19 @@ class Network(Sourced):
     _section = "network"
 
 
+#: Per-user kernel quotas a sandbox's user namespace carries for itself, by their
+#: /proc/sys/user/max_<name> file. The kernel counts an object against every user
+#: namespace up the chain, so a lower limit inside keeps a sandbox from taking
+#: all of what the user's other programs share (docs/limits.md).
+USER_QUOTAS = ("inotify_instances", "inotify_watches", "fanotify_groups", "fanotify_marks",
+               "user_namespaces", "mnt_namespaces", "pid_namespaces", "net_namespaces",
+               "ipc_namespaces", "uts_namespaces", "cgroup_namespaces", "time_namespaces")
+#: What every sandbox gets unless its profile says otherwise: a quarter of the
+#: usual per-user inotify allowance (128 instances), so programs outside keep theirs.
+DEFAULT_QUOTAS: tuple[tuple[str, int], ...] = (("inotify_instances", 32),
+                                               ("inotify_watches", 16384))
+
+
 class Limits(Sourced):
     """Resource limits; see docs/limits.md for how each one is enforced.
 
@@ -389,6 +408,8 @@ class Limits(Sourced):
     cpu_period: float = 0.1
     cgroup_parent: str | None = None
     best_effort: bool = False
+    #: (USER_QUOTAS name, value) written in the sandbox's user namespace.
+    quotas: tuple[tuple[str, int], ...] = DEFAULT_QUOTAS
     origins: tuple[tuple[str, str], ...] = ()
     _section = "limits"
 

@@ -34,13 +34,16 @@ def execute_run(opts: "dict[str, Any]", order: list[str], command: list[str]) ->
     """Resolve the policy, run (or explain) the command, exit with its status."""
     debug = bool(opts.get("debug"))
     sink = None
+    written: tuple[str, ...] = ()
     try:
         from ..api import Sandbox, load_policy
 
         if opts.get("json_status") is not None or opts.get("json_status_fd") is not None:
             from ..report.status import StatusSink
 
-            sink = StatusSink(opts.get("json_status"), opts.get("json_status_fd"))
+            sink = StatusSink(opts.get("json_status"), opts.get("json_status_fd"),
+                              tuple(opts.get("pass_fds") or ()))
+            written = sink.written
 
         overrides = None
         if order:  # nothing given, nothing to layer: `jailpy run -- CMD` skips layer.py
@@ -52,12 +55,13 @@ def execute_run(opts: "dict[str, Any]", order: list[str], command: list[str]) ->
             from ..report import explain
             from .render import sections
 
-            plan = Sandbox(policy).plan(command)
+            plan = Sandbox(policy).plan(command, written=written)
             sections(explain.title(plan), explain.blocks(plan), explain.ALARMS)
             sys.stdout.flush()
             sys.exit(0)
         result = Sandbox(policy).run(command, forward_signals=True,
-                                     pass_fds=tuple(opts.get("pass_fds") or ()))
+                                     pass_fds=tuple(opts.get("pass_fds") or ()),
+                                     written=written)
     except JailpyError as err:
         fail(err, debug, sink)
     except KeyboardInterrupt:

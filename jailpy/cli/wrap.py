@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EXIT_NOT_FOUND, CommandError, ConfigError, SetupError
+from ..errors import EXIT_NOT_FOUND, CommandError, ConfigError, SetupError, refuse_control
 
 MARKER = "# jailpy-wrapper 1"
 DESKTOP_KEY = "X-Jailpy-Wrapper"
@@ -256,12 +256,16 @@ def _makedirs(path: Path) -> list[str]:
 
 
 def _write_atomic(path: Path, text: str, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.jailpy-tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    """Never through a link: a fresh file (O_EXCL|O_NOFOLLOW) renamed over `path`,
+    which replaces a symlink planted there rather than writing where it points."""
+    from ..usercache import write_file
+
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        write_file(fd, path.name, text.encode(), mode)
+        os.chmod(path.name, mode, dir_fd=fd, follow_symlinks=False)
+    finally:
+        os.close(fd)
 
 
 def _choose_profile(app: str, profile: str | None, env: dict[str, str]) -> str:
@@ -314,6 +318,12 @@ def wrap(app: str, profile: str | None = None, bin_dir: str | None = None,
                                              wrapper, source)
         record.desktop = str(target)
 
+    # Each ends up in a line of a shell script or a .desktop entry: a newline in any
+    # of them would start a line of its own, run outside every sandbox.
+    for label, value in (("app name", name), ("program path", binary),
+                         ("profile", chosen), ("wrapper path", str(wrapper)),
+                         ("desktop entry path", record.desktop or "")):
+        refuse_control(value, "jailpy wrap", f"the {label} {value!r}")
     record.created += [d for d in _makedirs(places.bin_dir) if d not in record.created]
     if desktop_text is not None:
         record.created += [d for d in _makedirs(places.applications)
@@ -321,6 +331,9 @@ def wrap(app: str, profile: str | None = None, bin_dir: str | None = None,
     _write_atomic(wrapper, wrapper_text(record), 0o755)
     if desktop_text is not None and record.desktop:
         _write_atomic(Path(record.desktop), desktop_text, 0o644)
+    from ..usercache import record_written
+
+    record_written(env, [str(wrapper), *([record.desktop] if record.desktop else [])])
     found = _which(name, places)
     if found is not None and _real(Path(found)) != _real(wrapper):
         notes.append(f"{places.bin_dir} comes after {os.path.dirname(found)} in PATH: "
@@ -359,6 +372,10 @@ def unwrap(app: str, bin_dir: str | None = None,
     if record.desktop and _desktop_owner(Path(record.desktop)) == str(wrapper):
         os.unlink(record.desktop)
     wrapper.unlink()
+    from ..usercache import record_written
+
+    record_written(env, [str(wrapper), *([record.desktop] if record.desktop else [])],
+                   forget=True)
     for directory in reversed(record.created):
         try:
             os.rmdir(directory)

@@ -20,8 +20,8 @@ import os
 
 from ..linux import syscalls as sc
 # Caller is re-exported: `from jailpy.plan import Caller` is how callers build one.
-from ..policy import (HELPER_MODES, NAMESPACES, Caller, Limits, MountOp,  # noqa: F401
-                      Network, Policy, SeccompPolicy)
+from ..policy import (BIND_KINDS, HELPER_MODES, NAMESPACES, Caller, Limits,  # noqa: F401
+                      MountOp, Network, Policy, SeccompPolicy)
 from ..record import Record
 from .landlock import LandlockRules, derive as derive_landlock
 
@@ -60,6 +60,8 @@ class Plan(Record):
     #: Landlock rules derived from mount_ops and the profile (None: Landlock off).
     landlock: LandlockRules | None = None
     limits: Limits = Limits()
+    #: (name, value) for /proc/sys/user/max_<name> in the sandbox's user namespace.
+    quotas: tuple[tuple[str, int], ...] = ()
     network: Network = Network()
     #: The helper that connects the sandbox's network namespace (a HELPER_MODES
     #: entry: slirp4netns, pasta), None when nothing is started.
@@ -118,8 +120,12 @@ def _glob_match(name: str, pattern: str) -> bool:
     return fnmatchcase(name, pattern)
 
 
-def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller) -> Plan:
-    """Decide everything about one sandbox run; makes no syscalls."""
+def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller,
+               written: tuple[str, ...] = ()) -> Plan:
+    """Decide everything about one sandbox run; makes no syscalls.
+
+    `written`: files this run of jailpy writes (a --json-status file), kept
+    read-only inside like the rest of jailpy's own state."""
     flags = 0
     for name, flag in NAMESPACES.items():
         if getattr(policy.namespaces, name):
@@ -158,6 +164,8 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         if caller.cwd and any(caller.cwd == p or caller.cwd.startswith(p.rstrip("/") + "/")
                               for p in changes.paths):
             explicit_cwd = explicit_cwd or caller.cwd
+    if policy.namespaces.mount:
+        mount_ops += guard_ops(mount_ops, caller, written)
     helper = (policy.network.mode if policy.network.mode in HELPER_MODES and policy.namespaces.net
               else None)
     return Plan(
@@ -183,12 +191,73 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         seccomp=policy.seccomp,
         landlock=derive_landlock(policy, mount_ops),
         limits=policy.limits,
+        quotas=policy.limits.quotas if policy.namespaces.user else (),
         network=policy.network,
         network_helper=helper,
         outer_userns=helper is not None and policy.namespaces.user and not ident.map_all,
         desktop=desktop,
         changes=changes,
     )
+
+
+def _resolved(path: str) -> str:
+    """os.path.realpath(path) in three syscalls rather than an lstat per component
+    (this runs for every bind on every `jailpy run`): the kernel's own resolution,
+    read back from /proc/self/fd; a missing path is its resolved parent's child."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except FileNotFoundError:
+        parent, name = os.path.split(os.path.normpath(path))
+        return os.path.join(_resolved(parent), name) if parent != path else path
+    except OSError:
+        return os.path.realpath(path)
+    try:
+        resolved = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        resolved = os.path.realpath(path)
+    finally:
+        os.close(fd)
+    return resolved if resolved.startswith("/") else os.path.realpath(path)
+
+
+def _relative(path: str, top: str) -> str | None:
+    """path relative to top ("" for top itself), None when it lies outside."""
+    if top == "/":
+        return path.lstrip("/")
+    if path == top:
+        return ""
+    return path[len(top) + 1:] if path.startswith(top + "/") else None
+
+
+def guard_ops(ops: tuple[MountOp, ...], caller: Caller, written: tuple[str, ...] = ()
+              ) -> tuple[MountOp, ...]:
+    """The trust boundary (docs/security.md): jailpy's own state, wherever a bind
+    op makes it visible inside, hidden or read-only after every profile op.
+
+    A bind of a parent (`--bind ~ ~`, `/` read-only, a workspace holding
+    $XDG_CACHE_HOME) gets the op at the state's place under its destination,
+    a bind of something inside the state gets it on its destination. Host paths
+    are compared resolved, as the runtime resolves bind sources."""
+    from ..usercache import own_state
+
+    state = [(_resolved(path), how) for path, how in own_state(caller.env, caller.uid, written)]
+    guards: dict[str, MountOp] = {}
+    for op in ops:
+        if op.kind not in BIND_KINDS or op.source is None:
+            continue
+        source = _resolved(op.source)
+        for path, how in state:
+            below = _relative(path, source)
+            if below is not None:  # the bind shows the state at its place under dest
+                dest = os.path.join(op.dest, below) if below else op.dest
+            elif _relative(source, path) is not None:  # the bind shows a part of it
+                dest = op.dest
+            else:
+                continue
+            dest = os.path.normpath(dest)
+            guards[dest] = MountOp(kind="hide" if how == "hide" else "protect", dest=dest,
+                                   origin=f"jailpy's own state: {path}")
+    return tuple(guards.values())
 
 
 def _network_files(policy: Policy, ops: tuple[MountOp, ...]) -> tuple[MountOp, ...]:

@@ -22,6 +22,7 @@ import os
 from ..errors import ConfigError
 from ..policy import Caller, MountOp, Policy
 from ..record import Record
+from ..usercache import state_dir
 from .workspace import why_unsafe
 
 
@@ -34,31 +35,12 @@ class ChangesPlan(Record):
     review: bool
 
 
-def passwd_home(uid: int) -> str | None:
-    """The user's home from the passwd entry: what guards trust, not $HOME."""
-    import pwd
-
-    try:
-        return pwd.getpwuid(uid).pw_dir
-    except KeyError:
-        return None
-
-
-def state_home(caller: Caller) -> str | None:
-    """$XDG_STATE_HOME when absolute, else ~/.local/state of the passwd home."""
-    state = caller.env.get("XDG_STATE_HOME") or ""
-    if state.startswith("/"):
-        return state
-    home = passwd_home(caller.uid)
-    return os.path.join(home, ".local", "state") if home else None
-
-
 def changes_root(caller: Caller, configured: str | None = None) -> str | None:
     """Where run directories live: changes.dir, else <state home>/jailpy/changes."""
     if configured:
         return os.path.normpath(configured)
-    state = state_home(caller)
-    return os.path.join(state, "jailpy", "changes") if state else None
+    state = state_dir(caller.env, caller.uid)
+    return os.path.join(state, "changes") if state else None
 
 
 def state_dirs(caller: Caller) -> tuple[str, ...]:

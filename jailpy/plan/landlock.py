@@ -67,22 +67,31 @@ def _from_mounts(ops: tuple[MountOp, ...], root_readonly: bool) -> list[PathRule
     rules: dict[str, PathRule] = {
         "/": PathRule("/", _EVERYTHING if writable_root else frozenset({LIST}), False,
                       "filesystem.root_readonly")}
+    # Rule paths by each of their ancestors, so a mount finds what it hides
+    # without scanning every rule (linear in the ops, not quadratic).
+    beneath: dict[str, set[str]] = {}
+
+    def put(rule: PathRule) -> None:
+        rules[rule.path] = rule
+        parent = rule.path
+        while parent != "/":
+            parent = parent.rpartition("/")[0] or "/"
+            beneath.setdefault(parent, set()).add(rule.path)
+
     for op in ops:
         origin = op.origin or f"{op.kind} {op.dest}"
         kind = MOUNT_TABLE[op.kind]
         if kind.mounts:
             # A new mount hides whatever earlier ops put beneath it: their rules
             # would name paths that no longer exist in the sandbox.
-            beneath = op.dest.rstrip("/") + "/"
-            for path in [p for p in rules if p.startswith(beneath)]:
-                del rules[path]
-            rules[op.dest] = PathRule(op.dest, kind.grants, op.optional, origin)
+            for path in beneath.pop(op.dest, ()):
+                rules.pop(path, None)
+            put(PathRule(op.dest, kind.grants, op.optional, origin))
             if op.kind == "dev":
-                shm = op.dest.rstrip("/") + "/shm"
-                rules[shm] = PathRule(shm, _EVERYTHING, False, origin)
+                put(PathRule(op.dest.rstrip("/") + "/shm", _EVERYTHING, False, origin))
         elif kind.grants:  # created in place: in a writable root, as writable as the root
             access = _EVERYTHING if writable_root else kind.grants
-            rules[op.dest] = PathRule(op.dest, access, False, origin)
+            put(PathRule(op.dest, access, False, origin))
         elif op.kind == "remount-ro" and op.dest in rules:
             old = rules[op.dest]
             rules[op.dest] = PathRule(op.dest, old.access - {WRITE}, old.optional, old.origin)

@@ -3,7 +3,7 @@
 A profile (ci-build) says `workspace.path = "${CWD}"`; the planner turns
 that into a read-write bind placed after every other mount op, and makes it
 the working directory. Because the path usually comes from wherever the
-caller happens to stand, it is checked against the caller's home: binding
+caller happens to stand, it is checked against the caller's home (the passwd entry's, and $HOME's): binding
 `/`, `/home` or `$HOME` itself would hand ~/.ssh, ~/.aws and the rest to the
 build, which is the thing the profile exists to prevent. The check compares
 resolved paths, so a symlink to the home directory does not get around it.
@@ -18,14 +18,17 @@ from ..errors import ConfigError
 from ..policy import Caller, MountOp, Policy
 
 
-def _home(caller: Caller) -> str | None:
-    home = caller.env.get("HOME")
-    if not home:
-        try:
-            home = pwd.getpwuid(caller.uid).pw_dir
-        except KeyError:
-            return None
-    return os.path.realpath(home)
+def _homes(caller: Caller) -> list[str]:
+    """The user's home by the passwd entry (what holds the secrets, whatever $HOME
+    says), and $HOME too when it names another directory."""
+    homes = []
+    try:
+        homes.append(pwd.getpwuid(caller.uid).pw_dir)
+    except KeyError:
+        pass
+    if caller.env.get("HOME", "").startswith("/"):
+        homes.append(caller.env["HOME"])
+    return [os.path.realpath(home) for home in homes]
 
 
 def _contains(parent: str, child: str) -> bool:
@@ -46,9 +49,9 @@ def why_unsafe(real: str, caller: Caller) -> str | None:
     build something beyond its project."""
     if real == "/":
         return "is /; the build could read every secret of the caller"
-    home = _home(caller)
-    if home is not None and _contains(real, home):
-        return f"contains the home directory {home}; the build could read its secrets"
+    for home in _homes(caller):
+        if _contains(real, home):
+            return f"contains the home directory {home}; the build could read its secrets"
     for tree in _KERNEL_TREES:
         if _contains(real, tree) or _contains(tree, real):
             return f"is in or contains {tree}; the build could reach host processes or devices"

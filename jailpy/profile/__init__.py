@@ -27,8 +27,8 @@ def resolve(ref: str | None, caller: "Caller", overrides: "Layer | None" = None,
     from .expand import standard_variables
     from .loader import load_layers, merge
 
-    layers = load_layers(ref or DEFAULT_PROFILE, caller.env, standard_variables(caller),
-                         use_cache)
+    layers = load_layers(DEFAULT_PROFILE if ref is None else ref, caller.env,
+                         standard_variables(caller), use_cache)
     if overrides is not None:
         layers.append(overrides)
     return merge(layers)

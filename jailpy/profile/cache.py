@@ -28,7 +28,8 @@ TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are 
 if TYPE_CHECKING:
     from typing import Any
 
-_FILE = "profiles-v1.marshal"
+#: v2: entries are signed (usercache.py); a v1 file is never read.
+_FILE = "profiles-v2.marshal"
 _FORMAT = 1
 _MAX_ENTRIES = 64
 _RACY_NS = 2_000_000_000

@@ -31,6 +31,9 @@ def mount_op(entry: dict[str, Any], origin: str) -> MountOp:
         source, dest = None, value
     mode = parse_mode(entry["mode"], f"{origin}.mode") if "mode" in entry else None
     size = parse_size(entry["size"], f"{origin}.size") if "size" in entry else None
+    if size == 0:  # the kernel reads size=0 as "no limit"
+        raise ConfigError("a tmpfs size of 0 means no limit to the kernel",
+                          origin=f"{origin}.size", hint="give a size like 64M")
     return MountOp(kind=kind, dest=normalize_path(require_absolute(dest, origin)),
                    source=source, optional=is_try or bool(entry.get("optional", False)),
                    mode=mode, size=size, content=entry.get("content"),
@@ -86,6 +89,7 @@ def to_policy(merged: Merged, name: str) -> Policy:
     data, origins = merged.data, merged.origins
     section = lambda key: data.get(key, {})  # noqa: E731
     fs = section("filesystem")
+    schema.check_mount_count(len(fs.get("mounts", [])), "filesystem.mounts (merged)")
     ops = tuple(mount_op(entry, origins.item("filesystem.mounts", i))
                 for i, entry in enumerate(fs.get("mounts", [])))
     env = section("environment")

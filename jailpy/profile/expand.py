@@ -53,6 +53,21 @@ def expand(value: str, variables: Mapping[str, str], origin: str) -> str:
             shown = f"${{{name}}}" if name.isprintable() else repr(value[i:end + 1])
             raise ConfigError(f"unknown variable {shown}", origin=origin,
                               hint=f"known variables: {known}")
+        if name == "HOME" and _system_tree(variables[name]):
+            raise ConfigError(f"${{HOME}} is {variables[name]}, a system directory: "
+                              "a home mount there would cover it", origin=origin,
+                              hint="set HOME to the user's own directory")
         out.append(variables[name])
         i = end + 1
     return "".join(out)
+
+
+#: Directories a home can never be: a home tmpfs or bind there covers the system.
+_SYSTEM_TREES = ("/", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+                 "/proc", "/sys", "/dev", "/run", "/tmp", "/var", "/opt", "/boot")
+
+
+def _system_tree(path: str) -> bool:
+    path = path.rstrip("/") or "/"
+    return path in _SYSTEM_TREES or path.startswith(("/usr/", "/proc/", "/sys/", "/dev/",
+                                                      "/etc/", "/boot/"))

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import resource
 
-from ..errors import ConfigError
-from ..policy import Limits, Workspace
+from ..errors import ConfigError, suggest
+from ..policy import DEFAULT_QUOTAS, USER_QUOTAS, Limits, Workspace
 from .values import parse_duration, parse_size
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
@@ -123,7 +123,19 @@ def limits_policy(merged: "Merged") -> Limits:
         raise ConfigError(f"cgroup_parent must be an absolute cgroup path like "
                           f"\"/jailpy/alice\", got {parent!r}", origin=origin("cgroup_parent"))
     grace = duration("kill_grace")
+    quotas = dict(DEFAULT_QUOTAS)
+    for name, value in data.get("quotas", {}).items():
+        where = origin(f"quotas.{name}")
+        if name not in USER_QUOTAS:
+            raise ConfigError(f"unknown quota {name!r}", origin=where,
+                              hint=suggest(name, USER_QUOTAS) or
+                              f"known: {', '.join(USER_QUOTAS)}")
+        if not 0 <= value <= 2**31 - 1:
+            raise ConfigError(f"{name} must be between 0 and 2147483647, got {value}",
+                              origin=where)
+        quotas[name] = value
     return Limits(
+        quotas=tuple(quotas.items()),
         rlimits=tuple(rlimits), timeout=duration("timeout"),
         kill_grace=5.0 if grace is None else grace,
         memory_max=size("memory_max"), memory_swap_max=size("memory_swap_max"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 
 from ..errors import ConfigError
+from ..usercache import config_dir
 from . import schema
 from .expand import expand
 from .merge import Layer, Merged, merge  # noqa: F401  (re-exported: the public layering API)
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
 #: Keys whose strings are taken literally (no ${VAR} expansion).
 LITERAL_KEYS = {"description", "content"}
+#: Profiles are read whole and parsed: anything this big is not one (jailpy-profile(5)).
+MAX_FILE_SIZE = 4 << 20
 _POSITION = r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)$"
 
 
@@ -52,10 +55,7 @@ def shipped_profiles_dir() -> "Path":
 
 def search_path(env: dict[str, str]) -> list[tuple[str, str]]:
     """(label, directory) in search order: user, system, shipped."""
-    config = env.get("XDG_CONFIG_HOME") or ""
-    if not config.startswith("/"):  # the XDG spec: relative values are ignored
-        config = os.path.join(env.get("HOME") or "/", ".config")
-    return [("user", os.path.join(config, "jailpy", "profiles")),
+    return [("user", os.path.join(config_dir(env), "profiles")),
             ("system", "/etc/jailpy/profiles"),
             ("shipped", _shipped_dir())]
 
@@ -147,9 +147,13 @@ def parse_file(path: str, cache: "ParseCache | None" = None) -> dict[str, Any]:
                 cached = cache.get(path, key)
                 if cached is not None:
                     return cached
-            chunks = []
+            chunks, size = [], 0
             while chunk := os.read(fd, 1 << 16):
                 chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_FILE_SIZE:
+                    raise ConfigError(f"larger than {MAX_FILE_SIZE >> 20} MiB; not a profile",
+                                      origin=path)
         finally:
             os.close(fd)
     except OSError as exc:

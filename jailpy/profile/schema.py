@@ -115,9 +115,10 @@ def _env_table(table: Any, origin: str) -> None:
 
 
 def _hostname(name: Any, origin: str) -> None:
-    if not 0 < len(name.encode()) <= 64 or "\0" in name or "/" in name:
+    if not 0 < len(name.encode()) <= 64 or "/" in name or \
+            any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         raise ConfigError(f"not a valid hostname: {name!r}", origin=origin,
-                          hint="use 1 to 64 bytes, no '/' or NUL")
+                          hint="use 1 to 64 bytes, no '/' or control characters")
 
 
 def choice(noun: str, values: tuple[str, ...]) -> tuple[str, Callable[[Any], bool], Validator]:
@@ -161,6 +162,9 @@ NUMBER = ("number", lambda v: _is_int(v) or isinstance(v, float))
 RLIMITS = ("table of limits (N, \"SOFT:HARD\" or [soft, hard])",
            lambda v: isinstance(v, dict) and all(
                _is_int(x) or isinstance(x, (str, list)) for x in v.values()))
+
+QUOTAS = ("table of counts (name = N)",
+          lambda v: isinstance(v, dict) and all(_is_int(x) for x in v.values()))
 
 
 def _f(kind: tuple, doc: str) -> Field:
@@ -253,6 +257,10 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
         "cgroup_parent": _f(STR, "Delegated cgroup under which each sandbox gets its own "
                             "(default: $JAILPY_CGROUP_PARENT, else found; see jailpy check)."),
         "best_effort": _f(BOOL, "Run anyway when a cgroup limit cannot be applied."),
+        "quotas": _f(QUOTAS, "Per-user kernel quotas inside the sandbox's user namespace "
+                     "(/proc/sys/user/max_NAME): inotify_instances (default 32), "
+                     "inotify_watches (default 16384), fanotify_groups, fanotify_marks, "
+                     "user_namespaces, mnt_namespaces, ... ."),
     },
     "workspace": {
         "path": _f(STR, "Directory bound read-write and used as the working directory; "
@@ -368,8 +376,22 @@ def check_structure(doc: dict[str, Any], source: str) -> None:
             if field is None:
                 raise _unknown(sub, list(spec), origin, key)
             _check_type(field, subvalue, origin)
-    for i, entry in enumerate(doc.get("filesystem", {}).get("mounts", [])):
+    mounts = doc.get("filesystem", {}).get("mounts", [])
+    check_mount_count(len(mounts), f"{source}: filesystem.mounts")
+    for i, entry in enumerate(mounts):
         check_mount_structure(entry, f"{source}: filesystem.mounts[{i}]")
+
+
+#: The most mount ops one profile (with everything it extends and the options) may
+#: have: far beyond any real sandbox, and small enough that checking and planning
+#: them stays well under a second (documented in jailpy-profile(5)).
+MAX_MOUNT_OPS = 16_384
+
+
+def check_mount_count(count: int, origin: str) -> None:
+    if count > MAX_MOUNT_OPS:
+        raise ConfigError(f"{count} mount ops; at most {MAX_MOUNT_OPS} are allowed",
+                          origin=origin)
 
 
 def check_values(doc: dict[str, Any], source: str) -> None:

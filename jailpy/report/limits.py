@@ -53,6 +53,9 @@ def explain_sections(plan: Plan) -> list[tuple[str, list[str]]]:
     for name, soft, hard in limits.rlimits:
         lines.append(f"rlimit {name:<8} {_rlimit(name, soft)}:{_rlimit(name, hard)}    "
                      f"[{limits.origin_of('rlimits.' + name)}]")
+    for name, value in plan.quotas:
+        origin = dict(limits.origins).get(f"quotas.{name}", "default")
+        lines.append(f"quota {name:<18} {value} in the sandbox's user namespace    [{origin}]")
     if limits.timeout is not None:
         lines.append(f"timeout        {limits.timeout:g}s, SIGTERM then SIGKILL after "
                      f"{limits.kill_grace:g}s; exit status 124    [{limits.origin_of('timeout')}]")

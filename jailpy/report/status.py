@@ -57,43 +57,90 @@ def error_document(err: JailpyError) -> dict[str, Any]:
 
 
 class StatusSink:
-    """Where the JSON goes: a file (opened before the run, so a bad path fails early),
-    '-' for stdout, or an inherited fd."""
+    """Where the JSON goes: a file, '-' for stdout, or an inherited fd.
 
-    def __init__(self, path: str | None = None, fd: int | None = None):
+    A file is never written through a link: a temporary file beside it is
+    created before the run (O_EXCL|O_NOFOLLOW in the directory opened once, so
+    a bad path fails early) and renamed over the name at the end, which
+    replaces a symlink planted there instead of following it. The temporary
+    file is jailpy's own state while the sandbox runs (`written`: read-only
+    inside, plan.guard_ops)."""
+
+    def __init__(self, path: str | None = None, fd: int | None = None,
+                 pass_fds: tuple[int, ...] = ()):
         self.fd: int | None = None
-        self.close_after = False
+        self.dir_fd: int | None = None
+        self.name = self.tmp = ""
+        self.written: tuple[str, ...] = ()
         if path is not None and fd is not None:
             raise ConfigError("give either --json-status or --json-status-fd, not both",
                               origin="--json-status-fd")
         if path == "-":
             self.fd = 1
         elif path is not None:
-            try:
-                self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                                  0o644)
-            except OSError as exc:
-                raise ConfigError(f"cannot write {path}: {exc.strerror}",
-                                  origin="--json-status") from exc
-            self.close_after = True
+            self._create(path)
         elif fd is not None:
+            origin = f"--json-status-fd {fd}"
+            if fd in (0, 1, 2):
+                raise ConfigError(f"file descriptor {fd} is the command's "
+                                  f"{('stdin', 'stdout', 'stderr')[fd]}", origin=origin,
+                                  hint="use --json-status - for stdout, or another fd")
+            if fd in pass_fds:
+                raise ConfigError(f"file descriptor {fd} is also given to the command "
+                                  "with --pass-fd, which could write a forged status",
+                                  origin=origin)
             try:
                 os.fstat(fd)
             except OSError as exc:
                 raise ConfigError(f"file descriptor {fd} is not open",
-                                  origin=f"--json-status-fd {fd}") from exc
+                                  origin=origin) from exc
             os.set_inheritable(fd, False)  # never leaks into the sandbox
             self.fd = fd
+
+    def _create(self, path: str) -> None:
+        from ..errors import refuse_control
+
+        refuse_control(path, "--json-status")
+        directory, self.name = os.path.split(os.path.abspath(path))
+        self.tmp = f".{self.name}.{os.getpid()}.tmp"
+        try:
+            self.dir_fd = os.open(directory or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                              | os.O_CLOEXEC, 0o644, dir_fd=self.dir_fd)
+        except OSError as exc:
+            self.close()
+            raise ConfigError(f"cannot write {path}: {exc.strerror}",
+                              origin="--json-status") from exc
+        self.written = (os.path.join(directory, self.tmp),)
 
     def write(self, doc: dict[str, Any]) -> None:
         if self.fd is None:
             return
         data = (json.dumps(doc, sort_keys=True) + "\n").encode()
         try:
+            if self.dir_fd is not None:
+                os.ftruncate(self.fd, 0)
+                os.lseek(self.fd, 0, os.SEEK_SET)
             while data:
                 data = data[os.write(self.fd, data):]
+            if self.dir_fd is not None:
+                os.rename(self.tmp, self.name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+                self.tmp = ""
         except OSError:
             pass  # the reader went away; the exit status still tells the story
-        if self.close_after:
+        self.close()
+
+    def close(self) -> None:
+        """Close what a file sink holds, removing a temporary file never renamed."""
+        if self.dir_fd is None:
+            self.fd = None
+            return
+        if self.fd is not None:
             os.close(self.fd)
-        self.fd = None
+        if self.tmp:
+            try:
+                os.unlink(self.tmp, dir_fd=self.dir_fd)
+            except OSError:
+                pass
+        os.close(self.dir_fd)
+        self.fd = self.dir_fd = None

@@ -324,6 +324,8 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
                 pass
         os.close(lifeline)
         copy_outs: list[tuple[int, int]] = []
+        if plan.quotas:
+            userns.set_quotas(plan.quotas)
         if plan.new_mount_ns:
             copy_outs = mounts.build_root(plan.mount_ops, plan.root_readonly, plan.new_pid_ns)
         if plan.hostname is not None:

@@ -426,6 +426,34 @@ class RootBuilder:
             raise
         self._attach(tree, dest_fd)
 
+    def _op_hide(self, op: MountOp) -> None:
+        """jailpy's own state: an empty read-only tmpfs over the directory. A missing
+        one is created where the sandbox could create it (inside a writable bind), so
+        it can never appear there; where even that fails, nothing inside can create
+        it either."""
+        try:
+            dest_fd = self.ensure_dir(op.dest, 0o700)
+        except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                return
+            raise
+        try:
+            mount_fd = self._new_fs("tmpfs", {"mode": "0500", "size": "4k"},
+                                    sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID
+                                    | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC)
+        except BaseException:
+            os.close(dest_fd)
+            raise
+        self._attach(mount_fd, dest_fd)
+
+    def _op_protect(self, op: MountOp) -> None:
+        """A file jailpy wrote (a wrapper, a status file): read-only, and as a mount
+        point it cannot be renamed over or removed either. Missing: nothing to do."""
+        try:
+            self.make_readonly(op.dest)
+        except FileNotFoundError:
+            return
+
     def _op_remount_ro(self, op: MountOp) -> None:
         self.make_readonly(op.dest)
 

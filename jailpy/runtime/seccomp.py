@@ -40,7 +40,7 @@ from .. import __version__
 from ..errors import ConfigError, SetupError
 from ..linux import syscalls as sc
 from ..record import Record
-from ..usercache import cache_dir, open_dir, read_entry, write_entry
+from ..usercache import cache_dir, open_dir, read_entry, sha256 as _sha256, write_entry
 
 TYPE_CHECKING = False  # the rule tables are imported only to compile (a cache miss)
 if TYPE_CHECKING:
@@ -62,28 +62,6 @@ NEWER_SYSCALLS = {
 }
 _UNIFIED_NUMBERING = ("x86_64", "aarch64")
 _MACHINE = os.uname().machine
-
-
-_sha256_type = None
-
-
-def _sha256(data: bytes = b""):
-    """hashlib.sha256 without importing hashlib (and OpenSSL) on every run.
-
-    The constructor is found once: Python does not remember a failed import,
-    so trying _sha2 on 3.11 again would search sys.path on every call.
-    """
-    global _sha256_type
-    if _sha256_type is None:
-        try:
-            from _sha2 import sha256  # Python 3.12+
-        except ImportError:
-            try:
-                from _sha256 import sha256  # Python 3.11
-            except ImportError:  # pragma: no cover - a build without the builtin module
-                from hashlib import sha256
-        _sha256_type = sha256
-    return _sha256_type(data)
 
 
 class Compiled(Record):

@@ -13,6 +13,7 @@ round trip to the supervisor is needed. Mapping a whole subordinate range
 
 from __future__ import annotations
 
+import os
 import pwd
 
 from ..errors import SetupError
@@ -73,6 +74,23 @@ def apply(uid_inside: int, uid_outside: int, gid_inside: int, gid_outside: int) 
         raise SetupError(f"cannot write the id maps: {exc.strerror}", origin="user namespace",
                          hint="check that unprivileged user namespaces are enabled "
                          "(jailpy check)") from exc
+
+
+def set_quotas(quotas: tuple[tuple[str, int], ...]) -> None:
+    """Write the sandbox's own per-user quotas (/proc/sys/user/max_*), which belong
+    to the user namespace of the writer: call with the namespace's capabilities,
+    before /proc is replaced."""
+    for name, value in quotas:
+        path = f"/proc/sys/user/max_{name}"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"%d" % value)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise SetupError(f"cannot set {path} to {value}: {exc.strerror}",
+                             origin=f"limits.quotas.{name}") from exc
 
 
 def check_full_range(uid: int, gid: int) -> tuple[SubordinateRange, SubordinateRange]:

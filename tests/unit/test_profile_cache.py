@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from jailpy import usercache
 from jailpy.profile import cache as cache_module
 from jailpy.profile.cache import _FILE
 from profile_env import profiles  # noqa: F401  (fixture)
@@ -22,6 +23,8 @@ def cached(profiles, tmp_path, monkeypatch):
     two-second window would make every test wait; one test below checks it)."""
     profiles.env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     monkeypatch.setattr(cache_module, "_RACY_NS", -10**12)
+    monkeypatch.setattr(usercache, "key_dir", lambda uid=None: str(tmp_path / "key"))
+    monkeypatch.setattr(usercache, "_KEY", [])
     return profiles
 
 
@@ -43,13 +46,24 @@ def _cache_file(profiles) -> Path:
     return Path(profiles.env["XDG_CACHE_HOME"]) / "jailpy" / _FILE
 
 
-def _tamper(profiles, path: Path, hostname: str) -> None:
-    """Rewrite the cached document of `path` (as its owner could) to detect cache use."""
+def _entries(profiles) -> dict:
+    return marshal.loads(_cache_file(profiles).read_bytes()[32:])["entries"]
+
+
+def _sign(data: bytes) -> bytes:
+    """An entry as one who holds the user's cache key writes it."""
+    return usercache._hmac(usercache.cache_key(), _FILE.encode() + b"\0" + data) + data
+
+
+def _tamper(profiles, path: Path, hostname: str, signed: bool = True) -> None:
+    """Rewrite the cached document of `path` (as the key's owner could) to detect
+    cache use; unsigned, as a sandbox of the same uid without the key could."""
     cache = _cache_file(profiles)
-    data = marshal.loads(cache.read_bytes())
+    data = marshal.loads(cache.read_bytes()[32:])
     key, doc = data["entries"][str(path)]
     data["entries"][str(path)] = (key, {**doc, "process": {"hostname": hostname}})
-    cache.write_bytes(marshal.dumps(data))
+    raw = marshal.dumps(data)
+    cache.write_bytes(_sign(raw) if signed else raw)
 
 
 def test_cache_is_written_private_and_used(cached):
@@ -60,6 +74,21 @@ def test_cache_is_written_private_and_used(cached):
     assert cache.parent.stat().st_mode & 0o777 == 0o700
     _tamper(cached, path, "from-cache")
     assert _hostname(cached, "p") == "from-cache"  # proves the cache is consulted
+
+
+def test_an_entry_without_the_users_key_is_ignored(cached):
+    """Finding 1: the caller's uid (a sandbox) forges an entry for a profile it can
+    stat; without the key kept outside every sandbox it is not believed."""
+    path = _write_old(cached, "p", "[process]\nhostname = 'real'\n")
+    assert _hostname(cached, "p") == "real"
+    _tamper(cached, path, "forged", signed=False)
+    assert _hostname(cached, "p") == "real"
+    _tamper(cached, path, "other-key", signed=False)
+    other = b"\1" * 32
+    cache = _cache_file(cached)
+    body = cache.read_bytes()
+    cache.write_bytes(usercache._hmac(other, _FILE.encode() + b"\0" + body) + body)
+    assert _hostname(cached, "p") == "real"
 
 
 def test_a_changed_file_is_parsed_again(cached):
@@ -111,7 +140,7 @@ def test_documents_with_dates_are_not_cached_but_still_load(cached):
     _write_old(cached, "p", "[process]\nhostname = 'x'\n")
     dated = _write_old(cached, "d", "extends = ['p']\ndescription = 'x'\n")
     _hostname(cached, "d")
-    entries = marshal.loads(_cache_file(cached).read_bytes())["entries"]
+    entries = _entries(cached)
     assert str(dated) in entries
     # a date value is a type error for every key, but parsing it must not break the cache
     bad = _write_old(cached, "bad", "extends = ['p']\ndescription = 1979-05-27\n")
@@ -119,4 +148,4 @@ def test_documents_with_dates_are_not_cached_but_still_load(cached):
 
     with pytest.raises(ConfigError):
         _hostname(cached, str(bad))
-    assert str(bad) not in marshal.loads(_cache_file(cached).read_bytes())["entries"]
+    assert str(bad) not in _entries(cached)
