@@ -338,7 +338,7 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
             _target_main(plan, restrictions, report_w)
         caps.apply()
         status = init.supervise(target, is_pid1=plan.new_pid_ns,
-                                forward_terminal=plan.new_session)
+                                forward_terminal=plan.new_session, wait_all=plan.wait_all)
         channel.send(report_w, status=status)
         os._exit(0)
     except BaseException as exc:
