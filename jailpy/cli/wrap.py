@@ -160,9 +160,11 @@ def _lookup(program: str, places: Places) -> str | None:
 
 
 def _script_targets(path: str, places: Places) -> set[str]:
-    """The programs a small shell launcher script hands its arguments to: the
-    command word of each line that passes "$@" on (`exec firefox-esr "$@"`,
-    `/usr/lib/libreoffice/program/soffice --writer "$@"`), as real paths."""
+    """The programs a small shell launcher script hands its arguments to, as real
+    paths: on a line that passes "$@" on, the word after `exec` (`exec
+    firefox-esr "$@"`), or an absolute path as the line's first word
+    (`/usr/lib/libreoffice/program/soffice --writer "$@"`). Other command words
+    (`[`, echo) are not launches."""
     try:
         with open(path, "rb") as f:
             head = f.read(SCRIPT_LIMIT + 1)
@@ -174,9 +176,13 @@ def _script_targets(path: str, places: Places) -> set[str]:
     for line in head.decode(errors="replace").splitlines()[1:]:
         if '"$@"' not in line or line.lstrip().startswith("#"):
             continue
-        words = line.replace("&&", " ").replace("||", " ").replace(";", " ").split()
-        while words and (words[0] == "exec" or "=" in words[0]):
-            words = words[1:]
+        words = line.split()
+        if "exec" in words:
+            words = words[words.index("exec") + 1:]
+            while words and "=" in words[0]:
+                words = words[1:]
+        elif not words[0].startswith("/"):
+            continue
         target = _lookup(words[0].strip('"'), places) if words else None
         if target is not None:
             found.add(_real(Path(target)))
@@ -450,17 +456,21 @@ def wrap(app: str, profile: str | None = None, bin_dir: str | None = None,
         notes.append(f"no desktop entry found for {name}; only the wrapper was written")
     record.desktops = [str(target) for target in copies]
 
-    record.created += [d for d in _makedirs(places.bin_dir) if d not in record.created]
-    if copies:
-        record.created += [d for d in _makedirs(places.applications)
-                           if d not in record.created]
-    for alias in aliases.values():
-        _write_atomic(alias.wrapper, wrapper_text(alias), 0o755)
-    _write_atomic(wrapper, wrapper_text(record), 0o755)
-    for target, text in copies.items():
-        _write_atomic(target, text, 0o644)
-    if existing is not None:
-        _remove_stale(existing, record)
+    try:
+        record.created += [d for d in _makedirs(places.bin_dir) if d not in record.created]
+        if copies:
+            record.created += [d for d in _makedirs(places.applications)
+                               if d not in record.created]
+        for alias in aliases.values():
+            _write_atomic(alias.wrapper, wrapper_text(alias), 0o755)
+        _write_atomic(wrapper, wrapper_text(record), 0o755)
+        for target, text in copies.items():
+            _write_atomic(target, text, 0o644)
+        if existing is not None:
+            _remove_stale(existing, record)
+    except OSError as exc:
+        raise SetupError(f"cannot write {exc.filename}: {exc.strerror}",
+                         origin="jailpy wrap") from None
     found = _which(name, places)
     if found is not None and _real(Path(found)) != _real(wrapper):
         notes.append(f"{places.bin_dir} comes after {os.path.dirname(found)} in PATH: "
