@@ -78,17 +78,6 @@ def _wait_for_the_rest(waited: tuple[int, ...], skip: tuple[int, ...], is_pid1: 
                 _kill(pid, info.si_signo)
 
 
-def _children_left() -> bool:
-    """Reap what has exited; whether any child is still running."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return False
-        if pid == 0:
-            return True
-
-
 def _children() -> list[int]:
     try:
         with open(f"/proc/self/task/{os.getpid()}/children") as f:
@@ -116,18 +105,28 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def _reap(target: int) -> int | None:
-    """Collect every exited child; the target's status if it was among them."""
-    found = None
+def _collect() -> tuple[dict[int, int], bool]:
+    """Reap every child that has exited: their wait statuses, and whether any
+    child is still running."""
+    exited: dict[int, int] = {}
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return found
+            return exited, False
         if pid == 0:
-            return found
-        if pid == target:
-            found = status
+            return exited, True
+        exited[pid] = status
+
+
+def _reap(target: int) -> int | None:
+    """Collect every exited child; the target's status if it was among them."""
+    return _collect()[0].get(target)
+
+
+def _children_left() -> bool:
+    """Reap what has exited; whether any child is still running."""
+    return _collect()[1]
 
 
 def _reap_all() -> None:
