@@ -102,14 +102,16 @@ class DesktopSession:
         import fcntl
 
         for path, origin in self.plan.app_dirs:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            self.locks.append(fd)
             try:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                self.locks.append(fd)
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise SetupError(f"{path} is in use by another sandbox", origin=origin,
                                  hint="the app is already running with this profile; use "
                                  "that window, or close it first") from None
+            except OSError as exc:
+                raise SetupError(f"cannot lock {path}: {exc.strerror}", origin=origin) from None
 
     def _make_session_dir(self, path: str) -> None:
         base = os.path.dirname(path)
