@@ -184,13 +184,16 @@ class Sandboxed:
         return self.proc.wait(timeout=timeout)
 
     def stop(self) -> None:
-        if self.proc.poll() is not None:
-            return
-        try:
-            os.kill(self.pid, signal.SIGTERM)
-            self.proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
+        """SIGTERM, and once more for what outlives the command (with wait_all the
+        second one reaches every process left), then SIGKILL."""
+        for grace in (5, 10):
+            if self.proc.poll() is not None:
+                return
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+                self.proc.wait(timeout=grace)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
