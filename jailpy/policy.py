@@ -297,6 +297,8 @@ class Process(Record):
     argv0: str | None = None
     new_session: bool = True
     die_with_parent: bool = True
+    #: Run until the last process inside exits, not only the command (runtime/init.py).
+    wait_all: bool = False
     pass_fds: tuple[int, ...] = ()
 
 

@@ -21,6 +21,9 @@ packages=(
   xvfb x11-apps x11-utils xdotool imagemagick dbus xdg-dbus-proxy procps util-linux
   xauth python3-dbus python3-gi weston wayland-utils pulseaudio pulseaudio-utils pipewire pipewire-bin
   python3-setuptools python3-wheel python3-pip python3-pytest
+  # The desktop apps the shipped profiles are tested with (tests/integration/
+  # test_desktop_apps.py): about 1 GB unpacked, about 70 s to install.
+  firefox-esr chromium libreoffice-writer evince mpv
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -245,8 +245,13 @@ def wrap_cmd(app: str | None, profile: str | None, bin_dir: str | None, list_onl
     try:
         if list_only:
             for w in wrap.list_wrapped(bin_dir):
-                click.echo(f"{w.app}\t{w.binary}\tprofile={w.profile}\twrapper={w.wrapper}"
-                           f"\tdesktop={w.desktop or '-'}")
+                click.echo(f"{w.app}\t{w.binary}\tprofile={w.profile}\twrapper={w.wrapper}")
+                for command in w.commands:
+                    click.echo(f"  command   {command}\t{w.wrapper.parent / command}")
+                for desktop in w.desktops:
+                    click.echo(f"  menu      {desktop}")
+                for missing in wrap.uncovered(w, bin_dir):
+                    click.echo(f"  NOT COVERED {missing}")
             return
         if app is None:
             raise ConfigError("missing APP", origin="jailpy wrap",
@@ -256,8 +261,10 @@ def wrap_cmd(app: str | None, profile: str | None, bin_dir: str | None, list_onl
         fail(err)
     click.echo(f"wrapped {record.app}: {record.wrapper} -> jailpy --profile {record.profile} "
                f"-- {record.binary}")
-    if record.desktop:
-        click.echo(f"desktop entry: {record.desktop}")
+    for command in record.commands:
+        click.echo(f"command: {record.wrapper.parent / command}")
+    for desktop in record.desktops:
+        click.echo(f"desktop entry: {desktop}")
     for note in notes:
         click.echo(f"note: {note}", err=True)
 

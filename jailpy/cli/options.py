@@ -265,6 +265,10 @@ RUN_OPTIONS: list[Opt] = [
     Opt("die_with_parent", ("--die-with-parent",), "switch",
         "Kill the sandbox when jailpy dies (default on).", off="--no-die-with-parent",
         key="process.die_with_parent"),
+    Opt("wait_all", ("--wait-all",), "switch",
+        "Run until the last process inside exits, not only the command (apps that restart "
+        "themselves); the exit status is the command's.", off="--no-wait-all",
+        key="process.wait_all"),
     Opt("pass_fds", ("--pass-fd",), "multi", "Keep file descriptor N open in the sandbox.",
         type=int, metavar="N"),
     Opt("net_mode", ("--net",), "value",

@@ -3,10 +3,15 @@
 For an app APP this writes
   - a shell wrapper BIN_DIR/APP (default ~/.local/bin/APP) that runs the real
     binary, found in $PATH outside BIN_DIR, through `jailpy run --profile P`;
-  - a copy of the app's .desktop entry in ~/.local/share/applications (which
-    shadows the system one) with Exec= and TryExec= pointing at the wrapper
-    and D-Bus activation turned off, so menus and file managers start the app
-    sandboxed too.
+  - a wrapper of the same kind for every other command in $PATH that starts
+    the same program (soffice and lowriter for libreoffice, firefox-esr for
+    firefox, x-www-browser for the default browser): what a command starts is
+    decided by the file it resolves to, through symlinks and small launcher
+    scripts, never by its name (see Launchers);
+  - a copy of every .desktop entry whose Exec= starts the app, in
+    ~/.local/share/applications (which shadows the system one), with Exec= and
+    TryExec= pointing at the wrappers and D-Bus activation turned off, so
+    menus, file managers and "open with" start the app sandboxed too.
 
 Everything needed to undo it is written into the wrapper itself (comment
 lines after a marker), so `jailpy unwrap` and `wrap --list` need no state
@@ -24,20 +29,28 @@ from pathlib import Path
 
 from ..errors import EXIT_NOT_FOUND, CommandError, ConfigError, SetupError, refuse_control
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
 MARKER = "# jailpy-wrapper 1"
 DESKTOP_KEY = "X-Jailpy-Wrapper"
 
 
 @dataclass
 class Wrapped:
-    """What one wrapper records about itself."""
+    """What one wrapper records about itself. The app's own wrapper lists the
+    desktop entries and the other commands' wrappers it wrote; those other
+    wrappers name the app they are `part_of`."""
 
     app: str
     wrapper: Path
     binary: str
     profile: str
-    desktop: str | None = None
+    desktops: list[str] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+    part_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,8 +98,12 @@ def read_wrapper(path: Path) -> Wrapped | None:
     if not {"app", "binary", "profile"} <= meta.keys():
         return None
     return Wrapped(meta["app"], path, meta["binary"], meta["profile"],
-                   meta.get("desktop") or None,
-                   [d for d in meta.get("created", "").split(":") if d])
+                   _items(meta.get("desktop", "")), _items(meta.get("created", "")),
+                   _items(meta.get("commands", "")), meta.get("part-of") or None)
+
+
+def _items(value: str) -> list[str]:
+    return [item for item in value.split(":") if item]
 
 
 def _is_executable(path: Path) -> bool:
@@ -120,6 +137,126 @@ def _real(path: Path) -> str:
     return os.path.realpath(path)
 
 
+# -- what starts the app ----------------------------------------------------------
+
+#: Larger files are not read as launcher scripts (Debian's chromium script is 5 KiB).
+SCRIPT_LIMIT = 16384
+
+
+def _lookup(program: str, places: Places) -> str | None:
+    """An Exec= or script command word as a file: absolute, or found in $PATH
+    outside BIN_DIR (where a wrapper of ours may already be)."""
+    if program.startswith("/"):
+        return program if _is_executable(Path(program)) else None
+    if "/" in program or not program:
+        return None
+    skip = _real(places.bin_dir)
+    for directory in places.path:
+        if directory.startswith("/") and _real(Path(directory)) != skip:
+            candidate = Path(directory) / program
+            if _is_executable(candidate):
+                return str(candidate)
+    return None
+
+
+def _script_targets(path: str, places: Places) -> set[str]:
+    """The programs a small shell launcher script hands its arguments to, as real
+    paths: on a line that passes "$@" on, the word after `exec` (`exec
+    firefox-esr "$@"`), or an absolute path as the line's first word
+    (`/usr/lib/libreoffice/program/soffice --writer "$@"`). Other command words
+    (`[`, echo) are not launches."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SCRIPT_LIMIT + 1)
+    except OSError:
+        return set()
+    if not head.startswith(b"#!") or len(head) > SCRIPT_LIMIT:
+        return set()
+    found = set()
+    for line in head.decode(errors="replace").splitlines()[1:]:
+        if '"$@"' not in line or line.lstrip().startswith("#"):
+            continue
+        words = line.split()
+        if "exec" in words:
+            words = words[words.index("exec") + 1:]
+            while words and "=" in words[0]:
+                words = words[1:]
+        elif not words[0].startswith("/"):
+            continue
+        target = _lookup(words[0].strip('"'), places) if words else None
+        if target is not None:
+            found.add(_real(Path(target)))
+    return found
+
+
+class Launchers:
+    """Decides whether a command or an Exec= program starts the app.
+
+    The app is the real file behind its binary, plus what the binary hands its
+    arguments to when it is a launcher script (/usr/bin/firefox runs
+    firefox-esr). A program starts the app when it resolves, through symlinks,
+    to one of those files, or is itself a launcher script for one of them.
+    """
+
+    def __init__(self, binary: str, places: Places) -> None:
+        self.places = places
+        real = _real(Path(binary))
+        self.core = {real, *_script_targets(real, places)}
+
+    def starts_app(self, program: str) -> bool:
+        path = _lookup(program, self.places)
+        if path is None:
+            return False
+        real = _real(Path(path))
+        return real in self.core or bool(_script_targets(real, self.places) & self.core)
+
+    def commands(self) -> dict[str, str]:
+        """Every command in $PATH (outside BIN_DIR) that starts the app: name -> path.
+        The first directory in $PATH wins a name, as it would for a shell."""
+        found: dict[str, str] = {}
+        seen_dirs = {_real(self.places.bin_dir)}
+        for directory in self.places.path:
+            real_dir = _real(Path(directory))
+            if not directory.startswith("/") or real_dir in seen_dirs:
+                continue
+            seen_dirs.add(real_dir)
+            try:
+                names = sorted(os.listdir(directory))
+            except OSError:
+                continue
+            for name in names:
+                path = os.path.join(directory, name)
+                if name not in found and not name.startswith(".") and \
+                        read_wrapper(Path(path)) is None and self.starts_app(path):
+                    found[name] = path
+        return found
+
+    def desktop_entries(self) -> list[Path]:
+        """Every system .desktop entry whose main Exec= starts the app, by file id
+        (an earlier data dir shadows a later one, as the menus do)."""
+        found: dict[str, Path] = {}
+        for data_dir in self.places.data_dirs:
+            directory = data_dir / "applications"
+            if not directory.is_dir():
+                continue
+            for entry in sorted(directory.glob("*.desktop")):
+                if entry.name in found:
+                    continue
+                found[entry.name] = entry
+        return [entry for entry in found.values() if self._entry_starts_app(entry)]
+
+    def _entry_starts_app(self, entry: Path) -> bool:
+        try:
+            text = entry.read_text(errors="replace")
+        except OSError:
+            return False
+        for line in _main_group(text.splitlines()):
+            if line.startswith("Exec="):
+                span = _exec_program(line[5:])
+                return span is not None and self.starts_app(line[5:][span[0]:span[1]].strip('"'))
+        return False
+
+
 # -- desktop entries ---------------------------------------------------------------
 
 
@@ -146,33 +283,6 @@ def _exec_program(value: str) -> tuple[int, int] | None:
         return pos, end
 
 
-def _program_matches(token: str, app: str, binary: str) -> bool:
-    token = token.strip('"')
-    return token == binary or os.path.basename(token) == app or \
-        (token.startswith("/") and _real(Path(token)) == _real(Path(binary)))
-
-
-def find_desktop_entry(app: str, binary: str, places: Places) -> Path | None:
-    """The system .desktop file that starts APP: APP.desktop, else one whose Exec runs it."""
-    dirs = [d / "applications" for d in places.data_dirs if (d / "applications").is_dir()]
-    for directory in dirs:
-        exact = directory / f"{app}.desktop"
-        if exact.is_file():
-            return exact
-    for directory in dirs:
-        for entry in sorted(directory.glob("*.desktop")):
-            try:
-                text = entry.read_text(errors="replace")
-            except OSError:
-                continue
-            for line in _main_group(text.splitlines()):
-                if line.startswith("Exec="):
-                    span = _exec_program(line[5:])
-                    if span and _program_matches(line[5:][span[0]:span[1]], app, binary):
-                        return entry
-    return None
-
-
 def _main_group(lines: list[str]) -> list[str]:
     out, inside = [], False
     for line in lines:
@@ -183,10 +293,13 @@ def _main_group(lines: list[str]) -> list[str]:
     return out
 
 
-def rewrite_desktop_entry(text: str, app: str, binary: str, wrapper: Path,
-                          source: Path) -> str:
-    """The entry with every Exec/TryExec pointed at the wrapper; refuses what it cannot route."""
-    quoted = _desktop_quote(str(wrapper))
+def rewrite_desktop_entry(text: str, app: str, route: "Callable[[str], Path | None]",
+                          wrapper: Path, source: Path) -> str:
+    """The entry with every Exec/TryExec pointed at a wrapper; refuses what it cannot route.
+
+    `route(program)` names the wrapper for an Exec= program that starts the app
+    (None: it does not); `wrapper` is the app's own, which owns the copy.
+    """
     out: list[str] = []
     in_main = False
     for line in text.splitlines():
@@ -200,12 +313,13 @@ def rewrite_desktop_entry(text: str, app: str, binary: str, wrapper: Path,
         if key == "Exec":
             value = line.split("=", 1)[1]
             span = _exec_program(value)
-            if span is None or not _program_matches(value[span[0]:span[1]], app, binary):
+            target = route(value[span[0]:span[1]].strip('"')) if span else None
+            if span is None or target is None:
                 raise SetupError(f"{source}: cannot route '{line.strip()}' through the wrapper "
                                  f"(it does not start {app})", origin="jailpy wrap",
                                  hint="wrap the program that line starts, or write the entry "
                                  "by hand")
-            line = f"Exec={value[:span[0]]}{quoted}{value[span[1]:]}"
+            line = f"Exec={value[:span[0]]}{_desktop_quote(str(target))}{value[span[1]:]}"
         elif key == "TryExec":
             line = f"TryExec={wrapper}"
         elif key == "DBusActivatable" and in_main:
@@ -236,11 +350,13 @@ def _jailpy_command() -> list[str]:
 
 def wrapper_text(w: Wrapped) -> str:
     meta = [f"# app={w.app}", f"# binary={w.binary}", f"# profile={w.profile}",
-            f"# desktop={w.desktop or ''}", f"# created={':'.join(w.created)}"]
+            f"# desktop={':'.join(w.desktops)}", f"# created={':'.join(w.created)}",
+            f"# commands={':'.join(w.commands)}", f"# part-of={w.part_of or ''}"]
     command = [*_jailpy_command(), "run", "--profile", w.profile, "--", w.binary]
+    owner = w.part_of or w.app
     return "\n".join([
         "#!/bin/sh", MARKER, *meta,
-        f"# Written by 'jailpy wrap {w.app}'; remove it with 'jailpy unwrap {w.app}'.",
+        f"# Written by 'jailpy wrap {owner}'; remove it with 'jailpy unwrap {owner}'.",
         f"exec {' '.join(shlex.quote(a) for a in command)} \"$@\"", ""])
 
 
@@ -288,7 +404,8 @@ def _choose_profile(app: str, profile: str | None, env: dict[str, str]) -> str:
 
 def wrap(app: str, profile: str | None = None, bin_dir: str | None = None,
          env: dict[str, str] | None = None) -> tuple[Wrapped, list[str]]:
-    """Write the wrapper and the desktop entry copy; returns them and notes for the user."""
+    """Write the wrappers and the desktop entry copies; returns the app's own
+    wrapper record (listing the rest) and notes for the user."""
     env = dict(os.environ if env is None else env)
     places = Places.from_env(env, bin_dir)
     name = os.path.basename(app)
@@ -299,46 +416,99 @@ def wrap(app: str, profile: str | None = None, bin_dir: str | None = None,
     if wrapper.exists() and existing is None:
         raise SetupError(f"{wrapper} exists and is not a jailpy wrapper", origin="jailpy wrap",
                          hint="move it away, or choose another --bin-dir")
+    if existing is not None and existing.part_of and existing.part_of != name:
+        raise SetupError(f"{wrapper} belongs to the wrap of {existing.part_of}",
+                         origin="jailpy wrap", hint=f"it is covered: see 'jailpy wrap --list'")
     binary = find_real_binary(app, places)
     chosen = _choose_profile(name, profile, env)
     notes: list[str] = []
     record = Wrapped(name, wrapper, binary, chosen,
                      created=existing.created if existing else [])
+    launchers = Launchers(binary, places)
 
-    source = find_desktop_entry(name, binary, places)
-    desktop_text = None
-    if source is None:
-        notes.append(f"no desktop entry found for {name}; only the wrapper was written")
-    else:
+    aliases: dict[str, Wrapped] = {}
+    for command, path in launchers.commands().items():
+        target = places.bin_dir / command
+        if command == name:
+            continue
+        if target.exists() and getattr(read_wrapper(target), "part_of", None) != name:
+            notes.append(f"{command} ({path}) also starts {name}, but {target} is not "
+                         "ours: it stays unwrapped")
+            continue
+        aliases[command] = Wrapped(command, target, path, chosen, part_of=name)
+    record.commands = sorted(aliases)
+
+    def route(program: str) -> Path | None:
+        if not launchers.starts_app(program):
+            return None
+        return aliases[os.path.basename(program)].wrapper \
+            if os.path.basename(program) in aliases else wrapper
+
+    copies: dict[Path, str] = {}
+    for source in launchers.desktop_entries():
         target = places.applications / source.name
         if target.exists() and _desktop_owner(target) != str(wrapper):
-            raise SetupError(f"{target} exists and was not written by jailpy wrap",
-                             origin="jailpy wrap", hint="move it away to wrap this app")
-        desktop_text = rewrite_desktop_entry(source.read_text(errors="replace"), name, binary,
-                                             wrapper, source)
-        record.desktop = str(target)
+            notes.append(f"{target} exists and was not written by jailpy wrap: "
+                         f"{source.name} stays unwrapped")
+            continue
+        try:
+            copies[target] = rewrite_desktop_entry(source.read_text(errors="replace"), name,
+                                                   route, wrapper, source)
+        except SetupError as err:
+            notes.append(f"{err.message}; {source.name} stays unwrapped")
+    if not copies:
+        notes.append(f"no desktop entry found for {name}; only the wrapper was written")
+    record.desktops = [str(target) for target in copies]
 
     # Each ends up in a line of a shell script or a .desktop entry: a newline in any
     # of them would start a line of its own, run outside every sandbox.
-    for label, value in (("app name", name), ("program path", binary),
-                         ("profile", chosen), ("wrapper path", str(wrapper)),
-                         ("desktop entry path", record.desktop or "")):
+    values = [("app name", name), ("program path", binary), ("profile", chosen),
+              ("wrapper path", str(wrapper))]
+    values += [(label, str(value)) for alias in aliases.values()
+               for label, value in (("program path", alias.binary),
+                                    ("wrapper path", alias.wrapper))]
+    values += [("desktop entry path", str(target)) for target in copies]
+    for label, value in values:
         refuse_control(value, "jailpy wrap", f"the {label} {value!r}")
-    record.created += [d for d in _makedirs(places.bin_dir) if d not in record.created]
-    if desktop_text is not None:
-        record.created += [d for d in _makedirs(places.applications)
-                           if d not in record.created]
-    _write_atomic(wrapper, wrapper_text(record), 0o755)
-    if desktop_text is not None and record.desktop:
-        _write_atomic(Path(record.desktop), desktop_text, 0o644)
+    try:
+        record.created += [d for d in _makedirs(places.bin_dir) if d not in record.created]
+        if copies:
+            record.created += [d for d in _makedirs(places.applications)
+                               if d not in record.created]
+        for alias in aliases.values():
+            _write_atomic(alias.wrapper, wrapper_text(alias), 0o755)
+        _write_atomic(wrapper, wrapper_text(record), 0o755)
+        for target, text in copies.items():
+            _write_atomic(target, text, 0o644)
+        if existing is not None:
+            _remove_stale(existing, record)
+    except OSError as exc:
+        raise SetupError(f"cannot write {exc.filename}: {exc.strerror}",
+                         origin="jailpy wrap") from None
     from ..usercache import record_written
 
-    record_written(env, [str(wrapper), *([record.desktop] if record.desktop else [])])
+    record_written(env, [str(wrapper), *(str(a.wrapper) for a in aliases.values()),
+                         *(str(target) for target in copies)])
     found = _which(name, places)
     if found is not None and _real(Path(found)) != _real(wrapper):
         notes.append(f"{places.bin_dir} comes after {os.path.dirname(found)} in PATH: "
                      f"typing '{name}' still starts {found} unsandboxed")
     return record, notes
+
+
+def _remove_stale(before: Wrapped, now: Wrapped) -> None:
+    """What an earlier wrap of the app wrote and this one no longer covers."""
+    for desktop in set(before.desktops) - set(now.desktops):
+        if _desktop_owner(Path(desktop)) == str(now.wrapper):
+            os.unlink(desktop)
+    for command in set(before.commands) - set(now.commands):
+        _remove_alias(now.wrapper.parent / command, now.app)
+
+
+def _remove_alias(path: Path, app: str) -> None:
+    alias = read_wrapper(path)
+    if alias is not None and alias.part_of == app:
+        path.unlink()
 
 
 def _which(name: str, places: Places) -> str | None:
@@ -361,7 +531,7 @@ def _desktop_owner(path: Path) -> str | None:
 
 def unwrap(app: str, bin_dir: str | None = None,
            env: dict[str, str] | None = None) -> Wrapped:
-    """Remove the wrapper and its desktop entry copy (only files jailpy wrote)."""
+    """Remove the wrappers and desktop entry copies of APP (only files jailpy wrote)."""
     env = dict(os.environ if env is None else env)
     places = Places.from_env(env, bin_dir)
     wrapper = places.bin_dir / os.path.basename(app)
@@ -369,12 +539,19 @@ def unwrap(app: str, bin_dir: str | None = None,
     if record is None:
         raise ConfigError(f"{app} is not wrapped in {places.bin_dir}", origin="jailpy unwrap",
                           hint="see 'jailpy wrap --list'")
-    if record.desktop and _desktop_owner(Path(record.desktop)) == str(wrapper):
-        os.unlink(record.desktop)
+    if record.part_of:
+        raise ConfigError(f"{app} is part of the wrap of {record.part_of}",
+                          origin="jailpy unwrap", hint=f"jailpy unwrap {record.part_of}")
+    for desktop in record.desktops:
+        if _desktop_owner(Path(desktop)) == str(wrapper):
+            os.unlink(desktop)
+    for command in record.commands:
+        _remove_alias(places.bin_dir / command, record.app)
     wrapper.unlink()
     from ..usercache import record_written
 
-    record_written(env, [str(wrapper), *([record.desktop] if record.desktop else [])],
+    record_written(env, [str(wrapper), *record.desktops,
+                         *(str(places.bin_dir / command) for command in record.commands)],
                    forget=True)
     for directory in reversed(record.created):
         try:
@@ -398,4 +575,21 @@ def list_wrapped(bin_dir: str | None = None, env: dict[str, str] | None = None) 
             if owner:
                 candidates.setdefault(owner, Path(owner))
     found = [read_wrapper(p) for p in candidates.values()]
-    return [w for w in found if w is not None]
+    return [w for w in found if w is not None and not w.part_of]
+
+
+def uncovered(record: Wrapped, bin_dir: str | None = None,
+              env: dict[str, str] | None = None) -> list[str]:
+    """Commands and desktop entries on this system that start the wrapped app but
+    are not covered by its wrappers (installed since, or left to the user)."""
+    env = dict(os.environ if env is None else env)
+    places = Places.from_env(env, bin_dir)
+    launchers = Launchers(record.binary, places)
+    mine = {record.app, *record.commands}
+    missing = [f"command {name} ({path})" for name, path in launchers.commands().items()
+               if name not in mine]
+    shadowed = {Path(d).name for d in record.desktops}
+    missing += [f"menu {entry}" for entry in launchers.desktop_entries()
+                if entry.name not in shadowed]
+    return missing
+

@@ -51,6 +51,7 @@ class Plan(Record):
     hostname: str | None
     new_session: bool
     die_with_parent: bool
+    wait_all: bool
     pass_fds: tuple[int, ...]
     argv0: str | None
     keep_caps: tuple[str, ...] = ()
@@ -185,6 +186,7 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         hostname=policy.process.hostname if policy.namespaces.uts else None,
         new_session=policy.process.new_session,
         die_with_parent=policy.process.die_with_parent,
+        wait_all=policy.process.wait_all,
         pass_fds=policy.process.pass_fds,
         argv0=policy.process.argv0,
         keep_caps=policy.capabilities.keep,

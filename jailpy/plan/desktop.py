@@ -111,6 +111,9 @@ class DesktopPlan(Record):
     proxy_binary: str | None
     proxies: tuple[BusProxy, ...]
     create_dirs: tuple[str, ...]
+    #: The app's state directories with where each came from: the host session
+    #: locks them for the sandbox's lifetime (one instance per app profile).
+    app_dirs: tuple[tuple[str, str], ...]
     notes: tuple[str, ...]
     problems: tuple[Problem, ...]
     skipped: tuple[Problem, ...]
@@ -151,6 +154,7 @@ class _Builder:
         self.problems: list[Problem] = []
         self.skipped: list[Problem] = []
         self.create: list[str] = []
+        self.app_dirs: list[tuple[str, str]] = []
         self.session_dir: str | None = None
         self.x11: X11Cookie | None = None
         self.proxies: list[BusProxy] = []
@@ -422,15 +426,17 @@ class _Builder:
                     optional=True)
 
     def app_dirs_piece(self) -> None:
-        for path in self.d.app_dirs:
+        for i, path in enumerate(self.d.app_dirs):
+            key = f"app_dirs[{i}]"
             if self.home.startswith(path.rstrip("/") + "/") or path == self.home:
                 raise ConfigError(f"app_dirs entry {path} would expose the whole home",
-                                  origin=self.origin("app_dirs"),
+                                  origin=self.origin(key),
                                   hint="name the app's own directories, e.g. ${HOME}/.mozilla")
             self.create.append(path)
-            self.op("bind", path, path, key="app_dirs")
+            self.app_dirs.append((path, self.origin(key)))
+            self.op("bind", path, path, key=key)
         self.notes.append(f"app dirs      {', '.join(self.d.app_dirs)} (read-write, created "
-                          "when missing)")
+                          "when missing, locked: one sandbox at a time)")
 
     def build(self) -> DesktopPlan:
         d = self.d
@@ -463,6 +469,7 @@ class _Builder:
             runtime_dir=self.rt, session_dir=self.session_dir, mount_ops=tuple(self.ops),
             env=tuple(self.out_env.items()), x11=self.x11, proxy_binary=self.proxy_binary,
             proxies=tuple(self.proxies), create_dirs=tuple(dict.fromkeys(self.create)),
+            app_dirs=tuple(self.app_dirs),
             notes=tuple(self.notes), problems=tuple(self.problems), skipped=tuple(self.skipped))
 
 

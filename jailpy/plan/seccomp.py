@@ -323,7 +323,7 @@ def resolve(spec) -> RuleSet | None:
                 + listed
         exceptions = {c.name for c, _, _ in entries("allow", spec.allow)}
         chosen = [(c, ch, w) for c, ch, w in listed if c.name not in exceptions
-                  and not (spec.allow_userns and _creates_namespaces(c))]
+                  and not (spec.allow_userns and _lifted_by_userns(c, ch))]
         main = _dedupe(Rule(c.name, action_for(c, ch), (), ch, w)
                        for c, ch, w in chosen if not c.match)
         guard = [Rule(c.name, action_for(c, ch), c.match, ch, w)
@@ -348,7 +348,7 @@ def resolve(spec) -> RuleSet | None:
         main = _dedupe(main_rules)
         guard = [Rule(c.name, action_for(c, ch), c.match, ch, w)
                  for c, ch, w in removed
-                 if c.match and not (spec.allow_userns and _creates_namespaces(c))]
+                 if c.match and not (spec.allow_userns and _lifted_by_userns(c, ch))]
     else:
         raise ConfigError(f"default_action must be \"allow\" (deny-list) or \"deny\" "
                           f"(allow-list), not {spec.default_action!r}",
@@ -357,10 +357,27 @@ def resolve(spec) -> RuleSet | None:
     return RuleSet(mode, default, bad_arch, tuple(main), tuple(guard))
 
 
-def _creates_namespaces(call: Call) -> bool:
-    """The @namespaces rules that allow_userns = true lifts: a new user namespace is
-    usually created together with others (unshare -Ur, bwrap), so allowing one
-    means allowing the flags that come with it. setns stays refused."""
+#: What allow_userns = true lifts besides namespace creation: the calls an
+#: application's own sandbox makes inside the user namespace it created.
+#: Chromium's zygote and Firefox's content processes chroot() into an empty
+#: directory (/proc/self/fdinfo/, a deleted tmpdir) once they are alone in a
+#: fresh user namespace. chroot needs CAP_SYS_CHROOT in the caller's user
+#: namespace, which a sandboxed process only has in a namespace it created
+#: itself; there it can only narrow what it sees: the root it leaves is jailpy's
+#: pivot_root, Landlock rules follow inodes, not paths, and no_new_privs stops
+#: the set-id tricks chroot used to enable (docs/security.md). mount,
+#: pivot_root and the rest of @mount stay refused.
+USERNS_SANDBOX_CALLS = ("chroot",)
+
+
+def _lifted_by_userns(call: Call, chain: str) -> bool:
+    """The rules allow_userns = true lifts: a new user namespace is usually created
+    together with others (unshare -Ur, bwrap), so allowing one means allowing the
+    flags that come with it; and USERNS_SANDBOX_CALLS when only @default refuses
+    them (a profile that denies chroot or @mount by name keeps it refused).
+    setns stays refused."""
+    if call.name in USERNS_SANDBOX_CALLS:
+        return chain == "@mount in @default"
     return call.name in ("unshare", "clone", "clone3") and (bool(call.match) or
                                                             call == _CLONE3_ENOSYS)
 

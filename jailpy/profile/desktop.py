@@ -116,14 +116,21 @@ def to_desktop(section: dict[str, Any], origins: dict[str, Any]) -> Desktop:
     keys = [*_BOOL_KEYS, "dbus_system", "user_dirs", "app_dirs", "optional", *_NAME_KEYS,
             *_RULE_KEYS, "dbus_own"]
     user_dirs = tuple(sorted(section.get("user_dirs", {}).items()))
+    app_dirs = tuple(dict.fromkeys(p.rstrip("/") or "/" for p in section.get("app_dirs", ())))
+    # Each entry keeps its own origin (a user profile's additions are its own,
+    # not the shipped file's); duplicates keep the first.
+    first = {}
+    for i, path in enumerate(section.get("app_dirs", ())):
+        first.setdefault(path.rstrip("/") or "/", origins.item("desktop.app_dirs", i))
     return Desktop(
         **{key: bool(section.get(key, False)) for key in _BOOL_KEYS},
         dbus_rules=rules("dbus", own=True),
         dbus_system=section.get("dbus_system", "none"),
         dbus_system_rules=rules("dbus_system", own=False),
         user_dirs=tuple((k, v) for k, v in user_dirs if v != "none"),
-        app_dirs=tuple(dict.fromkeys(p.rstrip("/") or "/" for p in section.get("app_dirs", ()))),
+        app_dirs=app_dirs,
         optional=tuple(dict.fromkeys(section.get("optional", ()))),
-        origins=tuple((key, origins.of(f"desktop.{key}")) for key in dict.fromkeys(keys)
-                      if key in section),
+        origins=(*((key, origins.of(f"desktop.{key}")) for key in dict.fromkeys(keys)
+                   if key in section),
+                 *((f"app_dirs[{i}]", first[path]) for i, path in enumerate(app_dirs))),
     )

@@ -202,6 +202,9 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
         "argv0": _f(STR, "argv[0] given to the command."),
         "new_session": _f(BOOL, "Run the command in a new session (blocks TIOCSTI injection)."),
         "die_with_parent": _f(BOOL, "Kill the whole sandbox when jailpy dies."),
+        "wait_all": _f(BOOL, "Run until the last process inside exits, not only the command "
+                       "(apps that restart themselves); the exit status is still the "
+                       "command's."),
     },
     "capabilities": {
         "keep": _f(STRS, "Capabilities (CAP_*) kept inside the user namespace."),

@@ -84,6 +84,7 @@ def core_sections(plan: Plan) -> list[Section]:
                + ("" if plan.cwd_identity is None else " (if visible inside, else /)"),
                f"new session {'yes' if plan.new_session else 'no'}",
                f"die with parent {'yes' if plan.die_with_parent else 'no'}",
+               f"runs until  {'the last process exits' if plan.wait_all else 'the command exits'}",
                f"capabilities kept: {', '.join(plan.keep_caps) or 'none'}"]
     return [("namespaces", namespaces), ("identity", identity), ("filesystem", mounts),
             ("environment", env), ("process", process)]

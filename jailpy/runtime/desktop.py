@@ -3,7 +3,8 @@
 One session per sandbox run, opened and closed by Sandbox.run:
 
     prepare(plan)   fail on any non-optional Problem (exit 125); create missing
-                    app/user dirs; make the private session directory
+                    app/user dirs; lock the app dirs (one sandbox per app profile
+                    at a time; see _lock_app_dirs); make the private session directory
                     ($XDG_RUNTIME_DIR/jailpy/PID-RANDOM, else /tmp/jailpy-UID/...,
                     0700) and write the filtered X cookie into it
     host_step(pid)  start xdg-dbus-proxy (once the namespace child has unshared,
@@ -44,6 +45,7 @@ class DesktopSession:
         self.env = dict(os.environ)
         self.proxy = DBusProxy(plan) if plan.proxies else None
         self.created_session = False
+        self.locks: list[int] = []
 
     def open(self) -> "DesktopSession":
         """Check problems and prepare host files; on failure nothing is left behind."""
@@ -51,6 +53,7 @@ class DesktopSession:
             raise self.plan.problems[0].error()
         try:
             self._create_dirs()
+            self._lock_app_dirs()
             if self.plan.session_dir is not None:
                 self._make_session_dir(self.plan.session_dir)
             if self.plan.x11 is not None:
@@ -70,6 +73,8 @@ class DesktopSession:
         if self.created_session and self.plan.session_dir:
             shutil.rmtree(self.plan.session_dir, ignore_errors=True)
             self.created_session = False
+        while self.locks:
+            os.close(self.locks.pop())
 
     # -- pieces ------------------------------------------------------------------
 
@@ -81,6 +86,32 @@ class DesktopSession:
             except OSError as exc:
                 raise SetupError(f"cannot create {path}: {exc.strerror}",
                                  origin="desktop.app_dirs") from exc
+
+    def _lock_app_dirs(self) -> None:
+        """Take an exclusive flock on each app dir, or refuse to start.
+
+        Apps guard their profiles with locks that name a host and a pid
+        (Chromium's SingletonLock, LibreOffice's .lock) and a socket or pipe in
+        /tmp to reach the running instance; in a sandbox with a private /tmp
+        and pid namespace, a second instance finds neither and takes the same
+        profile. The lock is on the directory's open file description, which
+        pid 1 inherits across its forks (CLOEXEC only matters at execve): it is
+        held until the last process of the sandbox is gone, even when jailpy
+        itself is killed, and the kernel releases it with the last holder.
+        """
+        import fcntl
+
+        for path, origin in self.plan.app_dirs:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                self.locks.append(fd)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise SetupError(f"{path} is in use by another sandbox", origin=origin,
+                                 hint="the app is already running with this profile; use "
+                                 "that window, or close it first") from None
+            except OSError as exc:
+                raise SetupError(f"cannot lock {path}: {exc.strerror}", origin=origin) from None
 
     def _make_session_dir(self, path: str) -> None:
         base = os.path.dirname(path)

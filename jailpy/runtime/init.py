@@ -28,11 +28,15 @@ def block_forwarded() -> set[int]:
     return signal.pthread_sigmask(signal.SIG_BLOCK, (*FORWARDED, signal.SIGCHLD, KILL_ALL))
 
 
-def supervise(target: int, is_pid1: bool, forward_terminal: bool) -> int:
+def supervise(target: int, is_pid1: bool, forward_terminal: bool,
+              wait_all: bool = False) -> int:
     """Wait for `target`, reaping every other child; returns its raw wait status.
 
     When the target ends, everything left in the sandbox is killed first, so
-    no daemonised leftover outlives the command that started it.
+    no daemonised leftover outlives the command that started it. With
+    `wait_all` the sandbox instead lives until its last process has exited
+    (an app that re-executes itself, a launcher that forks the real program);
+    the status is still the target's.
     """
     waited = (*FORWARDED, signal.SIGCHLD, KILL_ALL)
     skip = () if forward_terminal else TERMINAL_GENERATED
@@ -44,12 +48,11 @@ def supervise(target: int, is_pid1: bool, forward_terminal: bool) -> int:
             continue
         if info.si_signo != signal.SIGCHLD:
             if info.si_signo not in skip:
-                try:
-                    os.kill(target, info.si_signo)
-                except ProcessLookupError:
-                    pass
+                _kill(target, info.si_signo)
             continue
         status = _reap(target)
+    if wait_all:
+        _wait_for_the_rest(waited, skip, is_pid1)
     if is_pid1:
         try:
             os.kill(-1, signal.SIGKILL)
@@ -61,22 +64,37 @@ def supervise(target: int, is_pid1: bool, forward_terminal: bool) -> int:
     return status
 
 
+def _wait_for_the_rest(waited: tuple[int, ...], skip: tuple[int, ...], is_pid1: bool) -> None:
+    """After the target: reap until no child is left. Forwarded signals go to
+    every process left (the target is gone); KILL_ALL kills them all."""
+    while _children_left():
+        info = signal.sigwaitinfo(waited)
+        if info.si_signo == KILL_ALL and is_pid1:
+            _kill(-1, signal.SIGKILL)
+        elif info.si_signo == KILL_ALL:
+            _kill_descendants()
+        elif info.si_signo != signal.SIGCHLD and info.si_signo not in skip:
+            for pid in (-1,) if is_pid1 else _children():
+                _kill(pid, info.si_signo)
+
+
+def _children() -> list[int]:
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/children") as f:
+            return [int(pid) for pid in f.read().split()]
+    except OSError:
+        return []
+
+
 def _kill_descendants() -> None:
     """Without a pid namespace, kill(-1) would hit every process of the user; as
     a child subreaper we adopt every orphan, so our children are the sandbox."""
     while True:
-        try:
-            with open(f"/proc/self/task/{os.getpid()}/children") as f:
-                children = [int(pid) for pid in f.read().split()]
-        except OSError:
-            return
+        children = _children()
         if not children:
             return
         for pid in children:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _kill(pid, signal.SIGKILL)
         _reap_all()
 
 
@@ -87,18 +105,28 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def _reap(target: int) -> int | None:
-    """Collect every exited child; the target's status if it was among them."""
-    found = None
+def _collect() -> tuple[dict[int, int], bool]:
+    """Reap every child that has exited: their wait statuses, and whether any
+    child is still running."""
+    exited: dict[int, int] = {}
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return found
+            return exited, False
         if pid == 0:
-            return found
-        if pid == target:
-            found = status
+            return exited, True
+        exited[pid] = status
+
+
+def _reap(target: int) -> int | None:
+    """Collect every exited child; the target's status if it was among them."""
+    return _collect()[0].get(target)
+
+
+def _children_left() -> bool:
+    """Reap what has exited; whether any child is still running."""
+    return _collect()[1]
 
 
 def _reap_all() -> None:

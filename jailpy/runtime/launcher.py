@@ -343,7 +343,7 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
             _target_main(plan, restrictions, report_w)
         caps.apply()
         status = init.supervise(target, is_pid1=plan.new_pid_ns,
-                                forward_terminal=plan.new_session)
+                                forward_terminal=plan.new_session, wait_all=plan.wait_all)
         if copy_outs:  # size-limited --changes: every sandbox process is gone now
             mounts.copy_out(copy_outs)
         channel.send(report_w, status=status)

@@ -1,12 +1,12 @@
 """The shipped desktop app profiles: they resolve, explain, run, and hide home.
 
-The apps themselves are not installed on the test machine: `--explain` must
-work without them, and `run` must end with a clear 127.
+`--explain` needs no app and no display; a command missing inside ends with
+a clear 127. The apps themselves run in test_desktop_apps.py.
 """
 
 from __future__ import annotations
 
-import shutil
+import os
 import tomllib
 from pathlib import Path
 
@@ -60,13 +60,37 @@ def test_app_profile_extends_gui_and_keeps_its_own_dirs(name):
 
 
 @pytest.mark.parametrize("name", APPS)
-def test_missing_app_is_127(jailpy, home, xvfb, name):
-    if shutil.which(APPS[name]):
-        pytest.skip(f"{APPS[name]} is installed here; the run would start it")
-    result = in_home(jailpy, home, ["run", "--profile", name, "--", APPS[name]],
+def test_missing_command_is_127(jailpy, home, xvfb, name):
+    result = in_home(jailpy, home, ["run", "--profile", name, "--", "jailpy-no-such-app"],
                      env=xvfb.env())
     assert result.returncode == 127, result.stderr
-    assert result.stderr.strip() == f"jailpy: {APPS[name]}: command not found"
+    assert result.stderr.strip() == "jailpy: jailpy-no-such-app: command not found"
+
+
+def test_explain_credits_each_app_dir_to_its_own_file(jailpy, home):
+    """A user profile's app_dirs are its own, each with its own index (not all
+    `[0]` of the shipped file)."""
+    as_user_file(home / ".config" / "jailpy" / "profiles" / "mychrome.toml",
+                 'extends = ["chromium"]\n[desktop]\napp_dirs = ["${HOME}/.config/extra"]\n',
+                 jailpy.user)
+    chown_tree(home, jailpy.user)
+    result = in_home(jailpy, home, ["run", "--profile", "mychrome", "--explain", "--", "true"])
+    assert result.returncode == 0, result.stderr
+    binds = {line.split()[1]: line.split("    [", 1)[1][:-1]
+             for line in result.stdout.splitlines() if line.strip().startswith("bind ")}
+    assert binds[f"{home}/.config/chromium"] == "(shipped) chromium.toml: desktop.app_dirs[0]"
+    assert binds[f"{home}/.cache/chromium"] == "(shipped) chromium.toml: desktop.app_dirs[1]"
+    assert binds[f"{home}/.config/extra"] == \
+        "~/.config/jailpy/profiles/mychrome.toml: desktop.app_dirs[0]"
+
+
+def test_desktop_profiles_keep_the_hosts_hostname_and_wait_for_all(jailpy, home, xvfb):
+    result = in_home(jailpy, home, ["run", "--profile", "evince", "--", "hostname"],
+                     env=xvfb.env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == os.uname().nodename
+    explained = in_home(jailpy, home, ["run", "--profile", "evince", "--explain", "--", "true"])
+    assert "runs until  the last process exits" in explained.stdout
 
 
 def test_app_dirs_writable_rest_of_home_hidden(jailpy, home, xvfb):

@@ -134,6 +134,49 @@ def test_allow_userns_lets_nested_sandboxes_run(jailpy):
     assert result.stdout.strip() == "0"
 
 
+def test_allow_userns_lets_an_apps_own_sandbox_chroot(jailpy):
+    """Chromium's and Firefox's sandboxes chroot inside the user namespace they
+    made (issue 14's reproducer); a profile that names chroot keeps it refused."""
+    ok = jailpy.sandbox("unshare -Ur /usr/sbin/chroot / true", "--allow-userns")
+    assert ok.returncode == 0, ok.stderr
+    refused = jailpy.sandbox("unshare -Ur /usr/sbin/chroot / true", "--allow-userns",
+                             "--seccomp-deny", "chroot")
+    assert refused.returncode != 0 and "Operation not permitted" in refused.stderr
+    plain = jailpy.sandbox("/usr/sbin/chroot / true")
+    assert plain.returncode != 0 and "Operation not permitted" in plain.stderr
+
+
+CHROOT_ESCAPE = """
+import os
+os.makedirs("/tmp/jail/inner", exist_ok=True)
+outside = os.open("/", os.O_RDONLY)
+os.chroot("/tmp/jail")
+os.fchdir(outside)              # the classic escape: a cwd outside the new root
+for _ in range(64):
+    os.chdir("..")
+os.chroot(".")
+print(sorted(os.listdir("/")))
+print(os.path.exists(%r))
+"""
+
+
+def test_chroot_escape_inside_a_nested_userns_stays_in_the_sandbox(jailpy, user_tmp,
+                                                                    test_user):
+    """chroot is allowed with allow_userns: breaking out of a chroot made inside
+    leads back to the sandbox's root (jailpy's pivot_root), never to the host."""
+    secret = as_user_file(user_tmp / "secret.txt", "host only\n", test_user)
+    script = CHROOT_ESCAPE % str(secret)
+    escaped = jailpy.run(["run", "--allow-userns", "--", "unshare", "-Ur", "python3", "-c",
+                          script])
+    assert escaped.returncode == 0, escaped.stderr
+    listing, found = escaped.stdout.splitlines()
+    sandbox_root = jailpy.run(["run", "--", "python3", "-c",
+                               "import os; print(sorted(os.listdir('/')))"]).stdout.strip()
+    assert listing == sandbox_root  # out of the chroot, into the sandbox: no further
+    assert found == "False"
+    assert os.path.exists(secret)  # (it is there on the host)
+
+
 def test_allow_list_mode(jailpy, user_tmp, test_user, probe):
     path = profile(user_tmp, test_user, 'extends = ["default"]\n[seccomp]\n'
                    'default_action = "deny"\nallow = ["@system-service"]\ndeny = ["socketpair"]\n')

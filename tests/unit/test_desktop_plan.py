@@ -181,8 +181,8 @@ def test_parse_display():
 def test_exec_lines_are_routed_through_the_wrapper():
     text = ("[Desktop Entry]\nExec=\"/opt/My App/app\" --x %U\nTryExec=/opt/My App/app\n"
             "DBusActivatable=true\n[Desktop Action a]\nExec=env A=1 app --new\n")
-    out = rewrite_desktop_entry(text, "app", "/opt/My App/app", Path("/h/bin/app"),
-                                Path("app.desktop"))
+    route = {"/opt/My App/app": Path("/h/bin/app"), "app": Path("/h/bin/app")}.get
+    out = rewrite_desktop_entry(text, "app", route, Path("/h/bin/app"), Path("app.desktop"))
     assert out.splitlines() == [
         "[Desktop Entry]", "X-Jailpy-Wrapper=/h/bin/app", "Exec=/h/bin/app --x %U",
         "TryExec=/h/bin/app", "DBusActivatable=false", "[Desktop Action a]",
@@ -192,7 +192,8 @@ def test_exec_lines_are_routed_through_the_wrapper():
 def test_foreign_exec_is_refused():
     text = "[Desktop Entry]\nExec=app\n[Desktop Action b]\nExec=other-tool --x\n"
     with pytest.raises(SetupError, match="cannot route"):
-        rewrite_desktop_entry(text, "app", "/usr/bin/app", Path("/h/bin/app"), Path("x"))
+        rewrite_desktop_entry(text, "app", {"app": Path("/h/bin/app")}.get, Path("/h/bin/app"),
+                              Path("x"))
 
 
 def test_system_bus_none_hides_a_bound_run():

@@ -87,6 +87,18 @@ def test_allow_userns_lifts_namespace_creation_but_not_setns():
     assert "setns" in {r.syscall for r in rules.main}
 
 
+def test_allow_userns_lifts_chroot_only_where_default_refuses_it():
+    """Chromium's and Firefox's sandboxes chroot inside their own user namespace;
+    the rest of @mount stays refused, and so does a chroot a profile names."""
+    lifted = {r.syscall for r in resolve(SeccompPolicy(allow_userns=True)).main}
+    assert "chroot" not in lifted
+    assert {"mount", "pivot_root", "umount2", "fsmount", "open_tree"} <= lifted
+    assert "chroot" in {r.syscall for r in resolve(SeccompPolicy()).main}
+    for deny in (("chroot",), ("@mount",)):
+        named = resolve(SeccompPolicy(deny=deny, allow_userns=True))
+        assert "chroot" in {r.syscall for r in named.main}, deny
+
+
 def test_deny_list_always_includes_default_and_exceptions_apply():
     rules = resolve(SeccompPolicy(deny=("ptrace",), allow=("sethostname",)))
     denied = {r.syscall for r in rules.main}
