@@ -162,6 +162,19 @@ def _read_into(path: str, home: str, ignored: list[str], out: list[Directive],
                depth: int) -> None:
     if depth > MAX_DEPTH:
         raise ConfigError("includes nested too deep (a loop?)", origin=path)
+    key = (path, home, tuple(ignored))
+    if key not in _EXPANDED:  # the disable-*.inc files are read for most profiles
+        start_out, start_ignored = len(out), len(ignored)
+        _expand_file(path, home, ignored, out, depth)
+        _EXPANDED[key] = (tuple(out[start_out:]), tuple(ignored[start_ignored:]))
+        return
+    directives, added = _EXPANDED[key]
+    out.extend(directives)
+    ignored.extend(added)
+
+
+def _expand_file(path: str, home: str, ignored: list[str], out: list[Directive],
+                 depth: int) -> None:
     for number, line in _lines(path):
         origin = f"{path}:{number}"
         if line.startswith("?"):
@@ -184,6 +197,11 @@ def _read_into(path: str, home: str, ignored: list[str], out: list[Directive],
                 raise ConfigError(f"include {argument}: file not found", origin=origin)
         else:
             out.append(Directive(keyword, argument, origin))
+
+
+#: Expanded includes by (file, home, active ignores): one conversion run (--all)
+#: expands each shared include once. Files are keyed by their stat in _LINES.
+_EXPANDED: dict[tuple, tuple[tuple[Directive, ...], tuple[str, ...]]] = {}
 
 
 def _lines(path: str) -> tuple[tuple[int, str], ...]:
@@ -234,6 +252,7 @@ def jailpy_paths(argument: str) -> tuple[str, ...]:
     return (text.rstrip("/") or "/",)
 
 
+@functools.lru_cache(maxsize=16384)
 def _in_home(path: str) -> bool:
     return path == "${HOME}" or path.startswith("${HOME}/") or path.split("/")[0] in USER_DIRS
 
@@ -242,20 +261,24 @@ def _under(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
+@functools.lru_cache(maxsize=16384)
 def _top(path: str) -> str:
     """The top-level directory of an absolute path: /usr for /usr/share/x."""
     return "/" + path.split("/", 2)[1] if path.startswith("/") else path
 
 
+@functools.lru_cache(maxsize=16384)
 def _is_glob(path: str) -> bool:
     return any(ch in path for ch in "*?[")
 
 
 @functools.lru_cache(maxsize=4096)
-def _glob_match(glob_text: str):
+def _glob_match(glob_text: str) -> tuple[str, object]:
+    """(the text before the first wildcard, the matcher): most paths fail the prefix."""
     import re
 
-    return re.compile(fnmatch.translate(glob_text)).match
+    prefix = glob_text[:min(glob_text.find(c) % (len(glob_text) + 1) for c in "*?[")]
+    return prefix, re.compile(fnmatch.translate(glob_text)).match
 
 
 class _Patterns:
@@ -265,8 +288,7 @@ class _Patterns:
     def __init__(self, paths: set[str]):
         self.paths = paths
         # (the text before the first wildcard, the matcher): most paths fail the prefix
-        self.globs = [(p[:min(p.find(c) % (len(p) + 1) for c in "*?[")], _glob_match(p))
-                      for p in paths if _is_glob(p)]
+        self.globs = [_glob_match(p) for p in paths if _is_glob(p)]
 
     def __contains__(self, path: str) -> bool:
         return path in self.paths or any(path.startswith(prefix) and match(path)
@@ -288,6 +310,7 @@ class _Builder:
         self.notes: list[Note] = []
         self.noted: set[tuple[str, str]] = set()
         self.index: dict[str, list[Directive]] = {}
+        self.position = {id(d): i for i, d in enumerate(directives)}
         for d in directives:
             self.index.setdefault(d.keyword, []).append(d)
 
@@ -316,7 +339,8 @@ class _Builder:
     def by(self, *keywords: str) -> list[Directive]:
         if len(keywords) == 1:
             return self.index.get(keywords[0], [])
-        return [d for d in self.directives if d.keyword in keywords]
+        found = [d for k in keywords for d in self.index.get(k, [])]
+        return sorted(found, key=lambda d: self.position[id(d)]) if len(keywords) > 1 else found
 
 
 def convert(path: str, home: str) -> Conversion:
@@ -374,7 +398,7 @@ def _home(b: _Builder) -> None:
         wanted = [(p, d) for d in b.by("noblacklist") for p in jailpy_paths(d.argument)
                   if _in_home(p) and p != "${HOME}"]
     blacklisted = _Patterns({p for d in b.by("blacklist", "blacklist-nolog")
-                             for p in jailpy_paths(d.argument)} - unhidden)
+                             for p in jailpy_paths(d.argument) if _in_home(p)} - unhidden)
     for path, d in wanted:
         if path in blacklisted:
             b.note(d, "blacklisted as well: stays hidden")
@@ -423,19 +447,22 @@ def _system_paths(b: _Builder) -> None:
 def _private_dirs(b: _Builder) -> None:
     """private-bin and private-etc: a tmpfs with only the listed entries bound."""
     names = [(n.strip(), d) for d in b.by("private-bin") for n in d.argument.split(",")
-             if n.strip()]
+             if n.strip() and "/" not in n]
     if names:
         origin = b.by("private-bin")[0].origin
         for bin_dir in BIN_DIRS:
             if not os.path.isdir(bin_dir) or os.path.islink(bin_dir):
                 continue
+            # Left writable (it is the sandbox's own tmpfs), so `jailpy run --ro-bind`
+            # can still add a program to it.
             b.mount({"tmpfs": bin_dir}, origin)
             for name, d in names:
-                if "/" in name:
-                    continue
-                for found in sorted(glob.glob(os.path.join(bin_dir, name))):
-                    b.mount({"ro-bind": found}, d.origin)
-            b.mount({"remount-ro": bin_dir}, origin)
+                # A plain name is bound if present where the profile runs; a glob is
+                # resolved against this machine now (firejail resolves it at start-up).
+                found = sorted(glob.glob(os.path.join(bin_dir, name))) if _is_glob(name) \
+                    else [os.path.join(bin_dir, name)]
+                for path in found:
+                    b.mount({"ro-bind-try": path}, d.origin)
     for keyword, directory, essentials in (("private-etc", "/etc", ETC_ESSENTIALS),
                                            ("private-opt", "/opt", ())):
         entries = [(n.strip().strip("/"), d) for d in b.by(keyword)
