@@ -559,6 +559,8 @@ def _desktop(b: _Builder) -> None:
             else:
                 b.set("desktop", "dbus_system", "filtered" if mode == "filter" else "none",
                       origin)
+                if mode == "filter":  # as `gui` does for the session bus
+                    b.append("desktop", "optional", "dbus_system", origin)
             if mode not in ("filter", "none"):
                 b.note(modes[-1], f"{bus} {mode}: jailpy never passes an unfiltered bus")
         for rule in ("talk", "own", "see", "call", "broadcast"):

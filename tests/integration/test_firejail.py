@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -33,9 +34,32 @@ APPS = {"firefox": ".mozilla", "chromium": ".config/chromium", "vlc": ".config/v
         "evince": ".config/evince", "libreoffice": ".config/libreoffice",
         "thunderbird": ".thunderbird", "gimp": ".config/GIMP", "mpv": ".config/mpv",
         "transmission-gtk": ".config/transmission", "steam": ".steam"}
+#: The shipped profiles converted from firejail's (scripts/import-firejail-profiles.sh)
+#: and the app's own config directory in each.
+SHIPPED = {"vlc": ".config/vlc", "thunderbird": ".thunderbird", "gimp": ".config/GIMP",
+           "inkscape": ".config/inkscape", "transmission-gtk": ".config/transmission",
+           "steam": ".steam", "audacity": ".audacity-data", "eog": ".config/eog",
+           "totem": ".config/totem", "rhythmbox": ".local/share/rhythmbox",
+           "gedit": ".config/gedit", "okular": ".local/share/okular",
+           "krita": ".local/share/krita", "shotwell": ".local/share/shotwell",
+           "hexchat": ".config/hexchat", "keepassxc": ".config/keepassxc",
+           "telegram-desktop": ".local/share/TelegramDesktop",
+           "signal-desktop": ".config/Signal", "discord": ".config/discord", "zoom": ".zoom"}
+#: The firejail-profiles version the shipped conversions were made from.
+SHIPPED_FROM = "0.9.72"
+#: Secrets a shipped profile shows because firejail's shows them too: thunderbird's
+#: whitelists ~/.gnupg for OpenPGP (test_same_view_as_firejail[thunderbird] checks it).
+SHOWN = {"thunderbird": {".gnupg"}}
+PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 #: The probe's own programs, added to private-bin (and un-hidden like allow-bin-sh.inc
 #: does) the same way for firejail and for the conversion: one more profile line each.
 PROBE_BIN = "sh,ls,cat,tail,cut,tr,sort"
+
+
+def _corpus_version() -> str:
+    result = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "firejail-profiles"],
+                            capture_output=True, text=True)
+    return result.stdout if result.returncode == 0 else ""
 
 
 @needs_corpus
@@ -62,20 +86,16 @@ def probe_home(test_user):
     reads the passwd home), removed afterwards if this fixture made them."""
     home = Path(test_user.home)
     made = []
-    for rel in (*SECRETS, *APPS.values(), ".config/firejail"):
-        path = home / rel
-        if not path.exists():
-            top = home / rel.split("/")[0]
-            if not top.exists():
-                made.append(top)
-            path.mkdir(parents=True)
-            (path / "marker").write_text("x")
-    for path in [home / ".config", *(home / r for r in (*SECRETS, *APPS.values()))]:
-        for entry in [path, *path.rglob("*")]:
-            os.chown(entry, test_user.uid, test_user.gid)
-    os.chown(home / ".config" / "firejail", test_user.uid, test_user.gid)
+    for rel in (*SECRETS, *APPS.values(), *SHIPPED.values(), ".config/firejail"):
+        path = home
+        for part in rel.split("/"):
+            path = path / part
+            if not path.exists():
+                path.mkdir()
+                os.chown(path, test_user.uid, test_user.gid)
+                made.append(path)
     yield home
-    for path in made:
+    for path in reversed(made):
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -107,6 +127,36 @@ def test_same_view_as_firejail(app, jailpy, test_user, probe_home, user_tmp):
     assert fj[3] == "visible", f"firejail does not show ~/{APPS[app]}"
     assert jp[3] == "visible", f"~/{APPS[app]}: firejail shows it, jailpy hides it"
     assert jp[4] == fj[4], "network interfaces differ"
+
+
+def test_shipped_conversions_are_exactly_the_listed_ones():
+    converted = {p.stem for p in PROFILES.glob("*.toml")
+                 if p.read_text().startswith("# jailpy profile converted from firejail")}
+    assert converted == set(SHIPPED)
+
+
+@pytest.mark.parametrize("app", sorted(SHIPPED))
+def test_shipped_conversion(app, jailpy, probe_home):
+    """Each shipped conversion runs by name: the secrets hidden, the app's config dir
+    visible, the host network as firejail gives it (the comparison with firejail
+    itself for the profiles in APPS is test_same_view_as_firejail)."""
+    probe_bins = [arg for name in PROBE_BIN.split(",")
+                  for arg in ("--ro-bind-try", f"/usr/bin/{name}", f"/usr/bin/{name}")]
+    result = jailpy.run(["run", "-p", app, *probe_bins, "--", "sh", "-c",
+                         _probe(SHIPPED[app])])
+    assert result.returncode == 0, result.stderr
+    expected = ["visible" if s in SHOWN.get(app, ()) else "hidden" for s in SECRETS]
+    assert result.stdout.splitlines()[:4] == [*expected, "visible"]
+
+
+@needs_corpus
+@pytest.mark.skipif(not _corpus_version().startswith(SHIPPED_FROM),
+                    reason=f"the shipped conversions were made from firejail-profiles "
+                           f"{SHIPPED_FROM}; this machine has {_corpus_version() or 'none'}")
+def test_shipped_conversions_are_regenerated_unchanged(tmp_path):
+    for app in SHIPPED:
+        conversion = firejail.convert(f"{firejail.SYSTEM_DIR}/{app}.profile", str(tmp_path))
+        assert firejail.render(conversion) == (PROFILES / f"{app}.toml").read_text(), app
 
 
 @needs_corpus
