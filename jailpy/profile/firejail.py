@@ -628,6 +628,11 @@ def import_one(ref: str, out: str | None, home: str) -> tuple[Conversion, str]:
     text = render(conversion)
     if out is not None:
         write_checked(text, out)
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="jailpy-import-") as scratch:
+            write_checked(text, os.path.join(scratch, "converted.toml"))
     return conversion, text
 
 
