@@ -17,7 +17,7 @@ user=${JAILPY_TEST_USER:-jailpy-test}
 
 packages=(
   python3 python3-venv python3-dev gcc libc6-dev make libcap-dev libseccomp2 uidmap
-  slirp4netns passt iproute2 bubblewrap firejail hyperfine iperf3
+  slirp4netns passt iproute2 bubblewrap firejail firejail-profiles hyperfine iperf3
   xvfb x11-apps x11-utils xdotool imagemagick dbus xdg-dbus-proxy procps util-linux
   xauth python3-dbus python3-gi weston wayland-utils pulseaudio pulseaudio-utils pipewire pipewire-bin
   python3-setuptools python3-wheel python3-pip python3-pytest

@@ -230,6 +230,42 @@ def profile_check_cmd(files: tuple[str, ...]) -> None:
     sys.exit(EXIT_JAILPY_FAILURE if failed else 0)
 
 
+@profile_group.command("import-firejail")
+@click.argument("ref", required=False, metavar="FILE|NAME")
+@click.option("-o", "--output", metavar="OUT", help="Write the profile here (with --all: the "
+              "directory for NAME.toml files); default: standard output.")
+@click.option("--all", "all_dir", metavar="DIR",
+              help="Convert every *.profile in DIR (e.g. /etc/firejail) into -o OUTDIR.")
+def profile_import_firejail_cmd(ref: str | None, output: str | None,
+                                all_dir: str | None) -> None:
+    """Convert a firejail profile (and its includes) into a jailpy profile."""
+    from ..errors import ConfigError, JailpyError
+    from ..profile import firejail
+    from .run import fail
+
+    try:
+        home = firejail.user_home()
+        if all_dir is not None:
+            if ref is not None or output is None:
+                raise ConfigError("--all DIR takes no FILE|NAME and needs -o OUTDIR",
+                                  origin="--all")
+            summary = firejail.import_all(all_dir, output, home)
+            click.echo("\n".join(summary.lines()))
+            sys.exit(0 if summary.converted and not summary.failed else 125)
+        if ref is None:
+            raise ConfigError("missing FILE|NAME", origin="jailpy profile import-firejail",
+                              hint="a firejail profile name (firefox) or file, or --all DIR")
+        conversion, text = firejail.import_one(ref, output, home)
+    except JailpyError as err:
+        fail(err)
+    for line in firejail.stderr_lines(conversion):
+        click.echo(line, err=True)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"wrote {output} (checked)", err=True)
+
+
 @main.command("wrap")
 @click.argument("app", required=False)
 @click.option("-p", "--profile", metavar="NAME|FILE",

@@ -77,6 +77,27 @@ def _flags(call: str, arg: int, flags: tuple[int, ...]) -> tuple[Call, ...]:
     return tuple(Call(call, (ArgMatch(arg, flag, flag),)) for flag in flags)
 
 
+#: Socket address families by the names firejail's `protocol` uses; every other
+#: family below AF_MAX (46 in Linux 6.x) is the "other" group.
+SOCKET_FAMILIES = {"unix": 1, "inet": 2, "inet6": 10, "netlink": 16, "packet": 17,
+                   "bluetooth": 31}
+_AF_MAX = 46
+_OTHER_FAMILIES = tuple(f for f in range(_AF_MAX) if f not in SOCKET_FAMILIES.values())
+
+
+def _socket_family(family: int) -> Call:
+    return Call("socket", (ArgMatch(0, 0xFFFFFFFF, family),))
+
+
+#: mmap/mprotect/pkey_mprotect/shmat calls that would give memory both write and
+#: execute access (or execute access to memory that may have been written), as
+#: systemd's MemoryDenyWriteExecute and firejail's memory-deny-write-execute refuse.
+PROT_WRITE, PROT_EXEC, SHM_EXEC = 0x2, 0x4, 0o100000
+_WRITE_EXECUTE = (Call("mmap", (ArgMatch(2, PROT_WRITE | PROT_EXEC, PROT_WRITE | PROT_EXEC),)),
+                  Call("mprotect", (ArgMatch(2, PROT_EXEC, PROT_EXEC),)),
+                  Call("pkey_mprotect", (ArgMatch(2, PROT_EXEC, PROT_EXEC),)),
+                  Call("shmat", (ArgMatch(2, SHM_EXEC, SHM_EXEC),)))
+
 # clone3 passes its flags in memory that seccomp cannot read. Returning ENOSYS
 # makes glibc (and other libcs) fall back to clone(2), whose flags we can check.
 _CLONE3_ENOSYS = Call("clone3", action="errno:ENOSYS")
@@ -116,6 +137,10 @@ GROUPS: dict[str, tuple[str | Call, ...]] = {
     "@io-uring": ("io_uring_enter", "io_uring_register", "io_uring_setup"),
     "@namespaces": ("setns", *_flags("unshare", 0, _UNSHARE_NS_FLAGS),
                     *_flags("clone", 0, _CLONE_NS_FLAGS), _CLONE3_ENOSYS),
+    # -- argument filters: socket families (firejail's `protocol`), W^X memory ------
+    **{f"@socket-{name}": (_socket_family(family),) for name, family in SOCKET_FAMILIES.items()},
+    "@socket-other": tuple(_socket_family(family) for family in _OTHER_FAMILIES),
+    "@memory-deny-write-execute": _WRITE_EXECUTE,
     # -- building blocks for allow-lists (default_action = "deny") ------------
     "@basic-io": ("_llseek", "close", "close_range", "dup", "dup2", "dup3", "lseek", "pread64",
                   "preadv", "preadv2", "pwrite64", "pwritev", "pwritev2", "read", "readv",

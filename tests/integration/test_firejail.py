@@ -1,0 +1,208 @@
+"""`jailpy profile import-firejail` against firejail's own corpus and firejail itself.
+
+The corpus test converts every profile of the firejail-profiles package in
+process (no sandbox per profile, to keep CI time bounded) and loads each result
+as `jailpy profile check` does. The semantic tests run firejail and jailpy with
+the same profile, as the unprivileged test user, and compare what each shows:
+the secrets firejail hides, the app's own config directory, the network.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from jailpy.profile import firejail
+
+pytestmark = pytest.mark.integration
+
+CORPUS = Path(firejail.SYSTEM_DIR)
+needs_corpus = pytest.mark.skipif(not (CORPUS / "firefox.profile").exists(),
+                                  reason="firejail-profiles is not installed "
+                                         "(scripts/setup.sh installs it)")
+needs_firejail = pytest.mark.skipif(shutil.which("firejail") is None,
+                                    reason="firejail is not installed (scripts/setup.sh)")
+
+#: The secrets checked in every profile; firejail hides them in most.
+SECRETS = (".ssh", ".aws", ".gnupg")
+#: Ten popular profiles and the app's own config directory in each.
+APPS = {"firefox": ".mozilla", "chromium": ".config/chromium", "vlc": ".config/vlc",
+        "evince": ".config/evince", "libreoffice": ".config/libreoffice",
+        "thunderbird": ".thunderbird", "gimp": ".config/GIMP", "mpv": ".config/mpv",
+        "transmission-gtk": ".config/transmission", "steam": ".steam"}
+#: The shipped profiles converted from firejail's (scripts/import-firejail-profiles.sh)
+#: and the app's own config directory in each.
+SHIPPED = {"vlc": ".config/vlc", "thunderbird": ".thunderbird", "gimp": ".config/GIMP",
+           "inkscape": ".config/inkscape", "transmission-gtk": ".config/transmission",
+           "steam": ".steam", "audacity": ".audacity-data", "eog": ".config/eog",
+           "totem": ".config/totem", "rhythmbox": ".local/share/rhythmbox",
+           "gedit": ".config/gedit", "okular": ".local/share/okular",
+           "krita": ".local/share/krita", "shotwell": ".local/share/shotwell",
+           "hexchat": ".config/hexchat", "keepassxc": ".config/keepassxc",
+           "telegram-desktop": ".local/share/TelegramDesktop",
+           "signal-desktop": ".config/Signal", "discord": ".config/discord", "zoom": ".zoom"}
+#: The firejail-profiles version the shipped conversions were made from.
+SHIPPED_FROM = "0.9.72"
+#: Secrets a shipped profile shows because firejail's shows them too: thunderbird's
+#: whitelists ~/.gnupg for OpenPGP (test_same_view_as_firejail[thunderbird] checks it).
+SHOWN = {"thunderbird": {".gnupg"}}
+PROFILES = Path(__file__).resolve().parents[2] / "profiles"
+#: The probe's own programs, added to private-bin (and un-hidden like allow-bin-sh.inc
+#: does) the same way for firejail and for the conversion: one more profile line each.
+PROBE_BIN = "sh,ls,cat,tail,cut,tr,sort"
+
+
+def _corpus_version() -> str:
+    result = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "firejail-profiles"],
+                            capture_output=True, text=True)
+    return result.stdout if result.returncode == 0 else ""
+
+
+@needs_corpus
+def test_whole_corpus_converts_and_checks(tmp_path):
+    summary = firejail.import_all(str(CORPUS), str(tmp_path), "/root")
+    total = len(summary.converted) + len(summary.failed)
+    assert total >= 1000, f"only {total} profiles in {CORPUS}"
+    assert len(summary.converted) / total >= 0.95, "\n".join(summary.lines())
+    for name, reason in summary.failed.items():   # a clear one-line reason each
+        assert reason.startswith("jailpy: ") and "Traceback" not in reason, (name, reason)
+    assert (tmp_path / "firefox.toml").read_text().startswith("# jailpy profile converted")
+
+
+def _probe(config_dir: str) -> str:
+    checks = " ".join(f"~/{p}" for p in (*SECRETS, config_dir))
+    return (f"for p in {checks}; do if ls -d $p >/dev/null 2>&1; then echo visible; "
+            "else echo hidden; fi; done; "
+            "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' '")
+
+
+@pytest.fixture(scope="module")
+def probe_home(test_user):
+    """The secrets and the apps' config dirs in the test user's real home (firejail
+    reads the passwd home), removed afterwards if this fixture made them."""
+    home = Path(test_user.home)
+    made = []
+    for rel in (*SECRETS, *APPS.values(), *SHIPPED.values(), ".config/firejail"):
+        path = home
+        for part in rel.split("/"):
+            path = path / part
+            if not path.exists():
+                path.mkdir()
+                os.chown(path, test_user.uid, test_user.gid)
+                made.append(path)
+    yield home
+    for path in reversed(made):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@needs_corpus
+@needs_firejail
+@pytest.mark.parametrize("app", sorted(APPS))
+def test_same_view_as_firejail(app, jailpy, test_user, probe_home, user_tmp):
+    probe_profile = probe_home / ".config" / "firejail" / f"jailpy-probe-{app}.profile"
+    probe_profile.write_text(f"include allow-bin-sh.inc\nprivate-bin {PROBE_BIN}\n"
+                             f"include {app}.profile\n")
+    os.chown(probe_profile, test_user.uid, test_user.gid)
+    try:
+        script = _probe(APPS[app])
+        # firejail fails without a session bus to filter; jailpy skips it (optional)
+        theirs = jailpy.raw(["firejail", "--quiet", f"--profile={probe_profile.stem}",
+                             "--dbus-user=none", "--dbus-system=none", "sh", "-c", script])
+        assert theirs.returncode == 0, theirs.stderr
+        out = user_tmp / f"{app}.toml"
+        imported = jailpy.run(["profile", "import-firejail", probe_profile.stem, "-o", str(out)])
+        assert imported.returncode == 0, imported.stderr
+        ours = jailpy.run(["run", "-p", str(out), "--", "sh", "-c", script])
+        assert ours.returncode == 0, ours.stderr
+    finally:
+        probe_profile.unlink()
+    fj, jp = theirs.stdout.splitlines(), ours.stdout.splitlines()
+    for secret, seen_by_firejail, seen_by_jailpy in zip(SECRETS, fj, jp):
+        if seen_by_firejail == "hidden":
+            assert seen_by_jailpy == "hidden", f"~/{secret}: firejail hides it, jailpy shows it"
+    assert fj[3] == "visible", f"firejail does not show ~/{APPS[app]}"
+    assert jp[3] == "visible", f"~/{APPS[app]}: firejail shows it, jailpy hides it"
+    assert jp[4] == fj[4], "network interfaces differ"
+
+
+def test_shipped_conversions_are_exactly_the_listed_ones():
+    converted = {p.stem for p in PROFILES.glob("*.toml")
+                 if p.read_text().startswith("# jailpy profile converted from firejail")}
+    assert converted == set(SHIPPED)
+
+
+@pytest.mark.parametrize("app", sorted(SHIPPED))
+def test_shipped_conversion(app, jailpy, probe_home):
+    """Each shipped conversion runs by name: the secrets hidden, the app's config dir
+    visible, the host network as firejail gives it (the comparison with firejail
+    itself for the profiles in APPS is test_same_view_as_firejail)."""
+    probe_bins = [arg for name in PROBE_BIN.split(",")
+                  for arg in ("--ro-bind-try", f"/usr/bin/{name}", f"/usr/bin/{name}")]
+    result = jailpy.run(["run", "-p", app, *probe_bins, "--", "sh", "-c",
+                         _probe(SHIPPED[app])])
+    assert result.returncode == 0, result.stderr
+    expected = ["visible" if s in SHOWN.get(app, ()) else "hidden" for s in SECRETS]
+    assert result.stdout.splitlines()[:4] == [*expected, "visible"]
+
+
+@needs_corpus
+@pytest.mark.skipif(not _corpus_version().startswith(SHIPPED_FROM),
+                    reason=f"the shipped conversions were made from firejail-profiles "
+                           f"{SHIPPED_FROM}; this machine has {_corpus_version() or 'none'}")
+def test_shipped_conversions_are_regenerated_unchanged(tmp_path):
+    for app in SHIPPED:
+        conversion = firejail.convert(f"{firejail.SYSTEM_DIR}/{app}.profile", str(tmp_path))
+        assert firejail.render(conversion) == (PROFILES / f"{app}.toml").read_text(), app
+
+
+@needs_corpus
+def test_cli_writes_checked_profile_and_notes(jailpy, user_tmp):
+    out = user_tmp / "vlc.toml"
+    result = jailpy.run(["profile", "import-firejail", "vlc", "-o", str(out)])
+    assert result.returncode == 0, result.stderr
+    assert "note: /etc/firejail/vlc.profile:" in result.stderr
+    assert "apparmor not converted" in result.stderr
+    assert jailpy.run(["profile", "check", str(out)]).returncode == 0
+    text = out.read_text()
+    assert "# /etc/firejail/vlc.profile:" in text     # origins as FILE:LINE
+
+
+def test_cli_unknown_profile_is_one_line_125(jailpy):
+    result = jailpy.run(["profile", "import-firejail", "no-such-app-xyz"])
+    assert result.returncode == 125
+    assert result.stderr.startswith("jailpy: ") and "no-such-app-xyz.profile" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _python_denying(jailpy, user_tmp: Path, deny: list[str], script: str) -> list[str]:
+    """Output lines of `python3 -c script` under the default profile plus `deny`."""
+    path = user_tmp / "deny.toml"
+    path.write_text(f'extends = ["default"]\n[seccomp]\ndeny = {deny!r}\n'.replace("'", '"'))
+    result = jailpy.run(["run", "-p", str(path), "--", "python3", "-c", script])
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_protocol_groups_refuse_other_socket_families(jailpy, user_tmp):
+    """firejail's `protocol unix` as converted: AF_INET and AF_PACKET refused, AF_UNIX not."""
+    script = ("import socket\n"
+              "for fam, kind in ((1, 1), (2, 1), (10, 2), (17, 3), (16, 3), (38, 5)):\n"
+              "    try:\n        socket.socket(fam, kind).close(); print(fam, 'ok')\n"
+              "    except OSError as e:\n        print(fam, e.errno)\n")
+    lines = _python_denying(jailpy, user_tmp, ["@socket-other", "@socket-inet", "@socket-inet6",
+                                               "@socket-netlink", "@socket-packet",
+                                               "@socket-bluetooth"], script)
+    assert lines == ["1 ok", "2 1", "10 1", "17 1", "16 1", "38 1"]
+
+
+def test_memory_deny_write_execute(jailpy, user_tmp):
+    script = ("import mmap\n"
+              "m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE); print('rw ok')\n"
+              "try:\n    mmap.mmap(-1, 4096, prot=mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
+              "    print('wx ok')\nexcept OSError as e:\n    print('wx', e.errno)\n")
+    assert _python_denying(jailpy, user_tmp, ["@memory-deny-write-execute"], script) == \
+        ["rw ok", "wx 1"]
