@@ -418,7 +418,7 @@ def wrap(app: str, profile: str | None = None, bin_dir: str | None = None,
                          hint="move it away, or choose another --bin-dir")
     if existing is not None and existing.part_of and existing.part_of != name:
         raise SetupError(f"{wrapper} belongs to the wrap of {existing.part_of}",
-                         origin="jailpy wrap", hint=f"it is covered: see 'jailpy wrap --list'")
+                         origin="jailpy wrap", hint="it is covered: see 'jailpy wrap --list'")
     binary = find_real_binary(app, places)
     chosen = _choose_profile(name, profile, env)
     notes: list[str] = []
