@@ -367,7 +367,7 @@ def convert(path: str, home: str) -> Conversion:
         if d.keyword in ALREADY:
             continue
         b.note(d, UNSUPPORTED.get(d.keyword) or "unknown to the converter")
-    data: dict = {"description": f"Converted from firejail {os.path.basename(path)}",
+    data: dict = {"description": _description(os.path.basename(path), b),
                   "extends": ["gui"]}
     if b.mounts:
         b.sections.setdefault("filesystem", {})["mounts"] = [t for t, _ in b.mounts]
@@ -505,9 +505,16 @@ def _security(b: _Builder) -> None:
     for name, origin in deny:
         b.append("seccomp", "deny", name, origin)
     for d in b.by("caps.keep"):
-        for name in (n.strip() for n in d.argument.split(",") if n.strip()):
-            b.append("capabilities", "keep", name.upper() if name.startswith("cap_") else
-                     f"CAP_{name.upper()}", d.origin)
+        names = {n.strip().lower().removeprefix("cap_") for n in d.argument.split(",")}
+        names.discard("")
+        if names and names <= SANDBOX_HELPER_CAPABILITIES:
+            # Chromium/Electron's setuid chrome-sandbox keeps these under firejail to
+            # build its own sandbox; inside jailpy that sandbox is built in a user
+            # namespace instead, which holds no capability over the host.
+            b.set("seccomp", "allow_userns", True, d.origin)
+            continue
+        for name in sorted(names):
+            b.append("capabilities", "keep", f"CAP_{name.upper()}", d.origin)
     for d in b.by("hostname"):
         b.set("process", "hostname", d.argument, d.origin)
     for d in b.by("env"):
@@ -517,6 +524,23 @@ def _security(b: _Builder) -> None:
             b.origins[f"environment.set.{name}"] = d.origin
         else:
             b.note(d, "env takes NAME=VALUE")
+
+
+#: What firejail keeps for the setuid chrome-sandbox helper of Chromium-based apps.
+SANDBOX_HELPER_CAPABILITIES = frozenset({"sys_admin", "sys_chroot"})
+
+
+def _description(name: str, b: _Builder) -> str:
+    """The converted profile's description, saying where it is weaker than default
+    beyond what gui already says (tests/unit/test_shipped_strictness.py reads
+    every description along the extends chain)."""
+    shared = []
+    if b.sections.get("network", {}).get("mode") == "host":
+        shared.append("the host's net namespace (firejail's default network)")
+    if b.sections.get("seccomp", {}).get("allow_userns"):
+        shared.append("user namespaces for the app's own sandbox")
+    text = f"Converted from firejail {name}"
+    return f"{text}; allows " + " and ".join(shared) if shared else text
 
 
 def _network(b: _Builder) -> None:

@@ -8,7 +8,6 @@ import pytest
 from jailpy.api import load_policy
 from jailpy.plan.seccomp import resolve
 from jailpy.policy import NAMESPACES, Caller
-from jailpy.profile import resolve as resolve_profile
 from jailpy.profile.loader import profile_names, shipped_profiles_dir
 
 SHIPPED = sorted(p.stem for p in shipped_profiles_dir().glob("*.toml"))
@@ -24,7 +23,13 @@ def _policy(name: str):
 
 
 def _description(name: str) -> str:
-    return str(resolve_profile(name, CALLER).data.get("description", "")).lower()
+    """Every description along the extends chain: a weakening a base introduced (gui
+    shares the uts namespace) is explained where it was introduced."""
+    from jailpy.profile.expand import standard_variables
+    from jailpy.profile.loader import load_layers
+
+    layers = load_layers(name, CALLER.env, standard_variables(CALLER))
+    return " ".join(str(layer.doc.get("description", "")) for layer in layers).lower()
 
 
 def _denied(policy) -> set[str]:
