@@ -321,6 +321,26 @@ def bring_up_loopback() -> None:
         os.close(sock)
 
 
+def open_low_ports() -> None:
+    """Let any process bind ports below 1024 in this (new, jailpy-owned) network
+    namespace: net.ipv4.ip_unprivileged_port_start = 0, as rootless podman sets
+    it in a container's namespace. The knob is per network namespace and is read
+    through the caller's, which must hold CAP_NET_ADMIN over it; the host's own
+    ports are untouched (--publish maps them from the host side). A kernel
+    without the knob (before 4.11) keeps the usual limit: a lost convenience,
+    not a lost restriction, so that failure is not an error."""
+    try:
+        fd = os.open("/proc/sys/net/ipv4/ip_unprivileged_port_start", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.write(fd, b"0")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 

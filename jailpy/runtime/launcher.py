@@ -297,6 +297,7 @@ def _enter_network_userns(plan: Plan) -> None:
     _unshare(plan, sc.CLONE_NEWUSER | sc.CLONE_NEWNET)
     userns.apply(0, plan.uid_outside, 0, plan.gid_outside)
     sc.bring_up_loopback()
+    sc.open_low_ports()
 
 
 def _unshare(plan: Plan, flags: int = 0) -> None:
@@ -321,12 +322,13 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
             except BlockingIOError:
                 pass
         os.close(lifeline)
+        if plan.unshare_flags & sc.CLONE_NEWNET and not plan.outer_userns:
+            sc.bring_up_loopback()
+            sc.open_low_ports()  # through the host's /proc, before the root is replaced
         if plan.new_mount_ns:
             mounts.build_root(plan.mount_ops, plan.root_readonly, plan.new_pid_ns)
         if plan.hostname is not None:
             sc.sethostname(plan.hostname)
-        if plan.unshare_flags & sc.CLONE_NEWNET and not plan.outer_userns:
-            sc.bring_up_loopback()
         if not plan.new_pid_ns:
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         # Non-dumpable before the fork, so there is no moment in which the target
