@@ -33,6 +33,29 @@ admin=$(block admin-debian | sed 's/^sudo //; s/apt install/apt-get install -y -
 [ -n "$admin" ] || fail "README.md has no admin-debian block"
 DEBIAN_FRONTEND=noninteractive bash -ec "$admin" >/dev/null
 
+# The packages: Debian 12's hatchling (1.12, the oldest pyproject.toml allows) builds
+# both; the wheel carries the man pages, completions and LICENSE; the sdist's own
+# unit tests pass from the unpacked sdist. (`build` checks build requirements
+# transitively, and Debian does not package hatchling's `editables`, needed only
+# for editable installs: hence --skip-dependency-check.)
+dist=$(mktemp -d)
+trap 'rm -rf "$dist"' EXIT
+/usr/bin/python3 -m build --no-isolation --skip-dependency-check --outdir "$dist" "$here" \
+  >"$dist/build.log" 2>&1 || { cat "$dist/build.log" >&2; fail "building with Debian's hatchling failed"; }
+listing=$(/usr/bin/python3 -m zipfile -l "$dist"/jailpy-*.whl)
+for member in share/man/man1/jailpy.1 share/man/man5/jailpy-profile.5 \
+    share/bash-completion/completions/jailpy share/zsh/site-functions/_jailpy \
+    share/fish/vendor_completions.d/jailpy.fish dist-info/licenses/LICENSE; do
+  [[ $listing == *"$member"* ]] || fail "the wheel lacks $member"
+done
+tar -xzf "$dist"/jailpy-*.tar.gz -C "$dist"
+(cd "$dist"/jailpy-*/ && "${JAILPY_VENV:-/opt/jailpy/venv}/bin/python" -m pytest -q -p no:cacheprovider \
+  tests/unit >"$dist/sdist-tests.log" 2>&1) ||
+  { tail -30 "$dist/sdist-tests.log" >&2; fail "the sdist's unit tests failed"; }
+echo "install-check: packages ok (hatchling $(/usr/bin/python3 -c 'import importlib.metadata as m; print(m.version("hatchling"))'); wheel has man pages, completions, LICENSE; sdist unit tests pass)"
+rm -rf "$dist"
+trap - EXIT
+
 for route in "${routes[@]}"; do
   user=jailpy-install-$route
   steps=$(block "$route")

@@ -21,6 +21,7 @@ packages=(
   xvfb x11-apps x11-utils xdotool imagemagick dbus xdg-dbus-proxy procps util-linux
   xauth python3-dbus python3-gi weston wayland-utils pulseaudio pulseaudio-utils pipewire pipewire-bin
   python3-setuptools python3-wheel python3-pip python3-pytest
+  pipx bash-completion man-db zsh fish python3-hatchling python3-build
 )
 missing=()
 for p in "${packages[@]}"; do

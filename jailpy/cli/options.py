@@ -187,10 +187,26 @@ def _user_dir(entry: str, origin: str) -> tuple[str, str]:
 # -- filesystem rows: one per kind of policy.MOUNT_TABLE, in its order ------------------
 
 
+def _absolute(path: str, origin: str) -> str:
+    """A relative path on the command line means one in the caller's directory (as
+    bwrap reads a relative SRC); profiles, read from anywhere, must say which."""
+    import os
+
+    return path if path.startswith("/") else os.path.abspath(path)
+
+
 def _mount_op(kind: "MountKind", is_try: bool) -> "Callable[[Any, str], dict[str, str]]":
-    """A converter from an option's arguments to one filesystem.mounts table."""
+    """A converter from an option's arguments to one filesystem.mounts table; the
+    host source and the destination, when relative, are taken from the caller's
+    directory (`--bind proj proj` shows ./proj at the same absolute path inside;
+    bwrap would put the destination under / instead)."""
+    paths = {"dest", "source"} if kind.source == "path" else {"dest"}
+
     def convert(value: "str | tuple[str, ...]", origin: str) -> dict[str, str]:
-        return kind.table(value if isinstance(value, tuple) else (value,), is_try)
+        values = value if isinstance(value, tuple) else (value,)
+        values = tuple(_absolute(v, origin) if field in paths else v
+                       for field, v in zip(kind.arguments, values))
+        return kind.table(values, is_try)
     return convert
 
 
@@ -356,7 +372,7 @@ RUN_OPTIONS: list[Opt] = [
         "Run even when a cgroup limit cannot be applied (warns).", key="limits.best_effort"),
     Opt("workspace", ("--workspace",), "value",
         "Bind DIR read-write and run there (the ci-build profile uses $PWD).", metavar="DIR",
-        key="workspace.path", complete="dir"),
+        key="workspace.path", complete="dir", convert=_absolute),
     Opt("json_status", ("--json-status",), "value",
         "Write the result as one JSON object to FILE (- for stdout).", metavar="FILE|-",
         group="output", complete="path"),
