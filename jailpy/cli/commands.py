@@ -315,13 +315,26 @@ def profile_check_cmd(files: tuple[str, ...]) -> None:
     failed = False
     for ref in files:
         try:
-            check(ref, caller)
+            _check_as_run_would(check(ref, caller), caller)
         except JailpyError as err:
             failed = True
             click.echo(render(err), err=True, nl=False)
             continue
         click.echo(f"{ref}: ok")
     sys.exit(EXIT_JAILPY_FAILURE if failed else 0)
+
+
+def _check_as_run_would(policy, caller) -> None:
+    """What `jailpy run` checks after the profile: the plan (workspace, desktop,
+    variables in paths) and the seccomp rules as libseccomp resolves them."""
+    from ..plan import build_plan
+    from ..plan.seccomp import resolve
+    from ..runtime.seccomp import compile_rules
+
+    build_plan(policy, ["true"], caller)
+    rules = resolve(policy.seccomp)
+    if rules is not None:
+        compile_rules(rules)
 
 
 @main.command("wrap")

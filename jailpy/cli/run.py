@@ -15,6 +15,15 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
 
+#: What a Result's ended_by names, as the user set it: the line a run ended by a limit prints.
+LIMITS = {
+    "timeout": "the wall-clock timeout (--timeout, limits.timeout)",
+    "memory": "the memory limit (--memory-max, limits.memory_max): the kernel's OOM killer",
+    "rlimit-cpu": "the CPU-time rlimit (--rlimit cpu=..., limits.rlimits.cpu)",
+    "rlimit-fsize": "the file-size rlimit (--rlimit fsize=..., limits.rlimits.fsize)",
+}
+
+
 def fail(err: JailpyError, debug: bool = False, sink: "Any" = None) -> "NoReturn":
     """Print the error as users see it and exit with its status."""
     if sink is not None:  # --json-status: the report is written for failures too
@@ -33,7 +42,7 @@ def fail(err: JailpyError, debug: bool = False, sink: "Any" = None) -> "NoReturn
 def execute_run(opts: "dict[str, Any]", order: list[str], command: list[str]) -> "NoReturn":
     """Resolve the policy, run (or explain) the command, exit with its status."""
     debug = bool(opts.get("debug"))
-    sink = None
+    sink = overrides = None
     try:
         from ..api import Sandbox, load_policy
 
@@ -42,7 +51,6 @@ def execute_run(opts: "dict[str, Any]", order: list[str], command: list[str]) ->
 
             sink = StatusSink(opts.get("json_status"), opts.get("json_status_fd"))
 
-        overrides = None
         if order:  # nothing given, nothing to layer: `jailpy run -- CMD` skips layer.py
             from .layer import command_line_layer
 
@@ -59,6 +67,8 @@ def execute_run(opts: "dict[str, Any]", order: list[str], command: list[str]) ->
         result = Sandbox(policy).run(command, forward_signals=True,
                                      pass_fds=tuple(opts.get("pass_fds") or ()))
     except JailpyError as err:
+        if overrides is not None:  # a key the command line set: name the option to fix
+            err.origin = (overrides.item_origins.get(err.origin or "") or [err.origin])[0]
         fail(err, debug, sink)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -67,6 +77,9 @@ def execute_run(opts: "dict[str, Any]", order: list[str], command: list[str]) ->
              debug, sink)
     for note in result.limits_not_applied:
         sys.stderr.write(f"jailpy: warning: limit not applied (best-effort): {note}\n")
+    if result.ended_by in LIMITS:
+        sys.stderr.write(f"jailpy: the command was ended by {LIMITS[result.ended_by]}; "
+                         f"exit status {result.exit_code}\n")
     if sink is not None:
         from ..report.status import result_document
 
