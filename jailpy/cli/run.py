@@ -69,6 +69,8 @@ def execute_run(opts: "dict[str, Any]", order: list[str], command: list[str]) ->
     except JailpyError as err:
         if overrides is not None:  # a key the command line set: name the option to fix
             err.origin = (overrides.item_origins.get(err.origin or "") or [err.origin])[0]
+        if err.exit_code == 127 and command:
+            err.hint = err.hint or hidden_from_sandbox(command[0], err.message)
         fail(err, debug, sink)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -85,6 +87,26 @@ def execute_run(opts: "dict[str, Any]", order: list[str], command: list[str]) ->
 
         sink.write(result_document(result))
     exit_now(result.exit_code)
+
+
+def hidden_from_sandbox(name: str, message: str) -> str | None:
+    """A 127 for a command, or an interpreter, that the host has: the profile hides it."""
+    import os
+    import shutil
+
+    wanted = name
+    if "its interpreter " in message:
+        wanted = message.split("its interpreter ", 1)[1].split(" is not", 1)[0]
+    elif not message.endswith("command not found"):
+        return None
+    found = (os.path.abspath(wanted) if "/" in wanted and os.path.exists(wanted)
+             else None if "/" in wanted else shutil.which(wanted))
+    if found is None:
+        return None
+    where = os.path.dirname(found)
+    return (f"{found} exists on the host, but the profile does not show {where}: "
+            f"--ro-bind {where} {where} (or a profile that has it; for the current "
+            f"directory, --workspace .)")
 
 
 def exit_now(code: int) -> "NoReturn":

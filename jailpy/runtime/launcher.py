@@ -348,6 +348,22 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
         os._exit(EXIT_JAILPY_FAILURE)
 
 
+def _not_found(argv0: str) -> str:
+    """Why execve said ENOENT, as seen inside: no such command, or a program that
+    is there but whose #! interpreter (or ELF loader) is not."""
+    if "/" not in argv0 or not os.path.isfile(argv0):
+        return f"{argv0}: command not found"
+    try:
+        with open(argv0, "rb") as f:
+            head = f.readline(256)
+    except OSError:
+        head = b""
+    if head.startswith(b"#!"):
+        interpreter = head[2:].split()[0].decode(errors="replace") if head[2:].split() else "?"
+        return f"{argv0}: its interpreter {interpreter} is not in the sandbox"
+    return f"{argv0}: its program loader or a library it needs is not in the sandbox"
+
+
 def _target_main(plan: Plan, restrictions: "Restrictions", report_w: int) -> None:
     """Final preparation and execve of the command; never returns."""
     argv0 = plan.argv[0]
@@ -358,7 +374,7 @@ def _target_main(plan: Plan, restrictions: "Restrictions", report_w: int) -> Non
             argv[0] = plan.argv0
         os.execvpe(argv0, argv, plan.env)
     except FileNotFoundError:
-        channel.send(report_w, error="CommandError", message=f"{argv0}: command not found",
+        channel.send(report_w, error="CommandError", message=_not_found(argv0),
                      origin=None, exit_code=EXIT_NOT_FOUND)
         os._exit(EXIT_NOT_FOUND)
     except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:

@@ -239,3 +239,43 @@ def test_installed_man_pages_and_completion_files(jailpy):
     assert found.stdout.strip() == f"{VENV}/share/man/man1/jailpy.1", found.stderr
     assert (VENV / "share/bash-completion/completions/jailpy").read_text() == \
         jailpy.run(["completion", "bash"]).stdout
+
+
+def test_mount_point_in_a_read_only_directory_names_the_cause(jailpy):
+    result = jailpy.run(["run", "--bind", "/dev/null", "/usr/bin/x", "--", "true"])
+    assert result.returncode == 125
+    assert result.stderr.splitlines()[0] == (
+        "jailpy: --bind /dev/null /usr/bin/x: cannot create the mount point /usr/bin/x: "
+        "/usr/bin is read-only in the sandbox")
+    assert "--tmpfs /usr/bin" in result.stderr
+
+
+def test_command_the_profile_hides_says_so(jailpy, user_tmp):
+    """127 for a command on the host's PATH that the sandbox cannot see, and for a
+    script whose #! interpreter it cannot see."""
+    bin_dir = user_tmp / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mytool").write_text("#!/bin/sh\necho hi\n")
+    (bin_dir / "mytool").chmod(0o755)
+    (user_tmp / "s.py").write_text(f"#!{bin_dir}/mytool\n")
+    (user_tmp / "s.py").chmod(0o755)
+    subprocess.run(["chown", "-R", f"{jailpy.user.uid}:{jailpy.user.gid}", str(user_tmp)],
+                   check=True)
+    path = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    hidden = jailpy.run(["run", "--", "mytool"], env=path)
+    assert hidden.returncode == 127
+    assert hidden.stderr.splitlines() == [
+        "jailpy: mytool: command not found",
+        f"  hint: {bin_dir}/mytool exists on the host, but the profile does not show {bin_dir}: "
+        f"--ro-bind {bin_dir} {bin_dir} (or a profile that has it; for the current directory, "
+        "--workspace .)"]
+    script = jailpy.run(["run", "--ro-bind", f"{user_tmp}/s.py", f"{user_tmp}/s.py", "--",
+                         f"{user_tmp}/s.py"], env=path)
+    assert script.returncode == 127
+    assert script.stderr.splitlines()[0] == (
+        f"jailpy: {user_tmp}/s.py: its interpreter {bin_dir}/mytool is not in the sandbox")
+    assert f"--ro-bind {bin_dir} {bin_dir}" in script.stderr
+    # Counterpart: with the directory shown, both run.
+    shown = jailpy.run(["run", "--ro-bind", str(user_tmp), str(user_tmp), "--", "mytool"],
+                       env=path)
+    assert (shown.returncode, shown.stdout) == (0, "hi\n"), shown.stderr
