@@ -301,9 +301,16 @@ def _enter_network_userns(plan: Plan) -> None:
 
 
 def _unshare(plan: Plan, flags: int = 0) -> None:
+    flags = flags or plan.unshare_flags
     try:
-        sc.unshare(flags or plan.unshare_flags)
+        sc.unshare(flags)
     except OSError as exc:
+        if not flags & sc.CLONE_NEWUSER and exc.errno == errno.EPERM:
+            raise SetupError("cannot create namespaces without a user namespace of the "
+                             "sandbox's own: that needs CAP_SYS_ADMIN, which an ordinary "
+                             "user does not have", origin="namespaces.user",
+                             hint="keep the user namespace (drop --share-user / "
+                                  "namespaces.user = false)") from exc
         hint = ("unprivileged user namespaces may be disabled: see 'jailpy check'"
                 if exc.errno in (errno.EPERM, errno.ENOSPC, errno.EINVAL) else None)
         raise SetupError(f"cannot create namespaces: {exc.strerror}", origin="namespaces",

@@ -61,6 +61,9 @@ def test_env_docker_spelling_sets_a_variable(jailpy):
      "jailpy: --bind: expected SRC DEST but got '--', the end of the options", "--bind SRC"),
     (["--cap-keep", "NET_BIND", "--", "true"],
      "jailpy: --cap-keep NET_BIND: unknown capability 'NET_BIND'", "CAP_NET_BIND_SERVICE"),
+    (["--share-user", "--", "true"],
+     "jailpy: --share-user: cannot create namespaces without a user namespace of the sandbox's "
+     "own: that needs CAP_SYS_ADMIN, which an ordinary user does not have", "drop --share-user"),
     (["--chdir", "/nonexistent", "--", "true"],
      "jailpy: --chdir: cannot change directory to /nonexistent: No such file or directory", ""),
 ])
@@ -279,3 +282,12 @@ def test_command_the_profile_hides_says_so(jailpy, user_tmp):
     shown = jailpy.run(["run", "--ro-bind", str(user_tmp), str(user_tmp), "--", "mytool"],
                        env=path)
     assert (shown.returncode, shown.stdout) == (0, "hi\n"), shown.stderr
+
+
+def test_explain_lists_what_its_own_sections_found_unavailable(jailpy):
+    result = jailpy.run(["run", "--memory-max", "1G", "--explain", "--", "true"],
+                        env={"JAILPY_CGROUP_PARENT": "/no/such"})
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.split("[cannot apply on this machine]\n", 1)[1]
+    assert "limits: memory max" in last and "UNAVAILABLE" in last
+    assert "nothing" not in last
