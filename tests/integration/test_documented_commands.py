@@ -34,7 +34,7 @@ HOW: dict[str, tuple[str, int | str]] = {
     "jailpy run -- true": (RUN, 0),
     "jailpy profile show --seccomp default": (RUN, 0),
     "jailpy profile show --export-bpf f.bpf default": (RUN, 0),
-    "jailpy run --cap-keep CAP_NET_BIND_SERVICE --seccomp-deny @network-io -- cmd":
+    "jailpy run --cap-keep CAP_NET_RAW --seccomp-deny @network-io -- cmd":
         (EXPLAIN, "cmd is a placeholder"),
     "jailpy run -p ci-build --json-status build.json -- make test": (RUN, 0),
     "jailpy run --net slirp4netns -- curl https://example.org":
