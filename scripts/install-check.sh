@@ -51,7 +51,7 @@ done
 tar -xzf "$dist"/jailpy-*.tar.gz -C "$dist"
 (cd "$dist"/jailpy-*/ && "${JAILPY_VENV:-/opt/jailpy/venv}/bin/python" -m pytest -q -p no:cacheprovider \
   tests/unit >"$dist/sdist-tests.log" 2>&1) ||
-  { tail -30 "$dist/sdist-tests.log" >&2; fail "the sdist's unit tests failed"; }
+  { grep -E "^E " "$dist/sdist-tests.log" | head -5 >&2; tail -3 "$dist/sdist-tests.log" >&2; fail "the sdist's unit tests failed"; }
 echo "install-check: packages ok (hatchling $(/usr/bin/python3 -c 'import importlib.metadata as m; print(m.version("hatchling"))'); wheel has man pages, completions, LICENSE; sdist unit tests pass)"
 rm -rf "$dist"
 trap - EXIT
