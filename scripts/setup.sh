@@ -24,6 +24,7 @@ packages=(
   # The desktop apps the shipped profiles are tested with (tests/integration/
   # test_desktop_apps.py): about 1 GB unpacked, about 70 s to install.
   firefox-esr chromium libreoffice-writer evince mpv
+  pipx bash-completion man-db zsh fish python3-hatchling python3-build
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -14,12 +14,25 @@ from typing import Any
 
 import click
 
-from .options import RUN_OPTIONS, Opt
+from .. import __version__
+from .options import GROUPS, RUN_OPTIONS, Opt
+
+#: The end of `jailpy run --help`: what people type most, as a starting point.
+RUN_EXAMPLES = """\b
+Examples:
+  jailpy run -- bash                              a shell in the default profile
+  jailpy run --bind "$PWD" "$PWD" -- make         let a build write its workspace
+  jailpy run -p minimal -e LANG=C.UTF-8 -- python3 -c 'print(1)'
+  jailpy run --net slirp4netns -- curl -sI https://example.org
+  jailpy run --net pasta --publish 8080:80 -- python3 -m http.server 80
+  jailpy run --timeout 10m --memory-max 2G --json-status - -- ./build.sh
+  jailpy run -p ./my.toml --explain -- true       the plan, without running it
+See man jailpy and man jailpy-profile."""
 
 
 class _OrderedCommand(click.Command):
-    """Records the order in which options appeared (as options.parse_run does), for
-    ordered mount ops."""
+    """`jailpy run`: records the order in which options appeared (as options.parse_run
+    does), for ordered mount ops, and lists its options in the table's groups."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         parser = self.make_parser(ctx)
@@ -27,11 +40,35 @@ class _OrderedCommand(click.Command):
         ctx.meta["jailpy.order"] = [p.name for p in order if isinstance(p, click.Option)]
         return super().parse_args(ctx, args)
 
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        group_of = {opt.dest: opt.group for opt in RUN_OPTIONS}
+        sections: dict[str, list[tuple[str, str]]] = {group: [] for group in GROUPS}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record is not None:
+                sections[group_of.get(param.name or "", "output")].append(record)
+        for group, records in sections.items():
+            if records:
+                with formatter.section(GROUPS[group]):
+                    formatter.write_dl(records)
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="jailpy", prog_name="jailpy")
-def main() -> None:
-    """jailpy: run commands in a rootless Linux sandbox built from a TOML profile."""
+
+def _print_help_without_command(ctx: click.Context) -> None:
+    """Bare `jailpy`: the help on stdout, status 0, whatever click's version would do."""
+    click.echo(ctx.get_help())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             invoke_without_command=True, no_args_is_help=False)
+@click.version_option(__version__, prog_name="jailpy")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """jailpy: run commands in a rootless Linux sandbox built from a TOML profile.
+
+    Start with 'jailpy check' (what this machine supports), then
+    'jailpy run -- bash'. Manual: man jailpy, man jailpy-profile."""
+    if ctx.invoked_subcommand is None:
+        _print_help_without_command(ctx)
 
 
 def _complete_profile(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
@@ -47,10 +84,47 @@ def _complete_profile(ctx: click.Context, param: click.Parameter, incomplete: st
     return [CompletionItem(n) for n in profile_names(dict(os.environ)) if n.startswith(incomplete)]
 
 
+def _words(kind: str, incomplete: str) -> list[str]:
+    """The words shell completion offers for an option's value (Opt.complete)."""
+    if kind == "network":
+        from ..policy import NETWORK_MODES
+
+        return list(NETWORK_MODES)
+    if kind == "capability":
+        from ..linux.capabilities import CAPABILITIES
+
+        return list(CAPABILITIES)
+    if kind == "seccomp":
+        from ..plan.seccomp import GROUPS as SECCOMP_GROUPS
+
+        return list(SECCOMP_GROUPS)
+    if kind == "seccomp-action":
+        from ..plan.seccomp import ACTIONS
+
+        return list(ACTIONS)
+    return []
+
+
+def _completer(kind: str):
+    """A click shell_complete function for one Opt.complete kind."""
+    if kind == "profile":
+        return _complete_profile
+
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+        from click.shell_completion import CompletionItem
+
+        if kind in ("path", "dir"):  # the shell's own file-name completion
+            return [CompletionItem(incomplete, type="dir" if kind == "dir" else "file")]
+        upper = incomplete.upper() if kind == "capability" else incomplete
+        return [CompletionItem(word) for word in _words(kind, incomplete)
+                if word.startswith(upper)]
+    return complete
+
+
 def _click_option(opt: Opt):
     common: dict[str, Any] = {"help": opt.help}
-    if opt.dest == "profile":
-        common["shell_complete"] = _complete_profile
+    if opt.complete:
+        common["shell_complete"] = _completer(opt.complete)
     if opt.kind == "value":
         return click.option(*opt.flags, opt.dest, type=opt.type, metavar=opt.metavar, **common)
     if opt.kind == "multi":
@@ -68,7 +142,7 @@ def _run_options(func):
     return func
 
 
-@main.command("run", cls=_OrderedCommand,
+@main.command("run", cls=_OrderedCommand, epilog=RUN_EXAMPLES,
               context_settings={"allow_interspersed_args": False})
 @_run_options
 @click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
@@ -81,23 +155,43 @@ def run_cmd(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> None:
 
 
 @main.command("check")
-def check_cmd() -> None:
-    """Report what this machine supports, with a fix for each missing piece."""
-    from ..report.check import collect
-    from .render import fancy, table
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as one JSON array.")
+@click.option("--all", "show_optional", is_flag=True,
+              help="Report optional pieces (the desktop session's) as MISSING too.")
+def check_cmd(as_json: bool, show_optional: bool) -> None:
+    """Report what this machine supports, with a fix for each missing piece.
 
-    rows = collect()
-    if fancy():
-        table(("", "area", "feature", "detail", "fix"),
-              [("ok" if r.ok else "MISSING", r.area, r.name, r.detail,
-                "" if r.ok else r.hint or "") for r in rows],
-              title="What this machine supports", styles=("bold", "cyan", None, None, "yellow"))
-        return
-    for row in rows:
-        mark = "ok" if row.ok else "MISSING"
-        click.echo(f"{mark:<8} {row.area:<10} {row.name}: {row.detail}")
-        if row.hint and not row.ok:
-            click.echo(f"{'':<8} {'':<10} fix: {row.hint}")
+    Exit status 1 when a core requirement (user namespaces, ...) is missing."""
+    from ..report import check
+
+    rows = check.collect()
+    if as_json:
+        import json
+
+        click.echo(json.dumps(check.as_json(rows, show_optional), indent=2))
+    else:
+        # Plain lines, never a wrapping table: a fix is a command to copy whole.
+        for row in rows:
+            click.echo(f"{row.status(show_optional):<10} {row.area:<10} {row.name}: "
+                       f"{row.detail}")
+            if not row.ok and row.hint and row.status(show_optional) == "MISSING":
+                click.echo(f"{'':<10} {'':<10} fix: {row.hint}")
+    sys.exit(check.exit_status(rows))
+
+
+@main.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion_cmd(shell: str) -> None:
+    """Print the completion script for SHELL (the one the package installs).
+
+    \b
+      eval "$(jailpy completion bash)"      # in ~/.bashrc
+      eval "$(jailpy completion zsh)"       # in ~/.zshrc, after compinit
+      jailpy completion fish | source       # in ~/.config/fish/config.fish
+    """
+    from .completion import script
+
+    click.echo(script(shell), nl=False)
 
 
 @main.group("profile")
@@ -221,7 +315,7 @@ def profile_check_cmd(files: tuple[str, ...]) -> None:
     failed = False
     for ref in files:
         try:
-            check(ref, caller)
+            _check_as_run_would(check(ref, caller), caller)
         except JailpyError as err:
             failed = True
             click.echo(render(err), err=True, nl=False)
@@ -264,6 +358,19 @@ def profile_import_firejail_cmd(ref: str | None, output: str | None,
         click.echo(text, nl=False)
     else:
         click.echo(f"wrote {output} (checked)", err=True)
+
+
+def _check_as_run_would(policy, caller) -> None:
+    """What `jailpy run` checks after the profile: the plan (workspace, desktop,
+    variables in paths) and the seccomp rules as libseccomp resolves them."""
+    from ..plan import build_plan
+    from ..plan.seccomp import resolve
+    from ..runtime.seccomp import compile_rules
+
+    build_plan(policy, ["true"], caller)
+    rules = resolve(policy.seccomp)
+    if rules is not None:
+        compile_rules(rules)
 
 
 @main.command("wrap")

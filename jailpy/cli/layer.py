@@ -44,6 +44,11 @@ def command_line_layer(order: list[str], values: "dict[str, Any]") -> "Layer":
         else:
             raw = values[dest]
             origin = opt.spelling(raw)
+        if raw == "--" or (isinstance(raw, tuple) and "--" in raw):
+            raise ConfigError(f"expected {opt.metavar} but got '--', the end of the options",
+                              origin=opt.name,
+                              hint=f"give {opt.name} its {opt.nargs} value(s) before '--': "
+                                   f"{opt.name} {opt.metavar} -- CMD")
         value = opt.convert(raw, origin) if opt.convert else raw
         section, _, key = opt.key.partition(".")
         if opt.into == "modifier":  # key "mounts[].size": the field is the last part

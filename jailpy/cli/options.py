@@ -21,6 +21,11 @@ How a row sets its profile key (`into`; rows without a key set none):
   modifier  one field (size, mode) of the next mount op; a key ending in [] adds
             one item to a list field (--lower)
 
+`group` is the `jailpy run --help` section a row is listed under: given
+for rows without a profile key, else the section of the key (GROUP_OF_SECTION).
+`complete` names what shell completion offers for the row's values (see
+commands.py): path, dir, network, capability, seccomp, seccomp-action, profile.
+
 `convert(value, origin)` checks one value and returns what the profile gets,
 so a bad value is reported against the option ("--memory-max: ..."), not a
 key of the command-line layer. `implies` sets more keys, unless an option set
@@ -40,15 +45,38 @@ if TYPE_CHECKING:
     from ..policy import MountKind
 
 
+#: `jailpy run --help` sections, in the order listed, with their titles.
+GROUPS: dict[str, str] = {
+    "profile": "Profile",
+    "filesystem": "Filesystem (in command-line order, after the profile's mounts)",
+    "identity": "Identity, process and environment",
+    "network": "Network",
+    "security": "Security: capabilities, seccomp, Landlock",
+    "limits": "Limits",
+    "desktop": "Desktop",
+    "output": "Output and diagnostics",
+}
+
+#: A keyed row's group, from the first part of its profile key.
+GROUP_OF_SECTION = {
+    "filesystem": "filesystem", "workspace": "filesystem", "namespaces": "identity",
+    "identity": "identity", "process": "identity", "environment": "identity",
+    "changes": "filesystem",
+    "network": "network", "capabilities": "security", "seccomp": "security",
+    "landlock": "security", "limits": "limits", "desktop": "desktop",
+}
+
+
 class Opt:
     __slots__ = ("dest", "flags", "kind", "nargs", "type", "help", "metavar", "off", "default",
-                 "key", "into", "convert", "implies")
+                 "key", "into", "convert", "implies", "group", "complete")
 
     def __init__(self, dest: str, flags: tuple[str, ...], kind: str, help: str, *,
                  nargs: int = 1, type: type = str, metavar: str | None = None,
                  off: str | None = None, default: object = None, key: str | None = None,
                  into: str | None = None, convert: "Callable[[Any, str], Any] | None" = None,
-                 implies: "dict[str, Any] | None" = None) -> None:
+                 implies: "dict[str, Any] | None" = None, group: str | None = None,
+                 complete: str | None = None) -> None:
         self.dest = dest
         self.flags = flags
         self.kind = kind
@@ -62,6 +90,8 @@ class Opt:
         self.into = into or ("append" if kind == "multi" else "set")
         self.convert = convert
         self.implies = implies or {}
+        self.group = group or GROUP_OF_SECTION[key.split(".")[0]]  # type: ignore[union-attr]
+        self.complete = complete
 
     @property
     def name(self) -> str:
@@ -95,6 +125,25 @@ def split_rlimit_option(text: str, origin: str | None = None) -> tuple[str, str]
                           origin=origin or f"--rlimit {text}",
                           hint="e.g. --rlimit nofile=1024 or --rlimit fsize=1G:2G")
     return name.strip().lower(), value.strip()
+
+
+def _env_assignment(text: str, origin: str) -> tuple[str, str]:
+    """`-e NAME=VALUE` (docker's spelling) -> (name, value)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise ConfigError(f"expected NAME=VALUE, got {text!r}", origin=origin,
+                          hint="e.g. -e LANG=C.UTF-8 (or --setenv LANG C.UTF-8)")
+    return name, value
+
+
+def _setenv(pair: tuple[str, str], origin: str) -> tuple[str, str]:
+    """`--setenv NAME VALUE`: two words, as in bwrap; NAME=VALUE is the -e spelling."""
+    name, value = pair
+    if "=" in name:
+        raise ConfigError(f"variable name {name!r} contains '='", origin=origin,
+                          hint=f"--setenv takes two words (--setenv NAME VALUE); "
+                               f"for NAME=VALUE write -e {name}")
+    return pair
 
 
 def _seccomp_entry(value: str, origin: str) -> str:
@@ -140,10 +189,26 @@ def _user_dir(entry: str, origin: str) -> tuple[str, str]:
 # -- filesystem rows: one per kind of policy.MOUNT_TABLE, in its order ------------------
 
 
+def _absolute(path: str, origin: str) -> str:
+    """A relative path on the command line means one in the caller's directory (as
+    bwrap reads a relative SRC); profiles, read from anywhere, must say which."""
+    import os
+
+    return path if path.startswith("/") else os.path.abspath(path)
+
+
 def _mount_op(kind: "MountKind", is_try: bool) -> "Callable[[Any, str], dict[str, str]]":
-    """A converter from an option's arguments to one filesystem.mounts table."""
+    """A converter from an option's arguments to one filesystem.mounts table; the
+    host source and the destination, when relative, are taken from the caller's
+    directory (`--bind proj proj` shows ./proj at the same absolute path inside;
+    bwrap would put the destination under / instead)."""
+    paths = {"dest", "source"} if kind.source == "path" else {"dest"}
+
     def convert(value: "str | tuple[str, ...]", origin: str) -> dict[str, str]:
-        return kind.table(value if isinstance(value, tuple) else (value,), is_try)
+        values = value if isinstance(value, tuple) else (value,)
+        values = tuple(_absolute(v, origin) if field in paths else v
+                       for field, v in zip(kind.arguments, values))
+        return kind.table(values, is_try)
     return convert
 
 
@@ -159,7 +224,7 @@ def _mount_rows() -> list[Opt]:
             rows.append(Opt(name.replace("-", "_"), (f"--{name}",), "multi", text,
                             nargs=len(kind.arguments), metavar=kind.metavar,
                             key="filesystem.mounts", into="mount",
-                            convert=_mount_op(kind, is_try)))
+                            convert=_mount_op(kind, is_try), complete="path"))
     return rows
 
 
@@ -172,14 +237,15 @@ def _desktop_switch(name: str, help_text: str) -> Opt:
                key=f"desktop.{name}", convert=_desktop_value(name))
 
 
-def _desktop_multi(name: str, metavar: str, help_text: str, key: str | None = None) -> Opt:
+def _desktop_multi(name: str, metavar: str, help_text: str, key: str | None = None,
+                   complete: str | None = None) -> Opt:
     """A repeatable [desktop] option; a bus rule implies that bus is wanted."""
     key = key or name
     implies = ({"desktop.dbus_system": "filtered"} if name.startswith("dbus_system_")
                else {"desktop.dbus": True} if name.startswith("dbus_") else None)
     return Opt(f"desktop_{name}", ("--" + name.replace("_", "-"),), "multi", help_text,
                metavar=metavar, key=f"desktop.{key}", convert=_desktop_value(key),
-               implies=implies)
+               implies=implies, complete=complete)
 
 
 #: [desktop] switches and rules.
@@ -213,7 +279,7 @@ DESKTOP_OPTIONS: list[Opt] = [
         "XDG user dir (downloads, documents, ...) as rw, ro or none.", metavar="NAME=MODE",
         key="desktop.user_dirs", into="table", convert=_user_dir),
     _desktop_multi("app_dir", "DIR", "App state directory: read-write, created when missing.",
-                   key="app_dirs"),
+                   key="app_dirs", complete="dir"),
     _desktop_multi("desktop_optional", "PIECE",
                    "Skip PIECE (x11, wayland, ...) when it is missing instead of failing.",
                    key="optional"),
@@ -221,7 +287,8 @@ DESKTOP_OPTIONS: list[Opt] = [
 
 RUN_OPTIONS: list[Opt] = [
     Opt("profile", ("-p", "--profile"), "value",
-        "Profile name or path to a .toml file (default: default).", metavar="NAME|FILE"),
+        "Profile name or path to a .toml file (default: default).", metavar="NAME|FILE",
+        group="profile", complete="profile"),
     *_mount_rows(),
     Opt("size", ("--size",), "multi", "Size of the next --tmpfs (e.g. 64M).", metavar="SIZE",
         key="filesystem.mounts[].size", into="modifier"),
@@ -229,7 +296,8 @@ RUN_OPTIONS: list[Opt] = [
         metavar="OCTAL", key="filesystem.mounts[].mode", into="modifier"),
     Opt("lower", ("--lower",), "multi",
         "Add DIR as a lower layer, beneath SRC, of the next overlay op (repeatable).",
-        metavar="DIR", key="filesystem.mounts[].lower[]", into="modifier"),
+        metavar="DIR", key="filesystem.mounts[].lower[]", into="modifier", complete="dir",
+        convert=_absolute),
     # --share-net asks for the host's network: it means --net host unless --net
     # says otherwise (a contradiction the constraints then report).
     *[Opt(f"share_{ns}", (f"--share-{ns}",), "flag", f"Share the host's {ns} namespace.",
@@ -246,11 +314,14 @@ RUN_OPTIONS: list[Opt] = [
     Opt("hostname", ("--hostname",), "value", "Hostname inside the sandbox.", metavar="NAME",
         key="process.hostname"),
     Opt("cwd", ("--chdir",), "value", "Working directory inside.", metavar="DIR",
-        key="process.cwd"),
+        key="process.cwd", complete="dir"),
     Opt("argv0", ("--argv0",), "value", "argv[0] for the command.", metavar="NAME",
         key="process.argv0"),
     Opt("setenv", ("--setenv",), "multi", "Set an environment variable.", nargs=2,
-        metavar="NAME VALUE", key="environment.set", into="table"),
+        metavar="NAME VALUE", key="environment.set", into="table", convert=_setenv),
+    Opt("env", ("-e", "--env"), "multi",
+        "Set an environment variable, docker's spelling of --setenv.", metavar="NAME=VALUE",
+        key="environment.set", into="table", convert=_env_assignment),
     Opt("unsetenv", ("--unsetenv",), "multi", "Unset an environment variable.", metavar="NAME",
         key="environment.unset"),
     Opt("keep_env", ("--keep-env",), "multi",
@@ -270,10 +341,10 @@ RUN_OPTIONS: list[Opt] = [
         "themselves); the exit status is the command's.", off="--no-wait-all",
         key="process.wait_all"),
     Opt("pass_fds", ("--pass-fd",), "multi", "Keep file descriptor N open in the sandbox.",
-        type=int, metavar="N"),
+        type=int, metavar="N", group="identity"),
     Opt("net_mode", ("--net",), "value",
         "Network: none (default, loopback only), host, slirp4netns or pasta.", metavar="MODE",
-        key="network.mode"),
+        key="network.mode", complete="network"),
     Opt("publish", ("--publish",), "multi",
         "Publish a sandbox port on the host: [HOST_ADDR:]HOST_PORT:SANDBOX_PORT[/tcp|/udp] "
         "(host address default 127.0.0.1; slirp4netns or pasta).", metavar="SPEC",
@@ -311,17 +382,19 @@ RUN_OPTIONS: list[Opt] = [
         "Run even when a cgroup limit cannot be applied (warns).", key="limits.best_effort"),
     Opt("workspace", ("--workspace",), "value",
         "Bind DIR read-write and run there (the ci-build profile uses $PWD).", metavar="DIR",
-        key="workspace.path"),
+        key="workspace.path", complete="dir", convert=_absolute),
     # Overlays kept for review (docs/overlays.md).
     Opt("changes", ("--changes",), "flag",
         "Overlay the current directory (and --changes-path DIRs): the command writes to a "
         "copy, kept for 'jailpy changes show/commit'.", key="changes.enabled"),
     Opt("changes_path", ("--changes-path",), "multi",
         "Overlay DIR instead of the current directory (repeatable; implies --changes).",
-        metavar="DIR", key="changes.paths", implies={"changes.enabled": True}),
+        metavar="DIR", key="changes.paths", implies={"changes.enabled": True}, complete="dir",
+        convert=_absolute),
     Opt("changes_dir", ("--changes-dir",), "value",
         "Keep run directories in DIR (default $XDG_STATE_HOME/jailpy/changes).",
-        metavar="DIR", key="changes.dir", implies={"changes.enabled": True}),
+        metavar="DIR", key="changes.dir", implies={"changes.enabled": True}, complete="dir",
+        convert=_absolute),
     Opt("changes_size", ("--changes-size",), "value",
         "Keep the upper layer on a tmpfs of SIZE, copied out at exit (implies --changes).",
         metavar="SIZE", key="changes.size", implies={"changes.enabled": True}),
@@ -329,24 +402,28 @@ RUN_OPTIONS: list[Opt] = [
         "Review the changes file by file when the command exits (on a terminal).",
         key="changes.review", implies={"changes.enabled": True}),
     Opt("json_status", ("--json-status",), "value",
-        "Write the result as one JSON object to FILE (- for stdout).", metavar="FILE|-"),
+        "Write the result as one JSON object to FILE (- for stdout).", metavar="FILE|-",
+        group="output", complete="path"),
     Opt("json_status_fd", ("--json-status-fd",), "value",
-        "Write the JSON result to file descriptor N.", type=int, metavar="N"),
+        "Write the JSON result to file descriptor N.", type=int, metavar="N", group="output"),
     # Privilege layers: [capabilities], [seccomp], [landlock].
     Opt("cap_keep", ("--cap-keep",), "multi",
         "Keep capability CAP (e.g. CAP_NET_BIND_SERVICE) inside.", metavar="CAP",
-        key="capabilities.keep", convert=_capability),
+        key="capabilities.keep", convert=_capability, complete="capability"),
     Opt("seccomp_enabled", ("--seccomp",), "switch",
         "Install the profile's seccomp filter (default), or none.", off="--no-seccomp",
         key="seccomp.enabled"),
     Opt("seccomp_deny", ("--seccomp-deny",), "multi", "Also refuse this syscall or @group.",
-        metavar="SYSCALL|@GROUP", key="seccomp.deny", convert=_seccomp_entry),
+        metavar="SYSCALL|@GROUP", key="seccomp.deny", convert=_seccomp_entry,
+        complete="seccomp"),
     Opt("seccomp_allow", ("--seccomp-allow",), "multi",
         "Allow this syscall or @group (an exception in deny-list mode).",
-        metavar="SYSCALL|@GROUP", key="seccomp.allow", convert=_seccomp_entry),
+        metavar="SYSCALL|@GROUP", key="seccomp.allow", convert=_seccomp_entry,
+        complete="seccomp"),
     Opt("seccomp_action", ("--seccomp-action",), "value",
-        "Action for refused calls: errno[:NAME], kill-process, trap, log.", metavar="ACTION",
-        key="seccomp.action", convert=_seccomp_action),
+        "Action for refused calls: errno[:NAME], kill-process, kill-thread, trap, log.",
+        metavar="ACTION", key="seccomp.action", convert=_seccomp_action,
+        complete="seccomp-action"),
     Opt("allow_userns", ("--allow-userns",), "flag",
         "Allow creating user namespaces (and the others) inside the sandbox.",
         key="seccomp.allow_userns"),
@@ -355,18 +432,18 @@ RUN_OPTIONS: list[Opt] = [
         key="landlock.enabled"),
     Opt("landlock_read", ("--landlock-read",), "multi",
         "Landlock: allow reading beneath PATH (a path inside the sandbox).", metavar="PATH",
-        key="landlock.read"),
+        key="landlock.read", complete="path"),
     Opt("landlock_write", ("--landlock-write",), "multi",
         "Landlock: allow reading and writing beneath PATH.", metavar="PATH",
-        key="landlock.write"),
+        key="landlock.write", complete="path"),
     Opt("landlock_exec", ("--landlock-exec",), "multi",
         "Landlock: allow reading and executing beneath PATH.", metavar="PATH",
-        key="landlock.execute"),
+        key="landlock.execute", complete="path"),
     *DESKTOP_OPTIONS,
     Opt("explain", ("--explain",), "flag", "Print the resolved plan and run nothing.",
-        default=False),
+        default=False, group="output"),
     Opt("debug", ("--debug",), "flag", "Show tracebacks for jailpy's own errors.",
-        default=False),
+        default=False, group="output"),
 ]
 
 

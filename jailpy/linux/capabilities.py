@@ -33,9 +33,18 @@ def capability_numbers(names: tuple[str, ...], origin: str = "capabilities.keep"
     for name in names:
         full = canonical(name)
         if full not in CAPABILITIES:
-            from ..errors import suggest
-
             raise ConfigError(f"unknown capability {name!r}", origin=origin,
-                              hint=suggest(full, list(CAPABILITIES)))
+                              hint=_suggestion(full))
         numbers.append(CAPABILITIES[full])
     return numbers
+
+
+def _suggestion(full: str) -> str | None:
+    """A name that starts with what was typed (NET_BIND -> CAP_NET_BIND_SERVICE) beats
+    the closest spelling (which would be CAP_NET_ADMIN)."""
+    from ..errors import suggest
+
+    started = [name for name in CAPABILITIES if name.startswith(full)]
+    if len(started) == 1:
+        return f"did you mean '{started[0]}'?"
+    return suggest(full, list(CAPABILITIES))

@@ -1,9 +1,18 @@
-"""Thin ctypes bindings for the Linux calls Python's os module lacks.
+"""Thin bindings for the Linux calls Python's os module lacks.
 
 Every wrapper raises OSError with the real errno, so callers can report which
 operation failed and why without knowing about ctypes. A few calls the os
 module does have are here too when its version would import a module on
 every start-up (wait4 and `resource`, the loopback ioctls and `socket`).
+
+prctl(2) and the capability sets go through python-prctl, the binding the
+project chose for them. ctypes stays only where python-prctl has no call:
+PR_CAP_AMBIENT, and capability numbers the running kernel knows but the
+libcap python-prctl was built against does not (python-prctl refuses
+those, and a sandbox must still drop them). `check_supported()` is what the
+supervisor asks before it forks: a missing python-prctl or an architecture
+whose syscall numbers are not in `_NUMBERS` is one clear error, not a
+traceback or a wrong syscall.
 """
 
 from __future__ import annotations
@@ -11,6 +20,13 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+
+from ..errors import SetupError
+
+try:
+    import _prctl  # python-prctl
+except ImportError:  # reported by check_supported(), before anything is forked
+    _prctl = None
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
@@ -63,7 +79,9 @@ _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
 
-# prctl options used before python-prctl is worth importing.
+# prctl options (linux/prctl.h).
+PR_CAPBSET_DROP = 24
+PR_SET_SECUREBITS = 28
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
@@ -87,7 +105,23 @@ _NUMBERS = {
         "seccomp": 277,
     },
 }
-NR = _NUMBERS.get(os.uname().machine, _NUMBERS["x86_64"])
+MACHINE = os.uname().machine
+#: This architecture's numbers; empty on one jailpy does not know (check_supported refuses it).
+NR: dict[str, int] = _NUMBERS.get(MACHINE, {})
+
+
+def check_supported() -> None:
+    """Refuse, in one line with the fix, to build a sandbox this machine cannot get right."""
+    if not NR:
+        raise SetupError(f"jailpy does not know the syscall numbers of this architecture "
+                         f"({MACHINE})", origin="this machine",
+                         hint=f"supported: {', '.join(_NUMBERS)}; adding one is a table in "
+                              f"jailpy/linux/syscalls.py")
+    if _prctl is None:
+        raise SetupError("python-prctl is not installed in the Python that runs jailpy",
+                         origin="this machine",
+                         hint="install it with jailpy (pip install python-prctl needs gcc, "
+                              "python3-dev and libcap-dev), see README 'Install'")
 
 
 def _check(result: int, what: str, path: str | None = None) -> int:
@@ -180,10 +214,48 @@ def close_range_cloexec(first: int) -> None:
     _check(res, "close_range")
 
 
-def prctl(option: int, arg2: int = 0, arg3: int = 0) -> int:
+def prctl(option: int, arg2: int = 0) -> int:
+    """prctl(2) through python-prctl (which checks the option's argument)."""
+    if _prctl is None:
+        check_supported()
+    return _prctl.prctl(option, arg2)
+
+
+def _raw_prctl(option: int, arg2: int = 0, arg3: int = 0) -> int:
     res = _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
                       ctypes.c_ulong(0), ctypes.c_ulong(0))
     return _check(res, "prctl")
+
+
+def _libcap_knows(cap: int) -> bool:
+    return cap <= _prctl.CAP_LAST_CAP
+
+
+def capbset_read(cap: int) -> bool:
+    """Is `cap` in the bounding set? OSError(EINVAL) when the kernel does not know it."""
+    if _libcap_knows(cap):
+        return bool(_prctl.prctl(PR_CAPBSET_READ, cap))
+    return bool(_raw_prctl(PR_CAPBSET_READ, cap))
+
+
+def capbset_drop(cap: int) -> None:
+    if _libcap_knows(cap):
+        _prctl.prctl(PR_CAPBSET_DROP, cap)
+    else:
+        _raw_prctl(PR_CAPBSET_DROP, cap)
+
+
+def set_securebits(bits: int) -> None:
+    _prctl.prctl(PR_SET_SECUREBITS, bits)
+
+
+def ambient_clear_all() -> None:
+    """Empty the ambient set (python-prctl has no PR_CAP_AMBIENT)."""
+    _raw_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+
+
+def ambient_raise(cap: int) -> None:
+    _raw_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
 
 
 class _CapHeader(ctypes.Structure):
@@ -196,7 +268,8 @@ class _CapData(ctypes.Structure):
 
 
 def capget() -> tuple[int, int, int]:
-    """This thread's (effective, permitted, inheritable) sets as 64-bit masks."""
+    """This thread's (effective, permitted, inheritable) sets as 64-bit masks (raw:
+    the verification after a drop must see bits libcap has no name for)."""
     header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
     data = (_CapData * 2)()
     _check(_libc.capget(ctypes.byref(header), data), "capget")
@@ -204,8 +277,19 @@ def capget() -> tuple[int, int, int]:
     return join("effective"), join("permitted"), join("inheritable")
 
 
-def capset(effective: int, permitted: int, inheritable: int) -> None:
-    """Set this thread's three capability sets from 64-bit masks, in one call."""
+def set_capabilities(kept: set[int], last: int) -> None:
+    """Effective, permitted and inheritable become exactly `kept`, for every
+    capability up to `last` (the kernel's highest)."""
+    known = range(min(last, _prctl.CAP_LAST_CAP) + 1)
+    keep = [cap for cap in known if cap in kept]
+    drop = [cap for cap in known if cap not in kept]
+    _prctl.set_caps(keep, keep, keep, drop, drop, drop)
+    if last > _prctl.CAP_LAST_CAP:  # numbers libcap cannot name: the raw call clears them
+        mask = sum(1 << cap for cap in kept)
+        _capset(mask, mask, mask)
+
+
+def _capset(effective: int, permitted: int, inheritable: int) -> None:
     header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
     data = (_CapData * 2)()
     for i in (0, 1):
@@ -235,6 +319,26 @@ def bring_up_loopback() -> None:
         _check(_libc.ioctl(sock, ctypes.c_ulong(_SIOCSIFFLAGS), ifreq), "bringing up lo")
     finally:
         os.close(sock)
+
+
+def open_low_ports() -> None:
+    """Let any process bind ports below 1024 in this (new, jailpy-owned) network
+    namespace: net.ipv4.ip_unprivileged_port_start = 0, as rootless podman sets
+    it in a container's namespace. The knob is per network namespace and is read
+    through the caller's, which must hold CAP_NET_ADMIN over it; the host's own
+    ports are untouched (--publish maps them from the host side). A kernel
+    without the knob (before 4.11) keeps the usual limit: a lost convenience,
+    not a lost restriction, so that failure is not an error."""
+    try:
+        fd = os.open("/proc/sys/net/ipv4/ip_unprivileged_port_start", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.write(fd, b"0")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class _SockFprog(ctypes.Structure):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from ..policy import Caller
+from ..policy import Caller, Policy
 from . import loader
 
 
@@ -83,9 +83,10 @@ def show(ref: str, caller: Caller, with_origins: bool = False) -> str:
     return dumps(escape_dollars(merged.data), comments, header)
 
 
-def check(ref: str, caller: Caller) -> None:
-    """Everything `jailpy run --profile ref` would check before running; raises."""
+def check(ref: str, caller: Caller) -> "Policy":
+    """The profile checks of `jailpy run --profile ref` (the CLI adds the plan's and
+    libseccomp's); raises, else returns the policy."""
     from . import resolve_policy
 
-    resolve_policy(ref if loader.is_path(ref) or not os.path.exists(ref) else f"./{ref}",
-                   caller)
+    return resolve_policy(ref if loader.is_path(ref) or not os.path.exists(ref)
+                          else f"./{ref}", caller)

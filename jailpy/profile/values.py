@@ -94,9 +94,17 @@ def parse_duration(value: object, origin: str) -> float:
 
 
 def parse_mode(value: object, origin: str) -> int:
-    """File mode from an octal string ("0755", "1777") or an integer (0o755 = 493)."""
+    """File mode from an octal string ("0755", "1777") or an integer (0o755 = 493).
+
+    An integer whose decimal digits are all octal digits (`mode = 755`) was almost
+    certainly meant as octal; TOML reads it as decimal (755 = 0o1363, a sticky,
+    setgid mode), so it is refused rather than applied."""
     if _is_int(value):
         mode = value
+        if mode > 7 and set(str(mode)) <= _OCTAL:  # type: ignore[operator]
+            raise ConfigError(f"mode {value} is a decimal number in TOML "
+                              f"(= {oct(mode)})", origin=origin,  # type: ignore[arg-type]
+                              hint=f'write the mode as a string, "0{value}", or as 0o{value}')
     elif isinstance(value, str) and 0 < len(value.strip()) <= 5 and \
             set(value.strip()) <= _OCTAL and (len(value.strip()) < 5 or value.strip()[0] == "0"):
         mode = int(value, 8)

@@ -23,7 +23,9 @@ class Check:
     `needed` tells `jailpy run --explain` whether a plan depends on this
     row: a missing piece a plan needs is listed under "cannot apply on this
     machine". Rows without it count as needed by every plan when their area
-    is "core", and by none otherwise.
+    is "core", and by none otherwise. A missing core row makes `jailpy check`
+    exit 1. An `optional` row (a desktop session piece, which a headless
+    machine never has) that is missing reads "not needed" unless asked for.
     """
 
     area: str
@@ -32,6 +34,12 @@ class Check:
     detail: str
     hint: str | None = None
     needed: Callable[["Plan"], bool] | None = None
+    optional: bool = False
+
+    def status(self, show_optional: bool = False) -> str:
+        if self.ok:
+            return "ok"
+        return "not needed" if self.optional and not show_optional else "MISSING"
 
     def needed_by(self, plan: "Plan") -> bool:
         return self.needed(plan) if self.needed is not None else self.area == "core"
@@ -47,23 +55,71 @@ def read_value(path: str) -> str | None:
         return None
 
 
+#: sysctl knobs that can keep an unprivileged user from creating user namespaces, with
+#: the value that allows it; a fix names only the knobs this kernel has.
+USERNS_KNOBS = {
+    "user.max_user_namespaces": ("/proc/sys/user/max_user_namespaces", "15000"),
+    "kernel.unprivileged_userns_clone": ("/proc/sys/kernel/unprivileged_userns_clone", "1"),
+    "kernel.apparmor_restrict_unprivileged_userns":
+        ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "0"),
+}
+
+
+def userns_probe() -> str | None:
+    """Create a user namespace in a child process: None if that works, else why not."""
+    from ..linux import syscalls as sc
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sc.unshare(sc.CLONE_NEWUSER)
+            os._exit(0)
+        except OSError as exc:
+            os._exit(exc.errno or 1)
+        finally:
+            os._exit(255)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return None if code == 0 else f"unshare(CLONE_NEWUSER) failed: {os.strerror(code)}"
+
+
+def userns_fix() -> str:
+    """The settings that would allow user namespaces here, now and after a reboot."""
+    wrong = {}
+    for knob, (path, good) in USERNS_KNOBS.items():
+        value = read_value(path)
+        if value is not None and (value == "0" if knob == "user.max_user_namespaces"
+                                  else value != good):
+            wrong[knob] = good
+    if not wrong:
+        return ("the kernel allows them, so something around it does not (a container's "
+                "seccomp profile or an LSM policy): run jailpy outside it or allow "
+                "unshare(CLONE_NEWUSER) there")
+    now = " ".join(f"{knob}={value}" for knob, value in wrong.items())
+    lines = "\\n".join(f"{knob} = {value}" for knob, value in wrong.items())
+    return (f"as root: sysctl -w {now}; to keep it after a reboot: "
+            f"printf '{lines}\\n' > /etc/sysctl.d/50-jailpy-userns.conf")
+
+
 def core_checks() -> list[Check]:
-    """User namespaces, id-mapping helpers and the kernel mount API."""
+    """User namespaces, the kernel mount API, python-prctl, the architecture, and
+    the id-mapping helpers."""
     rows = []
-    max_userns = read_value("/proc/sys/user/max_user_namespaces")
-    clone = read_value("/proc/sys/kernel/unprivileged_userns_clone")
-    apparmor = read_value("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
-    userns_ok = max_userns not in (None, "0") and clone != "0" and apparmor != "1"
-    detail = f"max_user_namespaces={max_userns}"
-    if clone is not None:
-        detail += f", unprivileged_userns_clone={clone}"
-    if apparmor is not None:
-        detail += f", apparmor_restrict_unprivileged_userns={apparmor}"
-    hint = None
-    if not userns_ok:
-        hint = ("enable them: sysctl user.max_user_namespaces=15000 "
-                "kernel.unprivileged_userns_clone=1 (and allow them in AppArmor/container seccomp)")
-    rows.append(Check("core", "user namespaces", userns_ok, detail, hint))
+    knobs = [f"{knob.split('.')[-1]}={value}" for knob, (path, _) in USERNS_KNOBS.items()
+             if (value := read_value(path)) is not None]
+    failure = userns_probe()
+    rows.append(Check("core", "user namespaces", failure is None,
+                      "; ".join([failure or "an unprivileged user can create them", *knobs]),
+                      None if failure is None else userns_fix()))
+    from ..errors import SetupError
+    from ..linux import syscalls as sc
+
+    try:
+        sc.check_supported()
+        supported, why, fix = True, f"{sc.MACHINE}, python-prctl", None
+    except SetupError as exc:
+        supported, why, fix = False, exc.message, exc.hint
+    rows.append(Check("core", "architecture and python-prctl", supported, why, fix))
     release = os.uname().release
     version = tuple(int(x) for x in release.split(".")[:2] if x.isdigit())
     rows.append(Check("core", "mount API (open_tree, mount_setattr)", version >= (5, 12),
@@ -84,6 +140,16 @@ def core_checks() -> list[Check]:
                       "--add-subgids 100000-165535 $USER (needed for --map-all)",
                       needed=map_all))
     return rows
+
+
+def exit_status(rows: list[Check]) -> int:
+    """1 when a core requirement is missing (no sandbox can run), else 0."""
+    return 1 if any(not row.ok and row.area == "core" for row in rows) else 0
+
+
+def as_json(rows: list[Check], show_optional: bool) -> list[dict]:
+    return [{"area": row.area, "feature": row.name, "status": row.status(show_optional),
+             "detail": row.detail, "fix": None if row.ok else row.hint} for row in rows]
 
 
 def collect() -> list[Check]:

@@ -30,23 +30,23 @@ def checks() -> list[Check]:
     proxy = shutil.which("xdg-dbus-proxy")
     rows.append(Check("desktop", "xdg-dbus-proxy", proxy is not None, proxy or "not installed",
                       None if proxy else "install the 'xdg-dbus-proxy' package (needed for "
-                      "desktop.dbus)"))
+                      "desktop.dbus)", optional=True))
     xauth = shutil.which("xauth")
     rows.append(Check("desktop", "xauth", xauth is not None, xauth or "not installed",
                       None if xauth else "install the 'xauth' package (needed for "
-                      "desktop.x11_untrusted)"))
+                      "desktop.x11_untrusted)", optional=True))
     display = env.get("DISPLAY")
     rows.append(Check("desktop", "X11 display", bool(display),
                       f"DISPLAY={display}" if display else "DISPLAY is not set",
-                      None if display else "only needed for desktop.x11"))
+                      None if display else "only needed for desktop.x11", optional=True))
     wayland = env.get("WAYLAND_DISPLAY")
     rows.append(Check("desktop", "Wayland display", bool(wayland),
                       f"WAYLAND_DISPLAY={wayland}" if wayland else "WAYLAND_DISPLAY is not set",
-                      None if wayland else "only needed for desktop.wayland"))
+                      None if wayland else "only needed for desktop.wayland", optional=True))
     bus = env.get("DBUS_SESSION_BUS_ADDRESS")
     rows.append(Check("desktop", "session bus", bool(bus), bus or "not set",
-                      None if bus else "only needed for desktop.dbus"))
+                      None if bus else "only needed for desktop.dbus", optional=True))
     gpu = [d for d in ("/dev/dri", "/dev/nvidiactl") if os.path.exists(d)]
     rows.append(Check("desktop", "GPU devices", bool(gpu), ", ".join(gpu) or "none found",
-                      None if gpu else "only needed for desktop.gpu"))
+                      None if gpu else "only needed for desktop.gpu", optional=True))
     return rows

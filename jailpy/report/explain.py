@@ -104,8 +104,15 @@ def feature_sections(plan: Plan) -> list[Section]:
 ALARMS = ("SHARED with the host", "MISSING", "SHARES THE HOST'S NETWORK NAMESPACE")
 
 
-def machine_section(plan: Plan) -> list[Section]:
-    """What this plan needs that `jailpy check` reports missing on this machine."""
+#: Words with which a section above says a piece of the plan cannot apply.
+UNAPPLIABLE = ("UNAVAILABLE", "PROBLEM")
+
+
+def machine_section(plan: Plan, above: list[Section] = ()) -> list[Section]:
+    """What this plan needs that `jailpy check` reports missing on this machine, and
+    what the sections above already found unappliable (so the two never disagree).
+    It cannot promise the rest: a mount can still fail when run (a mount point in a
+    read-only directory), and says so then."""
     from .check import collect
 
     missing = [row for row in collect() if not row.ok and row.needed_by(plan)]
@@ -114,7 +121,12 @@ def machine_section(plan: Plan) -> list[Section]:
         lines.append(f"MISSING {row.area}: {row.name}: {row.detail}")
         if row.hint:
             lines.append(f"  fix: {row.hint}")
-    return [("cannot apply on this machine", lines or ["nothing: everything above applies"])]
+    for title, body in above:
+        lines += [f"{title}: {line.strip()}" for line in body
+                  if any(word in line for word in UNAPPLIABLE)]
+    return [("cannot apply on this machine",
+             lines or ["nothing found missing (what 'jailpy check' tests); "
+                       "the mounts are tried when the sandbox is built"])]
 
 
 def blocks(plan: Plan) -> list[Section]:
@@ -122,7 +134,7 @@ def blocks(plan: Plan) -> list[Section]:
     out: list[Section] = []
     for provider in (core_sections, feature_sections):
         out.extend((title, [_shorten(line) for line in body]) for title, body in provider(plan))
-    out.extend(machine_section(plan))
+    out.extend(machine_section(plan, out))
     return out
 
 

@@ -13,12 +13,11 @@ raised in the ambient set so they survive execve for a non-root uid too.
 The drop covers every capability the running kernel knows (probed with
 PR_CAPBSET_READ), not only those python-prctl was built with, and is
 verified with capget afterwards: a set that still holds more than was kept
-is a set-up error, never a silent leak.
+is a set-up error, never a silent leak. The calls themselves are
+linux/syscalls.py's (python-prctl, ctypes only where it has no call).
 """
 
 from __future__ import annotations
-
-import _prctl
 
 from ..errors import SetupError
 from ..linux import syscalls as sc
@@ -32,7 +31,9 @@ _last_capability: int | None = None
 
 
 def prepare(keep: tuple[str, ...]) -> None:
-    """Fail on an unknown capability name before anything is forked."""
+    """Fail on an unknown capability name, a missing python-prctl or an unknown
+    architecture before anything is forked."""
+    sc.check_supported()
     capability_numbers(keep)
     last_capability()
 
@@ -45,7 +46,7 @@ def last_capability() -> int:
         cap = max(CAPABILITIES.values())
         while cap < 63:
             try:
-                sc.prctl(sc.PR_CAPBSET_READ, cap + 1)
+                sc.capbset_read(cap + 1)
             except OSError:
                 break
             cap += 1
@@ -69,15 +70,14 @@ def _drop(kept: set[int]) -> None:
     # CAP_SETPCAP, so they go before capset lowers the permitted set; ambient
     # capabilities need to be permitted and inheritable, so they go after.
     last = last_capability()
-    sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
+    sc.ambient_clear_all()
     for cap in range(last + 1):
         if cap not in kept:
-            _prctl.prctl(_prctl.PR_CAPBSET_DROP, cap)
-    _prctl.prctl(_prctl.PR_SET_SECUREBITS, LOCKED_SECUREBITS)
-    mask = sum(1 << cap for cap in kept)
-    sc.capset(mask, mask, mask)
+            sc.capbset_drop(cap)
+    sc.set_securebits(LOCKED_SECUREBITS)
+    sc.set_capabilities(kept, last)
     for cap in sorted(kept):
-        sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, cap)
+        sc.ambient_raise(cap)
     _verify(kept, last)
 
 
@@ -86,7 +86,7 @@ def _verify(kept: set[int], last: int) -> None:
     effective, permitted, inheritable = sc.capget()
     leftover = (effective | permitted | inheritable) & ~mask
     leftover |= sum(1 << cap for cap in range(last + 1)
-                    if cap not in kept and sc.prctl(sc.PR_CAPBSET_READ, cap))
+                    if cap not in kept and sc.capbset_read(cap))
     if leftover:
         raise SetupError(f"capabilities still held after the drop: {leftover:#x}",
                          origin="capabilities",

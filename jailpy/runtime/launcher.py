@@ -299,12 +299,20 @@ def _enter_network_userns(plan: Plan) -> None:
     _unshare(plan, sc.CLONE_NEWUSER | sc.CLONE_NEWNET)
     userns.apply(0, plan.uid_outside, 0, plan.gid_outside)
     sc.bring_up_loopback()
+    sc.open_low_ports()
 
 
 def _unshare(plan: Plan, flags: int = 0) -> None:
+    flags = flags or plan.unshare_flags
     try:
-        sc.unshare(flags or plan.unshare_flags)
+        sc.unshare(flags)
     except OSError as exc:
+        if not flags & sc.CLONE_NEWUSER and exc.errno == errno.EPERM:
+            raise SetupError("cannot create namespaces without a user namespace of the "
+                             "sandbox's own: that needs CAP_SYS_ADMIN, which an ordinary "
+                             "user does not have", origin="namespaces.user",
+                             hint="keep the user namespace (drop --share-user / "
+                                  "namespaces.user = false)") from exc
         hint = ("unprivileged user namespaces may be disabled: see 'jailpy check'"
                 if exc.errno in (errno.EPERM, errno.ENOSPC, errno.EINVAL) else None)
         raise SetupError(f"cannot create namespaces: {exc.strerror}", origin="namespaces",
@@ -326,12 +334,13 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
         copy_outs: list[tuple[int, int]] = []
         if plan.quotas:
             userns.set_quotas(plan.quotas)
+        if plan.unshare_flags & sc.CLONE_NEWNET and not plan.outer_userns:
+            sc.bring_up_loopback()
+            sc.open_low_ports()  # through the host's /proc, before the root is replaced
         if plan.new_mount_ns:
             copy_outs = mounts.build_root(plan.mount_ops, plan.root_readonly, plan.new_pid_ns)
         if plan.hostname is not None:
             sc.sethostname(plan.hostname)
-        if plan.unshare_flags & sc.CLONE_NEWNET and not plan.outer_userns:
-            sc.bring_up_loopback()
         if not plan.new_pid_ns:
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         # Non-dumpable before the fork, so there is no moment in which the target
@@ -353,6 +362,22 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
         os._exit(EXIT_JAILPY_FAILURE)
 
 
+def _not_found(argv0: str) -> str:
+    """Why execve said ENOENT, as seen inside: no such command, or a program that
+    is there but whose #! interpreter (or ELF loader) is not."""
+    if "/" not in argv0 or not os.path.isfile(argv0):
+        return f"{argv0}: command not found"
+    try:
+        with open(argv0, "rb") as f:
+            head = f.readline(256)
+    except OSError:
+        head = b""
+    if head.startswith(b"#!"):
+        interpreter = head[2:].split()[0].decode(errors="replace") if head[2:].split() else "?"
+        return f"{argv0}: its interpreter {interpreter} is not in the sandbox"
+    return f"{argv0}: its program loader or a library it needs is not in the sandbox"
+
+
 def _target_main(plan: Plan, restrictions: "Restrictions", report_w: int) -> None:
     """Final preparation and execve of the command; never returns."""
     argv0 = plan.argv[0]
@@ -363,7 +388,7 @@ def _target_main(plan: Plan, restrictions: "Restrictions", report_w: int) -> Non
             argv[0] = plan.argv0
         os.execvpe(argv0, argv, plan.env)
     except FileNotFoundError:
-        channel.send(report_w, error="CommandError", message=f"{argv0}: command not found",
+        channel.send(report_w, error="CommandError", message=_not_found(argv0),
                      origin=None, exit_code=EXIT_NOT_FOUND)
         os._exit(EXIT_NOT_FOUND)
     except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:

@@ -42,6 +42,10 @@ def _fail(op: MountOp, what: str, exc: OSError | None = None) -> SetupError:
     return SetupError(detail, origin=op.origin or f"{op.kind} {op.dest}")
 
 
+class _MountPointError(OSError):
+    """Creating the file or directory to mount on failed (filename: the path inside)."""
+
+
 class _fd:
     """`with _fd(os.open(...)) as fd:` closes fd on the way out (no contextlib import)."""
 
@@ -104,6 +108,8 @@ class RootBuilder:
                 os.mkdir(name, mode, dir_fd=parent_fd)
             except FileExistsError:
                 pass  # a dangling symlink or a race: the open below decides
+            except OSError as exc:
+                raise _MountPointError(exc.errno, exc.strerror, path) from exc
         return self.open_inside(path, os.O_PATH | os.O_DIRECTORY)
 
     def ensure_file(self, path: str) -> int:
@@ -119,6 +125,8 @@ class RootBuilder:
                 os.close(fd)
             except FileExistsError:
                 pass
+            except OSError as exc:
+                raise _MountPointError(exc.errno, exc.strerror, path) from exc
         return self.open_inside(path)
 
     # -- mount helpers ---------------------------------------------------
@@ -205,6 +213,15 @@ class RootBuilder:
             what = ("source does not exist" if op.source and exc.filename == op.source
                     else f"{exc.filename or op.dest}: no such file or directory")
             raise _fail(op, what) from exc
+        except _MountPointError as exc:
+            parent = os.path.dirname(exc.filename.rstrip("/")) or "/"
+            why = ("is read-only in the sandbox" if exc.errno == errno.EROFS
+                   else f"refuses it: {os.strerror(exc.errno)}" if exc.errno else "refuses it")
+            raise SetupError(f"cannot create the mount point {exc.filename}: {parent} {why}",
+                             origin=op.origin or f"{op.kind} {op.dest}",
+                             hint=f"mount on a path that exists there, or first give {parent} "
+                                  f"a writable layer (e.g. --tmpfs {parent}, which hides what "
+                                  f"was in it)") from exc
         except OSError as exc:
             raise _fail(op, f"{op.kind} failed", exc) from exc
 

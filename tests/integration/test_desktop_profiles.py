@@ -118,4 +118,7 @@ def test_check_reports_desktop_pieces(jailpy):
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if " desktop " in line]
     assert any("xdg-dbus-proxy" in row and row.startswith("ok") for row in rows)
-    assert any(row.startswith("MISSING") and "X11 display" in row for row in rows)
+    assert any(row.startswith("not needed") and "X11 display" in row for row in rows)
+    asked = [line for line in jailpy.run(["check", "--all"]).stdout.splitlines()
+             if " desktop " in line]
+    assert any(row.startswith("MISSING") and "X11 display" in row for row in asked)

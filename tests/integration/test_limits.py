@@ -187,6 +187,8 @@ def test_memory_hog_is_killed_by_the_memory_limit(jailpy, cgroup_parent):
     assert status["signal"] == 9 and status["signal_name"] == "SIGKILL"
     assert 48 << 20 <= status["peak_memory"] <= 64 << 20
     assert status["cgroup"] in ("v1", "v2")
+    assert result.stderr == ("jailpy: the command was ended by the memory limit (--memory-max, "
+                             "limits.memory_max): the kernel's OOM killer; exit status 137\n")
     # A build tool whose child was OOM-killed fails on its own: still "memory".
     via_shell = jailpy.sandbox(f"python3 -c \"{HOG}\"; exit $?", "--memory-max", "64M",
                                "--json-status", "-")
@@ -246,6 +248,7 @@ def test_timeout_kills_a_stubborn_loop_and_everything_it_started(jailpy):
     assert status["timed_out"] and status["ended_by"] == "timeout"
     assert status["exit_code"] == 124 and status["signal_name"] == "SIGKILL"
     assert status["limits_hit"] == ["timeout"]
+    assert "ended by the wall-clock timeout (--timeout, limits.timeout)" in result.stderr
     assert status["user_time"] > 0  # the killed loop's CPU time is still accounted
     assert _leftovers(marker) == ""
 

@@ -351,6 +351,38 @@ def test_published_port_answers_on_the_hosts_loopback(jailpy, helper, host, prot
     assert sandbox.returncode == 0, err
 
 
+def test_server_inside_binds_port_80_published_to_the_host(jailpy, helper, host):
+    """README's example: the network namespace is jailpy's, so it lets a server
+    inside bind a low port (net.ipv4.ip_unprivileged_port_start = 0 there)."""
+    port = free_port(host)
+    body = f"port80-{os.urandom(4).hex()}"
+    sandbox = subprocess.Popen(
+        host.command(jailpy.user.command([
+            jailpy.binary, "run", "--net", helper, "--publish", f"{port}:80", "--",
+            "python3", "-c", SERVER, "80", "tcp", body])),
+        cwd=jailpy.workdir, env=jailpy.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    jailpy.started.append(sandbox)
+    client = subprocess.run(host.command(["python3", "-c", CLIENT, "127.0.0.1", str(port),
+                                          "0.5", "60", "tcp"]), capture_output=True, text=True,
+                            timeout=60)
+    out, err = sandbox.communicate(timeout=30)
+    assert client.stdout.strip() == f"BODY {body}", (client.stdout, err)
+    assert sandbox.returncode == 0, err
+
+
+def test_low_ports_open_only_in_a_network_namespace_jailpy_made(jailpy):
+    bind80 = "import socket; socket.socket().bind(('127.0.0.1', 80)); print('bound')"
+    own = jailpy.run(["run", "--", "python3", "-c", bind80])
+    assert (own.returncode, own.stdout.strip()) == (0, "bound"), own.stderr
+    # The host's namespace keeps its limit, and the sandbox cannot lower it.
+    shared = jailpy.run(["run", "--net", "host", "--", "sh", "-c",
+                         "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; "
+                         "echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start"])
+    host_value = open("/proc/sys/net/ipv4/ip_unprivileged_port_start").read().strip()
+    assert shared.stdout.strip() == host_value and shared.returncode != 0
+
+
 def test_published_port_in_use_on_the_host_is_a_clear_error(jailpy, helper, host, serve):
     server = serve(host)  # holds 127.0.0.1:PORT on the host side
     result = jailpy_on(jailpy, host, ["run", "--net", helper, "--publish",

@@ -167,7 +167,7 @@ def test_check_lists_machine_support(jailpy):
     result = jailpy.run(["check"])
     assert result.returncode == 0, result.stderr
     assert "user namespaces" in result.stdout
-    assert all(line.split()[0] in ("ok", "MISSING", "fix:") for line in
+    assert all(line.split()[0] in ("ok", "MISSING", "not", "fix:") for line in
                result.stdout.splitlines() if line.strip()), result.stdout
 
 
