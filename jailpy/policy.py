@@ -138,7 +138,7 @@ MOUNT_TABLE: dict[str, MountKind] = {row.name: row for row in (
     # planner (plan/__init__.py): a directory covered by an empty read-only tmpfs
     # (created first where a bind lets the sandbox create it), a file or directory
     # bound read-only over itself.
-    MountKind("hide", "", in_profiles=False, mounts=False),
+    MountKind("hide", "", in_profiles=False),  # mounts, grants nothing
     MountKind("protect", "", in_profiles=False, mounts=False),
 )}
 

@@ -438,12 +438,12 @@ _DIR_OPTION = click.option("--dir", "directory", metavar="DIR",
 
 
 def _open_run(directory: str | None, run_id: str | None):
-    """The named run, else the latest one."""
+    """The named run; the latest one when none is named or the name is `latest`."""
     from ..runtime.changes import Run, latest
     from .changes import root_of
 
     root = root_of(directory)
-    return Run(root, run_id or latest(root))
+    return Run(root, latest(root) if run_id in (None, "latest") else run_id)
 
 
 def _changes_command(func):
@@ -526,7 +526,7 @@ def changes_commit_cmd(run_id: str, paths: tuple[str, ...], directory: str | Non
     writing nothing, when a host file changed since the run started."""
     from ..runtime.changes import commit
 
-    run = _open_run(directory, None if run_id == "latest" else run_id)
+    run = _open_run(directory, run_id)
     try:
         done = commit(run, list(paths))
         left = len(run.changes())
@@ -543,7 +543,7 @@ def changes_discard_cmd(run_id: str, directory: str | None) -> None:
     """Delete RUN's directory and everything it kept."""
     from ..runtime.changes import discard
 
-    run = _open_run(directory, None if run_id == "latest" else run_id)
+    run = _open_run(directory, run_id)
     run.close()
     discard(run)
     click.echo(f"discarded run {run.id}")

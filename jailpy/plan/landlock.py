@@ -86,7 +86,8 @@ def _from_mounts(ops: tuple[MountOp, ...], root_readonly: bool) -> list[PathRule
             # would name paths that no longer exist in the sandbox.
             for path in beneath.pop(op.dest, ()):
                 rules.pop(path, None)
-            put(PathRule(op.dest, kind.grants, op.optional, origin))
+            if kind.grants:  # a hide grants nothing: jailpy's state stays out of reach
+                put(PathRule(op.dest, kind.grants, op.optional, origin))
             if op.kind == "dev":
                 put(PathRule(op.dest.rstrip("/") + "/shm", _EVERYTHING, False, origin))
         elif kind.grants:  # created in place: in a writable root, as writable as the root
