@@ -79,7 +79,7 @@ class StatusSink:
         elif fd is not None:
             try:
                 os.fstat(fd)
-            except OSError as exc:
+            except (OSError, OverflowError) as exc:  # OverflowError: beyond any C int
                 raise ConfigError(f"file descriptor {fd} is not open",
                                   origin=f"--json-status-fd {fd}") from exc
             os.set_inheritable(fd, False)  # never leaks into the sandbox
