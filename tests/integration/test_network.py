@@ -516,7 +516,7 @@ def test_slirp4netns_runs_in_its_own_sandbox(jailpy):
 
 def helper_pids(supervisor: int) -> list[int]:
     """Helpers started by this jailpy: their arguments name its private directory."""
-    marker = f"jailpy-net-{supervisor}-".encode()
+    marker = f"/net-{supervisor}-".encode()
     return [pid for pid, cmdline in processes() if marker in cmdline]
 
 
@@ -551,7 +551,8 @@ def test_no_helper_outlives_the_sandbox(jailpy, helper, host, ending):
         sandbox.wait(timeout=30)
         assert poll(lambda: not helper_pids(sup), 5), "helper outlived jailpy"
         assert poll(lambda: not any(os.path.exists(f"/proc/{p}") for p in target), 5)
-    assert not any(name.startswith(f"jailpy-net-{sup}-") for name in os.listdir("/tmp"))
+    base = f"/tmp/jailpy-{jailpy.user.uid}"  # runtime/rundir.py; the tests set no XDG_RUNTIME_DIR
+    assert not any(name.startswith(f"net-{sup}-") for name in os.listdir(base))
 
 
 def _comm(pid: int) -> str:
