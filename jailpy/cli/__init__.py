@@ -10,9 +10,31 @@
 from __future__ import annotations
 
 import sys
+import _signal  # the C module: `signal` would import enum (ms at start-up)
+
+
+def _interrupted_at_start_up(sig: int, frame: object) -> None:
+    """SIGINT while the console script is still importing us: end as an interrupted
+    jailpy does (130), instead of a KeyboardInterrupt traceback from inside an import.
+    (Python's own start-up, before this module runs, is not ours to change; the
+    window left is measured in docs/architecture.md, "Signals".)"""
+    raise SystemExit(130)
+
+
+if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+    _signal.signal(_signal.SIGINT, _interrupted_at_start_up)
 
 
 def main() -> None:
+    if _signal.getsignal(_signal.SIGINT) is _interrupted_at_start_up:
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+    try:
+        _main()
+    except KeyboardInterrupt:  # before `run` installs its relay, or in another command
+        sys.exit(130)
+
+
+def _main() -> None:
     _standard_streams()
     args = sys.argv[1:]
     if args[:1] == ["run"]:

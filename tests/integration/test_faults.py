@@ -185,43 +185,53 @@ def _helpers_of(pids: list[int], helper: str) -> list[int]:
             and any(m in raw for m in marks)]
 
 
+def sigkill_network(jailpy, helper: str, kills: int) -> None:
+    """`kills` SIGKILLs during the helper's start-up, then a normal run: nothing left."""
+    killed = _kill_during_start_up(jailpy, ["run", "--net", helper, "--", "true"], helper,
+                                   None, kills)
+    assert poll(lambda: not _helpers_of(killed, helper), 5), "a helper outlived jailpy"
+    again = jailpy.run(["run", "--net", helper, "--", "true"])
+    assert again.returncode == 0, again.stderr
+    base = f"/tmp/jailpy-{jailpy.user.uid}"  # no XDG_RUNTIME_DIR in the tests' environment
+    left = [n for n in os.listdir(base) if any(n.startswith(f"net-{p}-") for p in killed)]
+    assert left == [], f"left behind: {left} (JAILPY_FAULT_SEED={SEED})"
+
+
+def sigkill_dbus(jailpy, test_user, workdir, kills: int) -> None:
+    """The same for the D-Bus proxy, against a dbus-daemon of our own."""
+    from desktop_servers import SessionBus
+
+    bus = SessionBus(test_user, workdir)
+    try:
+        runtime = workdir / "runtime"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(runtime, test_user.uid, test_user.gid)
+        env = {"DBUS_SESSION_BUS_ADDRESS": bus.address, "XDG_RUNTIME_DIR": str(runtime)}
+        killed = _kill_during_start_up(jailpy, ["run", "--dbus", "--", "true"],
+                                       "xdg-dbus-proxy", env, kills)
+        assert poll(lambda: not _helpers_of(killed, "xdg-dbus-proxy"), 5), \
+            "a proxy outlived jailpy"
+        again = jailpy.run(["run", "--dbus", "--", "true"], env=env)
+        assert again.returncode == 0, again.stderr
+        assert os.listdir(runtime / "jailpy") == [], f"JAILPY_FAULT_SEED={SEED}"
+    finally:
+        bus.stop()
+
+
 @pytest.mark.parametrize("helper", ["slirp4netns", "pasta"])
 def test_sigkill_during_network_start_up_leaves_nothing_after_the_next_run(jailpy, helper):
     from shutil import which
 
     if which(helper) is None:
         pytest.skip(f"{helper} is not installed (scripts/setup.sh installs it)")
-    killed = _kill_during_start_up(jailpy, ["run", "--net", helper, "--", "true"], helper,
-                                   None, 8)
-    assert poll(lambda: not _helpers_of(killed, helper), 5), "a helper outlived jailpy"
-    again = jailpy.run(["run", "--net", helper, "--", "true"])
-    assert again.returncode == 0, again.stderr
-    base = f"/tmp/jailpy-{jailpy.user.uid}"
-    left = [n for n in os.listdir(base) if any(n.startswith(f"net-{p}-") for p in killed)]
-    assert left == [], f"left behind: {left}"
+    sigkill_network(jailpy, helper, 8)
 
 
 def test_sigkill_during_dbus_proxy_start_up_leaves_nothing_after_the_next_run(jailpy,
                                                                                user_tmp,
                                                                                test_user):
-    from desktop_servers import SessionBus
-
-    bus = SessionBus(test_user, user_tmp)
-    try:
-        runtime = user_tmp / "runtime"
-        runtime.mkdir(mode=0o700)
-        if os.geteuid() == 0:
-            os.chown(runtime, test_user.uid, test_user.gid)
-        env = {"DBUS_SESSION_BUS_ADDRESS": bus.address, "XDG_RUNTIME_DIR": str(runtime)}
-        killed = _kill_during_start_up(jailpy, ["run", "--dbus", "--", "true"],
-                                       "xdg-dbus-proxy", env, 8)
-        assert poll(lambda: not _helpers_of(killed, "xdg-dbus-proxy"), 5), \
-            "a proxy outlived jailpy"
-        again = jailpy.run(["run", "--dbus", "--", "true"], env=env)
-        assert again.returncode == 0, again.stderr
-        assert os.listdir(runtime / "jailpy") == []
-    finally:
-        bus.stop()
+    sigkill_dbus(jailpy, test_user, user_tmp, 8)
 
 
 # --- closed stdio ---------------------------------------------------------------------
