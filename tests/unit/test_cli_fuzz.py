@@ -76,13 +76,14 @@ def argvs(draw) -> list[str]:
 
 @pytest.fixture
 def home(tmp_path_factory, monkeypatch):
-    """A private home and caches: parse-cache writes go to a scratch directory."""
+    """A private home, caches and cwd: whatever a case writes goes to a scratch directory."""
     root = tmp_path_factory.mktemp("cli-fuzz")
     for name, sub in (("HOME", "home"), ("XDG_CONFIG_HOME", "config"),
                       ("XDG_CACHE_HOME", "cache")):
         (root / sub).mkdir()
         monkeypatch.setenv(name, str(root / sub))
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.chdir(root)  # --json-status with a relative name writes here
     return root
 
 
