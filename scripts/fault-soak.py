@@ -48,6 +48,8 @@ def runner() -> conftest.Runner:
     user = conftest.TestUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
     workdir = Path(tempfile.mkdtemp(prefix="jailpy-soak-"))
     os.chmod(workdir, 0o755)
+    if os.geteuid() == 0:  # the test user's own (a dbus-daemon of its own binds a socket here)
+        os.chown(workdir, user.uid, user.gid)
     return conftest.Runner(user, conftest._jailpy_binary(), workdir)
 
 
