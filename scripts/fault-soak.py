@@ -93,6 +93,7 @@ def sigint_window(count: int) -> None:
             text = err.decode(errors="replace")
             if "Fatal Python error" in text:
                 tally["fatal"] += 1
+                seen.add(next(line for line in text.splitlines() if "Fatal Python" in line))
             elif "Traceback" in text:
                 tally["traceback"] += 1
                 where = [line for line in text.splitlines() if line.startswith("  File")]
@@ -107,7 +108,7 @@ def sigint_window(count: int) -> None:
                 tally["other"] += 1
         print(delay_ms, *tally.values(), flush=True)
     for where in sorted(seen):
-        print("traceback from:", where)
+        print("seen:", where)
 
 
 def main() -> None:
