@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import children, poll, process_tree, processes
+from conftest import children, comm, poll, process_tree, processes
 
 SEED = int(os.environ.get("JAILPY_FAULT_SEED", "2126"))
 SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
@@ -45,14 +45,6 @@ def _depth(top: int) -> int:
         level += 1
 
 
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
 #: Points of the set-up, each a predicate on jailpy's pid. "relay": its relaying
 #: handlers are installed (SIGTERM is caught only by them; SIGINT is caught by
 #: Python from interpreter start-up).
@@ -61,7 +53,7 @@ STAGES = {
     "namespace-child": lambda top: _depth(top) >= 1,
     "pid1": lambda top: _depth(top) >= 2,
     "target-forked": lambda top: _depth(top) >= 3,
-    "command": lambda top: any(_comm(p) == "sleep" for p in process_tree(top)),
+    "command": lambda top: any(comm(p) == "sleep" for p in process_tree(top)),
 }
 
 
@@ -94,7 +86,7 @@ def _signal_state(top: int) -> list[str]:
                 fields = dict(line.split(":", 1) for line in f if ":" in line)
         except OSError:
             continue
-        rows.append(f"{pid} {_comm(pid)} " + " ".join(
+        rows.append(f"{pid} {comm(pid)} " + " ".join(
             f"{k}={fields[k].strip()}" for k in ("State", "SigPnd", "ShdPnd", "SigBlk", "SigCgt")))
     return rows
 
@@ -170,7 +162,7 @@ def _kill_during_start_up(jailpy, args: list[str], helper: str, env: dict[str, s
             while time.monotonic() < end:
                 pass
         else:  # as soon as the helper has been forked
-            spin_until(lambda: any(_comm(p) == helper for p in children(proc.pid))
+            spin_until(lambda: any(comm(p) == helper for p in children(proc.pid))
                        or proc.poll() is not None)
         proc.kill()
         proc.wait()

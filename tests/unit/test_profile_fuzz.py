@@ -56,26 +56,23 @@ mount_tables = st.dictionaries(
 
 
 @st.composite
-def documents(draw) -> dict:
-    """Mostly schema-shaped documents, with wrong types and unknown keys mixed in."""
+def documents(draw, value=values, mounts=mount_tables, junk: bool = True) -> dict:
+    """Schema-shaped documents; with `junk`, wrong types and unknown keys mixed in."""
     doc: dict = {}
-    for section in draw(st.lists(st.sampled_from(sorted(schema.SCHEMA)), max_size=6,
+    for section in draw(st.lists(st.sampled_from(sorted(schema.SCHEMA)), max_size=7,
                                  unique=True)):
         spec = schema.SCHEMA[section]
-        if isinstance(spec, schema.Field) or draw(st.integers(0, 9)) == 0:
-            doc[section] = draw(values)
+        if isinstance(spec, schema.Field) or junk and draw(st.integers(0, 9)) == 0:
+            doc[section] = draw(value)
             continue
         table = {}
-        for key in draw(st.lists(st.sampled_from(sorted(spec)), max_size=5, unique=True)):
-            if key == "mounts":
-                table[key] = draw(st.lists(mount_tables, max_size=4))
-            else:
-                table[key] = draw(values)
-        if draw(st.booleans()):
-            table[draw(keys)] = draw(values)
+        for key in draw(st.lists(st.sampled_from(sorted(spec)), max_size=6, unique=True)):
+            table[key] = draw(st.lists(mounts, max_size=4) if key == "mounts" else value)
+        if junk and draw(st.booleans()):
+            table[draw(keys)] = draw(value)
         doc[section] = table
-    if draw(st.integers(0, 4)) == 0:
-        doc[draw(keys)] = draw(values)
+    if junk and draw(st.integers(0, 4)) == 0:
+        doc[draw(keys)] = draw(value)
     return doc
 
 
@@ -256,27 +253,11 @@ MOUNT_KEYS = sorted({*MOUNT_KINDS, "ro-bind-try", "bind-try", "dev-bind-try",
                      *schema.MOUNT_OPTION_KEYS})
 
 
-@st.composite
-def schema_documents(draw) -> dict:
-    """Every section and key of the schema can be drawn; values mostly edge values."""
-    doc: dict = {}
-    for section in draw(st.lists(st.sampled_from(sorted(schema.SCHEMA)), max_size=8,
-                                 unique=True)):
-        spec = schema.SCHEMA[section]
-        if isinstance(spec, schema.Field):
-            doc[section] = draw(st.one_of(edge_values, values))
-            continue
-        table = {}
-        for key in draw(st.lists(st.sampled_from(sorted(spec)), min_size=1, max_size=8,
-                                 unique=True)):
-            if key == "mounts":
-                table[key] = draw(st.lists(st.dictionaries(
-                    st.sampled_from(MOUNT_KEYS), st.one_of(edge_scalars, strings),
-                    min_size=1, max_size=3), max_size=4))
-            else:
-                table[key] = draw(st.one_of(edge_values, values))
-        doc[section] = table
-    return doc
+#: Every section and key of the schema can be drawn; values mostly edge values.
+schema_documents = documents(
+    value=st.one_of(edge_values, values), junk=False,
+    mounts=st.dictionaries(st.sampled_from(MOUNT_KEYS), st.one_of(edge_scalars, strings),
+                           min_size=1, max_size=3))
 
 
 def _load_with_edges(path: Path, root: Path) -> None:
@@ -296,7 +277,7 @@ def _load_with_edges(path: Path, root: Path) -> None:
 
 @SCHEMA_SETTINGS
 @__import__("hypothesis").seed(FUZZ_SEED)
-@given(doc=schema_documents())
+@given(doc=schema_documents)
 @example(doc={"limits": {"rlimits": {"nofile": "²"}}})
 @example(doc={"limits": {"rlimits": {"nproc": "1:²"}}})
 @example(doc={"process": {"hostname": "\x1b[31m"}})
