@@ -161,6 +161,15 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def comm(pid: int) -> str:
+    """pid's command name ("" once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def process_tree(root: int) -> list[int]:
     """root and all its descendants, parents first."""
     found = [root]

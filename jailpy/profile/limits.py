@@ -53,7 +53,7 @@ def _unchecked_value(name: str, text: Any, origin: str) -> int:
         return math.ceil(parse_duration(text, origin))
     if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
         return text
-    if isinstance(text, str) and text.strip().isdigit():
+    if isinstance(text, str) and text.strip().isascii() and text.strip().isdigit():
         return int(text.strip())
     raise ConfigError(f"bad {name} limit {text!r}: expected a count", origin=origin,
                       hint='use a whole number or "unlimited"')

@@ -215,6 +215,11 @@ def load_file(path: str, variables: dict[str, str],
     return expanded
 
 
+#: How deep `extends` may nest (a profile extending one extending one ...): far more
+#: than any real layering needs, and well inside Python's recursion limit.
+MAX_EXTENDS_DEPTH = 64
+
+
 def load_layers(ref: str, env: dict[str, str], variables: dict[str, str],
                 use_cache: bool = False) -> list[Layer]:
     """The profile and everything it extends, base first, each file once.
@@ -245,6 +250,11 @@ def _load(ref: str, env: dict[str, str], variables: dict[str, str], layers: list
                           origin=origin or str(path))
     if key in seen:  # diamond: a base already applied is not applied again
         return
+    if len(chain) >= MAX_EXTENDS_DEPTH:
+        shown = [*chain[:3], "...", *chain[-2:], key]
+        raise ConfigError(f"profiles extend each other more than {MAX_EXTENDS_DEPTH} deep: "
+                          + " -> ".join(shown), origin=origin or str(path),
+                          hint="flatten the chain: a profile may extend several at once")
     doc = load_file(path, variables, cache)
     for i, parent in enumerate(doc.get("extends", [])):
         _load(parent, env, variables, layers, seen, (*chain, key), os.path.dirname(path),

@@ -22,7 +22,7 @@ _HELPERS = " or ".join(HELPER_MODES)
 
 
 def parse_port(text: str, what: str, origin: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise ConfigError(f"bad {what} {text!r}: expected a number from 1 to 65535",
                           origin=origin)
     return int(text)
@@ -56,7 +56,7 @@ def parse_publish(spec: str, origin: str) -> PortMapping:
 
 def _check_ipv4(address: str, spec: str, origin: str) -> None:
     octets = address.split(".")
-    if len(octets) != 4 or not all(o.isdigit() and int(o) < 256 for o in octets):
+    if len(octets) != 4 or not all(o.isascii() and o.isdigit() and int(o) < 256 for o in octets):
         raise ConfigError(f"bad host address {address!r} in {spec!r}: expected an IPv4 "
                           "address like 127.0.0.1", origin=origin)
 

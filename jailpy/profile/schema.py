@@ -115,10 +115,10 @@ def _env_table(table: Any, origin: str) -> None:
 
 
 def _hostname(name: Any, origin: str) -> None:
-    if not 0 < len(name.encode()) <= 64 or "/" in name or \
-            any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+    if not name.isprintable() or not 0 < len(name.encode(errors="replace")) <= 64 \
+            or "/" in name or name.isspace():
         raise ConfigError(f"not a valid hostname: {name!r}", origin=origin,
-                          hint="use 1 to 64 bytes, no '/' or control characters")
+                          hint="use 1 to 64 bytes of printable characters, no '/'")
 
 
 def choice(noun: str, values: tuple[str, ...]) -> tuple[str, Callable[[Any], bool], Validator]:

@@ -91,7 +91,7 @@ class StatusSink:
                                   origin=origin)
             try:
                 os.fstat(fd)
-            except OSError as exc:
+            except (OSError, OverflowError) as exc:  # OverflowError: beyond any C int
                 raise ConfigError(f"file descriptor {fd} is not open",
                                   origin=origin) from exc
             os.set_inheritable(fd, False)  # never leaks into the sandbox

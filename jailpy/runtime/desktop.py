@@ -16,18 +16,18 @@ The proxy is a HelperProcess (runtime/helper.py) whose --fd pipe is both its
 readiness signal and its lifeline: it writes one byte when its sockets are
 listening and exits by itself as soon as the read end, held only by the
 supervisor, is closed. So it goes away with jailpy even when jailpy is
-killed with SIGKILL. Session directories left behind by a killed jailpy are
-removed by the next run (their PID is gone).
+killed with SIGKILL. The session directory is claimed with a lock
+(runtime/rundir.py): one left behind by a killed jailpy is removed by the next
+run that makes one, as soon as no process of its run is left.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import stat
 
 from ..errors import SetupError
 from ..plan.desktop import DesktopPlan, session_base
+from . import rundir
 from .helper import HelperProcess
 from ..plan.desktop import parse_display
 from .x11 import trusted_cookie, untrusted_cookie
@@ -44,7 +44,7 @@ class DesktopSession:
         self.plan = plan
         self.env = dict(os.environ)
         self.proxy = DBusProxy(plan) if plan.proxies else None
-        self.created_session = False
+        self.session_lock = -1
         self.locks: list[int] = []
 
     def open(self) -> "DesktopSession":
@@ -70,9 +70,9 @@ class DesktopSession:
     def close(self) -> None:
         if self.proxy is not None:
             self.proxy.stop()
-        if self.created_session and self.plan.session_dir:
-            shutil.rmtree(self.plan.session_dir, ignore_errors=True)
-            self.created_session = False
+        if self.session_lock >= 0 and self.plan.session_dir:
+            rundir.release(self.plan.session_dir, self.session_lock)
+            self.session_lock = -1
         while self.locks:
             os.close(self.locks.pop())
 
@@ -119,10 +119,8 @@ class DesktopSession:
         if base != expected:  # the plan was made for another caller
             raise SetupError(f"session directory {path} is not under {expected}",
                              origin="desktop")
-        _private_dir(base)
-        _sweep_stale(base)
-        os.mkdir(path, 0o700)
-        self.created_session = True
+        rundir.private_base(base, "desktop")
+        self.session_lock = rundir.claim(path, "desktop")
 
     def _write_cookie(self) -> None:
         spec = self.plan.x11
@@ -182,34 +180,3 @@ class DBusProxy(HelperProcess):
     def _not_started(self, detail: str) -> SetupError:
         return SetupError(f"xdg-dbus-proxy did not start: {detail}", origin=self.origin,
                           hint="check the bus address (DBUS_SESSION_BUS_ADDRESS) and the rules")
-
-
-def _private_dir(path: str) -> None:
-    """Create `path` 0700, or check that the existing one is ours and private."""
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise SetupError(f"cannot create {path}: {exc.strerror}", origin="desktop") from exc
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise SetupError(f"{path} is not a private directory owned by uid {os.getuid()}",
-                         origin="desktop",
-                         hint="remove it, or set XDG_RUNTIME_DIR to your own runtime directory")
-
-
-def _sweep_stale(base: str) -> None:
-    """Remove session directories of jailpy processes that no longer exist."""
-    for name in os.listdir(base):
-        pid, sep, _ = name.partition("-")
-        if not sep or not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-            continue
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
-        shutil.rmtree(os.path.join(base, name), ignore_errors=True)

@@ -30,6 +30,7 @@ import time
 
 from ..errors import SetupError
 from ..linux import syscalls as sc
+from .target import reset_signals
 
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 2.0
@@ -73,9 +74,7 @@ class HelperProcess:
             sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != supervisor:
                 os._exit(1)
-            signal.pthread_sigmask(signal.SIG_SETMASK, ())
-            for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; exec keeps that
-                signal.signal(sig, signal.SIG_DFL)
+            reset_signals()  # stop()'s SIGTERM must not meet the supervisor's relay handler
             null = os.open("/dev/null", os.O_RDONLY)
             os.dup2(null, 0)
             os.dup2(self.output, 1)

@@ -221,7 +221,7 @@ def _check_pass_fds(fds: tuple[int, ...]) -> None:
     for fd in fds:
         try:
             os.fstat(fd)
-        except OSError:
+        except (OSError, OverflowError):  # OverflowError: beyond any C int
             raise SetupError(f"file descriptor {fd} is not open",
                              origin=f"--pass-fd {fd}") from None
 

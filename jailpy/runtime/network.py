@@ -34,6 +34,8 @@ import os
 from ..errors import SetupError
 from ..plan.network import DNS_ADDRESS, HOST_ADDRESS, MTU, PREFIX_LENGTH, SANDBOX_ADDRESS
 from ..policy import HELPER_PACKAGES
+from ..plan.desktop import session_base
+from . import rundir
 from .helper import READY_TIMEOUT, HelperProcess
 
 TYPE_CHECKING = False
@@ -137,12 +139,16 @@ class NetworkHelper(HelperProcess):
         return f"network.mode = {self.name}"
 
     def start(self, target_pid: int) -> None:
-        """Spawn, wait for readiness, publish ports; the private dir goes in any case."""
-        self.workdir = _private_dir()
+        """Spawn, wait for readiness, publish ports; the private dir goes in any case
+        (and if jailpy is killed first, the next run sweeps it: runtime/rundir.py)."""
+        base = session_base(dict(os.environ), os.getuid())
+        rundir.private_base(base, self.origin)
+        self.workdir = rundir.fresh_path(base, "net-")
+        lock = rundir.claim(self.workdir, self.origin)
         try:
             self.launch(target_pid)
         finally:
-            _remove_dir(self.workdir)
+            rundir.release(self.workdir, lock)
             self.workdir = None
 
     def launch(self, target_pid: int) -> None:
@@ -266,33 +272,6 @@ HELPERS: dict[str, type[NetworkHelper]] = {"slirp4netns": Slirp4netns, "pasta": 
 
 
 # --- small host-side utilities ------------------------------------------------------
-
-
-def _private_dir() -> str:
-    """A fresh 0700 directory for sockets and FIFOs, named after this process."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
-    if not os.access(base, os.W_OK | os.X_OK):
-        base = "/tmp"
-    while True:
-        path = os.path.join(base, f"jailpy-net-{os.getpid()}-{os.urandom(4).hex()}")
-        try:
-            os.mkdir(path, 0o700)
-            return path
-        except FileExistsError:
-            continue
-
-
-def _remove_dir(path: str) -> None:
-    """Remove the private directory and what the helper left in it."""
-    for name in os.listdir(path):
-        try:
-            os.unlink(os.path.join(path, name))
-        except OSError:
-            pass
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
 
 
 def _api_request(path: str, request: dict) -> dict:

@@ -27,7 +27,7 @@ from ..errors import SetupError
 from ..linux import syscalls as sc
 from ..plan import Plan
 from ..record import Record
-from . import caps, landlock, seccomp
+from . import caps, init, landlock, seccomp
 
 
 class Restrictions(Record):
@@ -56,6 +56,22 @@ def choose_cwd(plan: Plan) -> str:
     return plan.cwd if (st.st_dev, st.st_ino) == plan.cwd_identity else "/"
 
 
+#: Signals whose disposition the target must not inherit from Python: the ones
+#: Python ignores itself (SIGPIPE, SIGXFSZ) and every one the supervisor installs a
+#: relaying handler for (init.FORWARDED, SIGINT among them).
+_RESET = (signal.SIGPIPE, signal.SIGXFSZ, *init.FORWARDED)
+
+
+def reset_signals() -> None:
+    """Default dispositions first, then unblock: a forwarded signal pid 1 queued
+    while the mask was inherited blocked is then delivered by the kernel with its
+    default action (or after execve, to the command's own handler), never to a
+    Python handler copied from the supervisor, which would swallow it."""
+    for sig in _RESET:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+
+
 def apply(plan: Plan, restrictions: Restrictions) -> None:
     """Everything between fork and execve; raises SetupError on failure."""
     cwd = choose_cwd(plan)
@@ -64,9 +80,7 @@ def apply(plan: Plan, restrictions: Restrictions) -> None:
     except OSError as exc:
         raise SetupError(f"cannot change directory to {cwd}: {exc.strerror}",
                          origin="process.cwd") from exc
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    reset_signals()
     sc.close_range_cloexec(3)
     for fd in plan.pass_fds:
         try:

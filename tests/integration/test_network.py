@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Completed, chown_tree, poll, process_tree, processes
+from conftest import Completed, chown_tree, comm, poll, process_tree, processes
 
 HELPERS = ("slirp4netns", "pasta")
 IS_ROOT = os.geteuid() == 0
@@ -525,11 +525,11 @@ def test_slirp4netns_runs_in_its_own_sandbox(jailpy):
     sandbox = jailpy.popen(["run", "--net", "slirp4netns", "--", "head", "-c1"],
                            stdin=subprocess.PIPE)
     sup = poll(lambda: next((p for p in process_tree(sandbox.pid)
-                             if _comm(p) == "jailpy"), None), 10)
+                             if comm(p) == "jailpy"), None), 10)
     slirp = poll(lambda: helper_pids(sup), 10)
     assert slirp, "slirp4netns did not start"
     # Once the command runs, slirp4netns has reported ready: its sandbox is in place.
-    assert poll(lambda: [p for p in process_tree(sup) if _comm(p) == "head"], 10)
+    assert poll(lambda: [p for p in process_tree(sup) if comm(p) == "head"], 10)
     with open(f"/proc/{slirp[0]}/mountinfo") as f:
         mounts = sorted({line.split()[4] for line in f})
     with open(f"/proc/{slirp[0]}/status") as f:
@@ -548,7 +548,7 @@ def test_slirp4netns_runs_in_its_own_sandbox(jailpy):
 
 def helper_pids(supervisor: int) -> list[int]:
     """Helpers started by this jailpy: their arguments name its private directory."""
-    marker = f"jailpy-net-{supervisor}-".encode()
+    marker = f"/net-{supervisor}-".encode()
     return [pid for pid, cmdline in processes() if marker in cmdline]
 
 
@@ -561,13 +561,13 @@ def test_no_helper_outlives_the_sandbox(jailpy, helper, host, ending):
     jailpy.started.append(sandbox)
 
     def supervisor() -> int | None:  # the first "jailpy" below runuser (and nsenter)
-        return next((p for p in process_tree(sandbox.pid) if _comm(p) == "jailpy"), None)
+        return next((p for p in process_tree(sandbox.pid) if comm(p) == "jailpy"), None)
 
     sup = poll(supervisor, 10)
     assert sup, "jailpy did not start"
     helpers = poll(lambda: helper_pids(sup), 10)
     assert helpers, f"{helper} was not running while the sandbox ran"
-    target = poll(lambda: [p for p in process_tree(sup) if _comm(p) == "head"], 10)
+    target = poll(lambda: [p for p in process_tree(sup) if comm(p) == "head"], 10)
     assert target
     if ending == "exit":
         sandbox.stdin.write(b"x")
@@ -583,15 +583,9 @@ def test_no_helper_outlives_the_sandbox(jailpy, helper, host, ending):
         sandbox.wait(timeout=30)
         assert poll(lambda: not helper_pids(sup), 5), "helper outlived jailpy"
         assert poll(lambda: not any(os.path.exists(f"/proc/{p}") for p in target), 5)
-    assert not any(name.startswith(f"jailpy-net-{sup}-") for name in os.listdir("/tmp"))
+    base = f"/tmp/jailpy-{jailpy.user.uid}"  # runtime/rundir.py; the tests set no XDG_RUNTIME_DIR
+    assert not any(name.startswith(f"net-{sup}-") for name in os.listdir(base))
 
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 # --- failure modes ---------------------------------------------------------------------

@@ -56,26 +56,23 @@ mount_tables = st.dictionaries(
 
 
 @st.composite
-def documents(draw) -> dict:
-    """Mostly schema-shaped documents, with wrong types and unknown keys mixed in."""
+def documents(draw, value=values, mounts=mount_tables, junk: bool = True) -> dict:
+    """Schema-shaped documents; with `junk`, wrong types and unknown keys mixed in."""
     doc: dict = {}
-    for section in draw(st.lists(st.sampled_from(sorted(schema.SCHEMA)), max_size=6,
+    for section in draw(st.lists(st.sampled_from(sorted(schema.SCHEMA)), max_size=7,
                                  unique=True)):
         spec = schema.SCHEMA[section]
-        if isinstance(spec, schema.Field) or draw(st.integers(0, 9)) == 0:
-            doc[section] = draw(values)
+        if isinstance(spec, schema.Field) or junk and draw(st.integers(0, 9)) == 0:
+            doc[section] = draw(value)
             continue
         table = {}
-        for key in draw(st.lists(st.sampled_from(sorted(spec)), max_size=5, unique=True)):
-            if key == "mounts":
-                table[key] = draw(st.lists(mount_tables, max_size=4))
-            else:
-                table[key] = draw(values)
-        if draw(st.booleans()):
-            table[draw(keys)] = draw(values)
+        for key in draw(st.lists(st.sampled_from(sorted(spec)), max_size=6, unique=True)):
+            table[key] = draw(st.lists(mounts, max_size=4) if key == "mounts" else value)
+        if junk and draw(st.booleans()):
+            table[draw(keys)] = draw(value)
         doc[section] = table
-    if draw(st.integers(0, 4)) == 0:
-        doc[draw(keys)] = draw(values)
+    if junk and draw(st.integers(0, 4)) == 0:
+        doc[draw(keys)] = draw(value)
     return doc
 
 
@@ -212,3 +209,105 @@ def test_shown_profiles_load_back_to_the_same_policy(tmp_path, profiles):
         path = tmp_path / f"shown-{name}.toml"
         path.write_text(text)
         assert strip(profiles.policy(str(path))) == strip(profiles.policy(name)), name
+
+
+# --- from the schema, with edge values (issue 21) ------------------------------------
+#
+# Every key of the schema, every mount kind with its option keys, and values chosen
+# for the inputs that broke jailpy before: digits int() rejects, integers beyond
+# C types, control and bidi characters, a caller variable holding a surrogate
+# (argv and the environment may; TOML text cannot), deep nesting, long arrays.
+# FUZZ_SEED picks the run; a failure names it. A release check runs many more
+# (docs/architecture.md, "Fuzzing").
+
+FUZZ_SEED = int(__import__("os").environ.get("FUZZ_SEED", "21"))
+SCHEMA_SETTINGS = settings(SETTINGS, derandomize=False, database=None)
+
+EDGE_STRINGS = ["²", "٣", "１２", "1²", "²:1", "1G:²", "0x10", "1e999", "-0", " 12 ", "12\n",
+                "9" * 40, "9" * 400, "-" + "9" * 30, "unlimited", "1:2", "::", "\x1b[31mred",
+                "\u202eevil", "\x7f", "a\tb", "\r", "\ufeff", "🙂", "x" * 300, "/", "/a/../..",
+                "${HOME}", "${WEIRD}", "/tmp/${WEIRD}", "$${WEIRD}", "CAP_²", "@²", "1.5.2",
+                "10m²", "0755²", "-1s", "nan", "inf", "tcp:²", "127.0.0.²:1:2", "1:²",
+                "127.0.0.1:99999999999999999999:1", "65536:1", "0:0"]
+EDGE_INTS = [0, -1, 1, 2**31 - 1, 2**31, 2**32, 2**63 - 1, 2**63, 2**64, -2**63 - 1, 10**30]
+edge_scalars = st.one_of(
+    st.sampled_from(EDGE_STRINGS), st.sampled_from(EDGE_INTS), st.booleans(),
+    st.sampled_from([float("inf"), float("-inf"), float("nan"), 1e308, 5e-324, -0.0, 0.5]),
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=6), scalars)
+
+
+def _deep(depth: int, leaf):
+    for _ in range(depth):
+        leaf = [leaf]
+    return leaf
+
+
+edge_values = st.one_of(
+    edge_scalars,
+    st.lists(edge_scalars, max_size=4),
+    st.dictionaries(st.one_of(st.sampled_from(EDGE_STRINGS), keys), edge_scalars, max_size=3),
+    st.builds(_deep, st.integers(2, 60), edge_scalars),
+    st.builds(lambda v, n: [v] * n, edge_scalars, st.integers(50, 400)),
+)
+MOUNT_KEYS = sorted({*MOUNT_KINDS, "ro-bind-try", "bind-try", "dev-bind-try",
+                     *schema.MOUNT_OPTION_KEYS})
+
+
+#: Every section and key of the schema can be drawn; values mostly edge values.
+schema_documents = documents(
+    value=st.one_of(edge_values, values), junk=False,
+    mounts=st.dictionaries(st.sampled_from(MOUNT_KEYS), st.one_of(edge_scalars, strings),
+                           min_size=1, max_size=3))
+
+
+def _load_with_edges(path: Path, root: Path) -> None:
+    """_load_everything with a caller whose environment holds odd text too."""
+    env = {"HOME": str(root / "home"), "XDG_CONFIG_HOME": str(root / "config"),
+           "USER": "u", "PATH": "/usr/bin", "WEIRD": "\udcff\x1b[0m\n"}
+    caller = Caller(1000, 1000, env, "/work")
+    try:
+        policy = resolve_policy(str(path), caller)
+        build_plan(policy, ["true"], caller)
+    except ConfigError as err:
+        assert err.origin, err
+        assert "\n" not in err.message, err
+    except BaseException as exc:
+        raise AssertionError(f"{exc!r} (FUZZ_SEED={FUZZ_SEED})\n{path.read_text()}") from exc
+
+
+@SCHEMA_SETTINGS
+@__import__("hypothesis").seed(FUZZ_SEED)
+@given(doc=schema_documents)
+@example(doc={"limits": {"rlimits": {"nofile": "²"}}})
+@example(doc={"limits": {"rlimits": {"nproc": "1:²"}}})
+@example(doc={"process": {"hostname": "\x1b[31m"}})
+@example(doc={"network": {"mode": "slirp4netns", "publish": ["127.0.0.1:²:80"]}})
+@example(doc={"process": {"hostname": "${WEIRD}"}})
+def test_schema_documents_with_edge_values_never_crash(tmp_path_factory, doc):
+    root = tmp_path_factory.mktemp("edge")
+    path = root / "p.toml"
+    path.write_text(emit.dumps(doc))
+    _load_with_edges(path, root)
+
+
+@settings(SCHEMA_SETTINGS, max_examples=min(200, max(20, SCHEMA_SETTINGS.max_examples // 5)))
+@__import__("hypothesis").seed(FUZZ_SEED)
+@given(length=st.integers(1, 90), branch=st.booleans())
+def test_long_extends_chains_load_or_name_the_chain(tmp_path_factory, length, branch):
+    """A chain (or a chain with a second parent at each step) of `length` files."""
+    from jailpy.profile.loader import MAX_EXTENDS_DEPTH
+
+    root = tmp_path_factory.mktemp("chain")
+    for i in range(length):
+        parents = [f"./p{i + 1}.toml"] if i + 1 < length else []
+        if branch and i + 2 < length:
+            parents.append(f"./p{i + 2}.toml")
+        (root / f"p{i}.toml").write_text(emit.dumps({"extends": parents}) if parents else "")
+    env = {"HOME": str(root), "USER": "u", "PATH": "/usr/bin"}
+    try:
+        resolve_policy(str(root / "p0.toml"), Caller(1000, 1000, env, "/"))
+    except ConfigError as err:
+        assert length > MAX_EXTENDS_DEPTH, err
+        assert f"more than {MAX_EXTENDS_DEPTH} deep" in err.message and "p0.toml" in err.message
+        return
+    assert length <= MAX_EXTENDS_DEPTH + 1
