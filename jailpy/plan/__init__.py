@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+from ..errors import ConfigError
 from ..linux import syscalls as sc
 # Caller is re-exported: `from jailpy.plan import Caller` is how callers build one.
 from ..policy import (HELPER_MODES, NAMESPACES, Caller, Limits, MountOp,  # noqa: F401
@@ -68,6 +69,8 @@ class Plan(Record):
     #: Desktop pieces (plan/desktop.py); their ops and env are already part of
     #: mount_ops and env, this keeps the host-side specs and notes.
     desktop: "DesktopPlan | None" = None
+    #: The sandbox gets a pseudo-terminal of its own (runtime/tty.py).
+    tty: bool = False
 
     def unshares(self, namespace: str) -> bool:
         """Whether the sandbox gets its own `namespace` ("user", "mount", "net", ...)."""
@@ -171,7 +174,25 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         network_helper=helper,
         outer_userns=helper is not None and policy.namespaces.user and not ident.map_all,
         desktop=desktop,
+        tty=_terminal(policy, caller),
     )
+
+
+def _terminal(policy: Policy, caller: Caller) -> bool:
+    """A pseudo-terminal of the sandbox's own when asked for, or by default when
+    stdin is a terminal; --no-new-session keeps the host terminal itself."""
+    wanted, new_session = policy.process.tty, policy.process.new_session
+    if wanted is None:
+        return caller.terminal and new_session
+    if wanted and not new_session:
+        raise ConfigError("a pseudo-terminal of the sandbox's own needs a new session",
+                          origin="process.tty / --tty",
+                          hint="leave out --no-new-session, or leave out --tty to share the host "
+                               "terminal itself")
+    if wanted and not caller.terminal:
+        raise ConfigError("stdin is not a terminal", origin="process.tty / --tty",
+                          hint="run it from a terminal, or leave --tty out")
+    return wanted
 
 
 def _network_files(policy: Policy, ops: tuple[MountOp, ...]) -> tuple[MountOp, ...]:

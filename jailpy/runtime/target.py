@@ -7,6 +7,7 @@
                     compiled, the Landlock rules are checked against this
                     kernel's ABI. Returns the Restrictions the target applies.
     apply(...)      target, inside the new root: cwd, signal dispositions,
+                    a process group of its own (the pty's foreground group),
                     descriptors, rlimits, then the privilege layers:
                     Landlock rule paths opened -> capabilities dropped,
                     securebits locked -> no_new_privs -> Landlock enforced ->
@@ -28,6 +29,10 @@ from ..linux import syscalls as sc
 from ..plan import Plan
 from ..record import Record
 from . import caps, landlock, seccomp
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .tty import Terminal
 
 
 class Restrictions(Record):
@@ -52,12 +57,31 @@ def choose_cwd(plan: Plan) -> str:
     try:
         st = os.stat(plan.cwd)
     except OSError:
-        return "/"
-    return plan.cwd if (st.st_dev, st.st_ino) == plan.cwd_identity else "/"
+        return _not_visible(plan.cwd)
+    return plan.cwd if (st.st_dev, st.st_ino) == plan.cwd_identity else _not_visible(plan.cwd)
 
 
-def apply(plan: Plan, restrictions: Restrictions) -> None:
+def _not_visible(cwd: str) -> str:
+    """The command starts in / instead of the caller's directory: say so, with the fix
+    (a `make` run in / fails far from the cause)."""
+    note = (f"jailpy: note: {cwd} is not visible in the sandbox, starting in /; "
+            f"add --bind \"$PWD\" \"$PWD\" or --workspace \"$PWD\" to work there\n")
+    try:
+        os.write(2, note.encode(errors="replace"))
+    except OSError:
+        pass
+    return "/"
+
+
+def apply(plan: Plan, restrictions: Restrictions, terminal: "Terminal | None" = None) -> None:
     """Everything between fork and execve; raises SetupError on failure."""
+    if plan.new_session:
+        # A process group of its own: the signals pid 1 forwards reach the
+        # command's whole group. Its parent, pid 1, is in the same session, so
+        # the group is not orphaned and stops on SIGTSTP like any job.
+        os.setpgid(0, 0)
+    if terminal is not None:
+        terminal.apply()
     cwd = choose_cwd(plan)
     try:
         os.chdir(cwd)
