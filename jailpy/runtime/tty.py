@@ -13,8 +13,8 @@ writes the command's bytes, not a terminal's.
     prepare(plan)     supervisor, before fork: remember the host terminal's
                       modes and window size, open the control socket, put the
                       host terminal in raw mode (a jailpy started in the
-                      background stops right here on SIGTTOU, before any
-                      sandbox exists, like any job touching the terminal),
+                      background first stops on SIGTTOU until `fg`, before
+                      any sandbox exists, like any job setting its terminal),
                       take SIGTSTP, SIGTTIN, SIGTTOU, SIGCONT and SIGWINCH
     host_step(pid)    supervisor, after fork: start the relay thread
     detach()          pid 1, before the root is built: /dev/null replaces the
@@ -80,11 +80,8 @@ class Terminal:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        try:
-            self.modes = termios.tcgetattr(fd)
-        except termios.error as exc:
-            raise SetupError(f"cannot read the terminal's modes: {exc.args[-1]}",
-                             origin="process.tty / --tty") from None
+        _wait_for_foreground(fd)
+        self.modes = termios.tcgetattr(fd)  # the shell's modes for jobs, not its line editor's
         self.size = _window_size(fd)
         terminal = os.fstat(fd).st_rdev
         #: The standard descriptors that are this terminal; the others pass through.
@@ -152,10 +149,7 @@ class Terminal:
         self.raw = False
 
     def _foreground(self) -> bool:
-        try:
-            return os.tcgetpgrp(self.fd) == os.getpgrp()
-        except OSError:
-            return False
+        return _foreground(self.fd)
 
     def _take_signals(self) -> None:
         handlers = {signal.SIGTSTP: self._suspend, signal.SIGTTIN: self._suspend,
@@ -334,6 +328,31 @@ def _is_terminal(fd: int, terminal: int) -> bool:
         return os.isatty(fd) and os.fstat(fd).st_rdev == terminal
     except OSError:
         return False
+
+
+def _foreground(fd: int) -> bool:
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _wait_for_foreground(fd: int) -> None:
+    """Started in the background, stop as any job does that sets its terminal's
+    modes (SIGTTOU) until the shell brings it to the foreground with `fg`."""
+    while not _foreground(fd):
+        try:
+            termios.tcsetattr(fd, termios.TCSADRAIN, termios.tcgetattr(fd))
+        except termios.error as exc:
+            if exc.args[0] == errno.EINTR:
+                continue  # continued (SIGCONT's handler ran): look again
+            error = exc.args[-1]
+        else:
+            error = "SIGTTOU is ignored or blocked"
+        if not _foreground(fd):  # an orphaned process group, or SIGTTOU ignored
+            raise SetupError(f"jailpy is not in the foreground of its terminal ({error})",
+                             origin="process.tty / --tty",
+                             hint="run it in the foreground, or with --no-tty")
 
 
 def _window_size(fd: int) -> bytes:
