@@ -19,6 +19,8 @@ import struct
 import termios
 import time
 
+from conftest import process_tree
+
 PROMPT = "HOST$ "
 #: Terminal control sequences (bracketed paste and the like), left out of the screen.
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -94,9 +96,12 @@ class Terminal:
         return termios.tcgetattr(self.fd)
 
     def close(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        """Kill the host shell and everything it started, sandboxes included (a
+        failed test must leave nothing running to confuse the next one)."""
+        for pid in reversed(process_tree(self.pid)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         os.waitpid(self.pid, 0)
         os.close(self.fd)

@@ -92,15 +92,13 @@ def test_interrupt_keys_stop_make_and_its_recipe(host, jailpy, user_tmp, key):
     assert poll(lambda: not _states(jailpy.user.uid, b"sleep\x004343"), 10)
 
 
-@pytest.mark.parametrize("key", ["\x03", "\x1c"], ids=["ctrl-c", "ctrl-backslash"])
-def test_interrupt_keys_stop_a_shell_script_and_its_child(host, jailpy, key):
+def test_ctrl_c_stops_a_shell_script_and_its_child(host, jailpy):
     host.line(_jailpy(jailpy, "--chdir / -- sh -c 'sleep 4444; echo script-$((6*7))'"))
     assert poll(lambda: _states(jailpy.user.uid, b"sleep\x004444"), 20)
-    host.send(key)
+    host.send("\x03")
     screen = host.expect(r"(?s)(.*?)HOST\$ ", 10).group(1)
     assert "script-42" not in screen
-    status = host.run("echo status=$?")
-    assert re.search(r"status=13[01]", status)  # 128 + SIGINT or SIGQUIT
+    assert "status=130" in host.run("echo status=$?")  # 128 + SIGINT
 
 
 def test_ctrl_z_stops_the_whole_sandbox_and_fg_resumes_it(host, jailpy):
@@ -173,9 +171,9 @@ import fcntl, termios
 try:
     for ch in b"touch {mark}\\n":
         fcntl.ioctl(0, termios.TIOCSTI, bytes([ch]))
-    print("sti-accepted")
+    print("sti-" + "accepted")
 except OSError as exc:
-    print("sti-refused", exc.errno)
+    print("sti-" + "refused", exc.errno)
 """
 
 
