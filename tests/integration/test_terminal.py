@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
+import subprocess
 import termios
 
 import pytest
 
-from conftest import poll, processes
+from conftest import children, poll, processes
 from terminal import Terminal
 
 INNER_PROMPT = "INNER% "
@@ -193,3 +195,46 @@ def test_tiocsti_without_seccomp_only_reaches_the_inner_terminal(host, jailpy, u
     assert "sti-accepted" in out, out
     host.run("sleep 0.5")
     assert not mark.exists()
+
+
+# --- without a terminal (pipes, CI) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT],
+                         ids=lambda s: s.name)
+def test_without_a_terminal_signals_reach_the_commands_whole_group(jailpy, sig):
+    # The script waits for its child; only a signal to the whole group ends the
+    # child now (the script's own trap runs after the child is gone).
+    marker = f"sleep\x00{4800 + sig}".encode()
+    script = f"trap 'echo trapped' {sig.name[3:]}; sleep {4800 + sig}; echo child-ended-$?"
+    proc = jailpy.popen(["run", "--chdir", "/", "--", "sh", "-c", script],
+                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+    assert poll(lambda: _states(jailpy.user.uid, marker), 20)
+    os.kill(_supervisor(proc), sig)
+    out, _ = proc.communicate(timeout=20)
+    assert "trapped" in out and f"child-ended-{128 + sig}" in out, out
+    # A command that dies of the signal: 128 + N.
+    proc = jailpy.popen(["run", "--chdir", "/", "--", "sleep", str(4900 + sig)],
+                        stdin=subprocess.DEVNULL)
+    assert poll(lambda: _states(jailpy.user.uid, f"sleep\x00{4900 + sig}".encode()), 20)
+    os.kill(_supervisor(proc), sig)
+    assert proc.wait(timeout=20) == 128 + sig
+
+
+def _supervisor(proc: subprocess.Popen) -> int:
+    """jailpy's own pid (proc may be runuser, whose child it is then)."""
+    if os.geteuid() != 0:
+        return proc.pid
+    return poll(lambda: (children(proc.pid) or [None])[0], 5)
+
+
+# --- the working directory -------------------------------------------------------------
+
+
+def test_an_invisible_cwd_is_named_on_stderr_with_the_fix(jailpy, user_tmp):
+    result = jailpy.sandbox("pwd")
+    assert result.stdout.strip() == "/"
+    notes = [line for line in result.stderr.splitlines() if str(user_tmp) in line]
+    assert len(notes) == 1 and '--bind "$PWD" "$PWD"' in notes[0] and "--workspace" in notes[0]
+    for options in (["--chdir", "/"], ["--bind", str(user_tmp), str(user_tmp)]):
+        assert jailpy.sandbox("pwd", *options).stderr == ""
