@@ -222,32 +222,31 @@ class Terminal:
     def _pump(self, master: int) -> None:
         """Copy until the pty has no slave left (EIO on the master). Typed input
         waits in `pending` while the pty's input queue is full, and the host
-        terminal is not read meanwhile: nothing blocks both ways."""
+        terminal is not read meanwhile: nothing blocks both ways. The master is
+        drained before the next poll (its reads come in pieces of a few KiB)."""
         os.set_blocking(master, False)
-        control = self.host_end.fileno()
+        control, notices = self.host_end.fileno(), True
+        poller = select.poll()
+        watched: dict[int, int] = {}
         pending = b""
         reading = True
         while True:
-            poller = select.poll()
-            poller.register(master, select.POLLIN | (select.POLLOUT if pending else 0))
-            if control >= 0:
-                poller.register(control, select.POLLIN)
-            if reading and not pending:
-                poller.register(self.fd, select.POLLIN)
+            _watch(poller, watched, master, select.POLLIN | (select.POLLOUT if pending else 0))
+            _watch(poller, watched, control, select.POLLIN if notices else 0)
+            _watch(poller, watched, self.fd, select.POLLIN if reading and not pending else 0)
             for fd, events in poller.poll():
                 if fd == master:
                     if events & select.POLLOUT and pending:
                         pending = pending[_write_some(master, pending):]
                     if events & (select.POLLIN | select.POLLHUP | select.POLLERR):
-                        data = _read(master)
+                        while (data := _read(master)):
+                            _write_all(self.out, data)
                         if data == b"":
                             return
-                        if data:
-                            _write_all(self.out, data)
                 elif fd == control:
                     notice = os.read(control, 16)
                     if not notice:
-                        control = -1  # pid 1 is gone; the master's EIO follows
+                        notices = False  # pid 1 is gone; the master's EIO follows
                     elif notice == STOPPED:
                         os.kill(0, signal.SIGTSTP)  # as the host terminal's Ctrl-Z would
                 else:
@@ -372,6 +371,18 @@ def _set_modes(fd: int, modes: list) -> None:
             if exc.args[0] != errno.EINTR:
                 return  # the terminal is gone: there is nothing left to restore
     return
+
+
+def _watch(poller: "select.poll", watched: dict[int, int], fd: int, events: int) -> None:
+    """(Re-)register fd for `events` (0: not at all) when that changed."""
+    if watched.get(fd, 0) == events:
+        return
+    if events:
+        poller.register(fd, events)
+        watched[fd] = events
+    else:
+        poller.unregister(fd)
+        del watched[fd]
 
 
 def _read(fd: int) -> bytes | None:
