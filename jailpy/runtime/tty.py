@@ -253,8 +253,11 @@ class Terminal:
                     try:
                         data = os.read(self.fd, _CHUNK)
                     except OSError as exc:
-                        if exc.errno != errno.EIO or self._foreground():
+                        if exc.errno != errno.EIO:
                             raise
+                        if not _background(self.fd):
+                            reading = False  # hung up: SIGHUP reaches the sandbox as usual
+                            continue
                         os.kill(0, signal.SIGTTIN)  # a background job reading its terminal
                         time.sleep(0.05)  # the main thread's handler stops the process
                         continue
@@ -332,6 +335,14 @@ def _is_terminal(fd: int, terminal: int) -> bool:
 def _foreground(fd: int) -> bool:
     try:
         return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _background(fd: int) -> bool:
+    """Another process group has the terminal (not: the terminal hung up)."""
+    try:
+        return os.tcgetpgrp(fd) != os.getpgrp()
     except OSError:
         return False
 
