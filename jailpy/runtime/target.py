@@ -48,8 +48,9 @@ def prepare(plan: Plan) -> Restrictions:
     return Restrictions(landlock.prepare(plan.landlock), seccomp.prepare(plan.seccomp))
 
 
-def choose_cwd(plan: Plan) -> str:
-    """The explicit cwd, or the caller's cwd if the same directory is visible."""
+def choose_cwd(plan: Plan) -> str | None:
+    """The explicit cwd, or the caller's cwd if the same directory is visible;
+    None when it is not (the command then starts in /)."""
     if plan.cwd is None:
         return "/"
     if plan.cwd_identity is None:
@@ -57,20 +58,19 @@ def choose_cwd(plan: Plan) -> str:
     try:
         st = os.stat(plan.cwd)
     except OSError:
-        return _not_visible(plan.cwd)
-    return plan.cwd if (st.st_dev, st.st_ino) == plan.cwd_identity else _not_visible(plan.cwd)
+        return None
+    return plan.cwd if (st.st_dev, st.st_ino) == plan.cwd_identity else None
 
 
-def _not_visible(cwd: str) -> str:
-    """The command starts in / instead of the caller's directory: say so, with the fix
-    (a `make` run in / fails far from the cause)."""
+def _say_cwd_is_not_visible(cwd: str) -> None:
+    """One line on stderr with the fix: a `make` started in / fails far from the
+    cause. Written last, so a set-up error is never preceded by it."""
     note = (f"jailpy: note: {cwd} is not visible in the sandbox, starting in /; "
             f"add --bind \"$PWD\" \"$PWD\" or --workspace \"$PWD\" to work there\n")
     try:
         os.write(2, note.encode(errors="replace"))
     except OSError:
         pass
-    return "/"
 
 
 def apply(plan: Plan, restrictions: Restrictions, terminal: "Terminal | None" = None) -> None:
@@ -82,7 +82,8 @@ def apply(plan: Plan, restrictions: Restrictions, terminal: "Terminal | None" = 
         os.setpgid(0, 0)
     if terminal is not None:
         terminal.apply()
-    cwd = choose_cwd(plan)
+    chosen = choose_cwd(plan)
+    cwd = "/" if chosen is None else chosen
     try:
         os.chdir(cwd)
     except OSError as exc:
@@ -102,6 +103,8 @@ def apply(plan: Plan, restrictions: Restrictions, terminal: "Terminal | None" = 
 
         rlimits.apply(plan.limits)
     _restrict(plan, restrictions)  # keep this last
+    if chosen is None and plan.cwd is not None:
+        _say_cwd_is_not_visible(plan.cwd)
 
 
 def _restrict(plan: Plan, restrictions: Restrictions) -> None:
