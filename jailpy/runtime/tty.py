@@ -116,6 +116,8 @@ class Terminal:
         self.pid1 = pid1
 
     def close(self) -> None:
+        """After the sandbox ended (or failed): the relay drains what it wrote
+        last, then the host terminal gets its modes and handlers back."""
         for sig, handler in self.saved.items():
             signal.signal(sig, handler)
         self.saved.clear()
