@@ -82,6 +82,16 @@ def test_the_shell_inside_has_job_control_and_a_tty_of_its_own(host, jailpy):
     host.expect(r"HOST\$ ")
 
 
+def test_the_readmes_jailpy_run_bash_as_written(host, jailpy):
+    host.line(_jailpy(jailpy, "-- bash"))
+    banner = host.expect(r"(?s)(.*?)bash-[0-9.]+\$ ").group(1)
+    assert "no job control" not in banner
+    host.line("tty; echo done-$((6*7))")
+    assert "/dev/pts/0" in host.expect(r"(?s).*done-42").group(0)
+    host.line("exit")
+    host.expect(r"HOST\$ ")
+
+
 @pytest.mark.parametrize("key", ["\x03", "\x1c"], ids=["ctrl-c", "ctrl-backslash"])
 def test_interrupt_keys_stop_make_and_its_recipe(host, jailpy, user_tmp, key):
     (user_tmp / "Makefile").write_text("all:\n\tsleep 4343; echo recipe-$$((6*7))\n")
