@@ -248,3 +248,11 @@ def test_an_invisible_cwd_is_named_on_stderr_with_the_fix(jailpy, user_tmp):
     assert len(notes) == 1 and '--bind "$PWD" "$PWD"' in notes[0] and "--workspace" in notes[0]
     for options in (["--chdir", "/"], ["--bind", str(user_tmp), str(user_tmp)]):
         assert jailpy.sandbox("pwd", *options).stderr == ""
+
+
+def test_descriptors_that_are_not_the_terminal_pass_through(host, jailpy):
+    # stdout is a pipe: the command's own bytes, no terminal's \r\n; stdin is still
+    # the terminal, so the sandbox has its pty (stderr shows it).
+    out = host.run(_jailpy(jailpy, "--chdir / -- sh -c 'printf \"a\\nb\\n\"; tty >&2' | od -c"))
+    assert re.search(r"a\s+\\n\s+b\s+\\n", out), out
+    assert "/dev/pts/0" in out
