@@ -79,7 +79,10 @@ def test_the_shell_inside_has_job_control_and_a_tty_of_its_own(host, jailpy):
     assert poll(lambda: _states(jailpy.user.uid, b"sleep\x004242") == ["T"], 10)
     _inner(host, "kill -9 %1")
     host.line("exit")
-    host.expect(r"HOST\$ ")
+    # bash may not have noted the killed job's end yet: a second exit leaves anyway
+    if "stopped jobs" in host.expect(r"HOST\$ |There are stopped jobs").group(0):
+        host.line("exit")
+        host.expect(r"HOST\$ ")
 
 
 def test_the_readmes_jailpy_run_bash_as_written(host, jailpy):
