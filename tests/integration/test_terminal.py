@@ -50,6 +50,19 @@ def _states(uid: int, marker: bytes) -> list[str]:
     return states
 
 
+def _in_foreground(uid: int, marker: bytes) -> bool:
+    """Whether the process starting with `marker` is in its terminal's foreground group."""
+    for pid, cmdline in processes(uid):
+        if cmdline.startswith(marker):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            return fields[2] == fields[5]  # pgrp == tpgid
+    return False
+
+
 def _start_inner_shell(host, jailpy) -> None:
     host.line(_jailpy(jailpy, INNER_BASH))
     host.expect(re.escape(INNER_PROMPT))
@@ -72,7 +85,8 @@ def test_the_shell_inside_has_job_control_and_a_tty_of_its_own(host, jailpy):
     assert re.search(r"\[1\]\+\s+Running\s+sleep 4242", _inner(host, "jobs"))
     host.line("fg")
     host.expect("sleep 4242")
-    poll(lambda: _states(jailpy.user.uid, b"sleep\x004242"), 10)
+    # Ctrl-Z only once the inner shell has handed the job its terminal.
+    assert poll(lambda: _in_foreground(jailpy.user.uid, b"sleep\x004242"), 10)
     host.send("\x1a")  # Ctrl-Z: the inner job stops, the inner shell takes its prompt back
     host.expect(r"\[1\]\+\s+Stopped\s+sleep 4242")
     host.expect(re.escape(INNER_PROMPT))
