@@ -296,6 +296,8 @@ class Process(Record):
     cwd: str | None = None
     argv0: str | None = None
     new_session: bool = True
+    #: A pseudo-terminal of the sandbox's own: None decides from the caller's stdin.
+    tty: bool | None = None
     die_with_parent: bool = True
     #: Run until the last process inside exits, not only the command (runtime/init.py).
     wait_all: bool = False
@@ -530,6 +532,8 @@ class Caller(Record):
     env: dict[str, str]
     cwd: str | None
     cwd_identity: tuple[int, int] | None = None
+    #: Whether stdin is a terminal: a sandbox then gets a pseudo-terminal of its own.
+    terminal: bool = False
 
     @classmethod
     def current(cls) -> "Caller":
@@ -539,7 +543,7 @@ class Caller(Record):
             identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
         except OSError:
             cwd, identity = None, None
-        return cls(os.getuid(), os.getgid(), dict(os.environ), cwd, identity)
+        return cls(os.getuid(), os.getgid(), dict(os.environ), cwd, identity, os.isatty(0))
 
     def variables(self) -> dict[str, str]:
         """The caller's places, by the ${NAME} profiles use for them (profile/expand.py),

@@ -79,6 +79,10 @@ _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
 
+# Pseudo-terminal ioctls the termios module does not name (asm-generic/ioctls.h).
+TIOCSPTLCK = 0x40045431  # lock or unlock a pty's slave
+TIOCGPTPEER = 0x5441  # open a master's slave without a path lookup
+
 # prctl options (linux/prctl.h).
 PR_CAPBSET_DROP = 24
 PR_SET_SECUREBITS = 28

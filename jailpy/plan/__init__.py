@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 
+from ..errors import ConfigError
 from ..linux import syscalls as sc
 # Caller is re-exported: `from jailpy.plan import Caller` is how callers build one.
 from ..policy import (BIND_KINDS, HELPER_MODES, NAMESPACES, Caller, Limits,  # noqa: F401
@@ -76,6 +77,8 @@ class Plan(Record):
     #: `--changes` (plan/changes.py): the run directory kept for review; its overlay
     #: ops are already part of mount_ops.
     changes: "ChangesPlan | None" = None
+    #: The sandbox gets a pseudo-terminal of its own (runtime/tty.py).
+    tty: bool = False
 
     def unshares(self, namespace: str) -> bool:
         """Whether the sandbox gets its own `namespace` ("user", "mount", "net", ...)."""
@@ -199,7 +202,25 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         outer_userns=helper is not None and policy.namespaces.user and not ident.map_all,
         desktop=desktop,
         changes=changes,
+        tty=_terminal(policy, caller),
     )
+
+
+def _terminal(policy: Policy, caller: Caller) -> bool:
+    """A pseudo-terminal of the sandbox's own when asked for, or by default when
+    stdin is a terminal; --no-new-session keeps the host terminal itself."""
+    wanted, new_session = policy.process.tty, policy.process.new_session
+    if wanted is None:
+        return caller.terminal and new_session
+    if wanted and not new_session:
+        raise ConfigError("a pseudo-terminal of the sandbox's own needs a new session",
+                          origin="process.tty / --tty",
+                          hint="leave out --no-new-session, or leave out --tty to share the host "
+                               "terminal itself")
+    if wanted and not caller.terminal:
+        raise ConfigError("stdin is not a terminal", origin="process.tty / --tty",
+                          hint="run it from a terminal, or leave --tty out")
+    return wanted
 
 
 def _resolved(path: str) -> str:

@@ -110,6 +110,7 @@ def to_policy(merged: Merged, name: str) -> Policy:
                                 unset=tuple(env.get("unset", ()))),
         process=Process(hostname=proc.get("hostname"), cwd=proc.get("cwd"),
                         argv0=proc.get("argv0"), new_session=proc.get("new_session", True),
+                        tty=proc.get("tty"),
                         die_with_parent=proc.get("die_with_parent", True),
                         wait_all=proc.get("wait_all", False)),
         capabilities=Capabilities(keep=security.capability_names(data)),

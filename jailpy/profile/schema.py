@@ -200,7 +200,10 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
         "hostname": _f(HOSTNAME, "Hostname inside (needs the uts namespace)."),
         "cwd": _f(ABSPATH, "Working directory inside; default: the caller's when visible, else /."),
         "argv0": _f(STR, "argv[0] given to the command."),
-        "new_session": _f(BOOL, "Run the command in a new session (blocks TIOCSTI injection)."),
+        "new_session": _f(BOOL, "Run the command in a new session, away from the caller's "
+                          "terminal (false: share it, for people who want the host terminal)."),
+        "tty": _f(BOOL, "Give the sandbox a pseudo-terminal of its own (default: when stdin is "
+                  "a terminal and new_session is on)."),
         "die_with_parent": _f(BOOL, "Kill the whole sandbox when jailpy dies."),
         "wait_all": _f(BOOL, "Run until the last process inside exits, not only the command "
                        "(apps that restart themselves); the exit status is still the "

@@ -83,6 +83,7 @@ def core_sections(plan: Plan) -> list[Section]:
                f"cwd         {plan.cwd or '/'}"
                + ("" if plan.cwd_identity is None else " (if visible inside, else /)"),
                f"new session {'yes' if plan.new_session else 'no'}",
+               f"terminal    {'a pseudo-terminal of its own' if plan.tty else 'none'}",
                f"die with parent {'yes' if plan.die_with_parent else 'no'}",
                f"runs until  {'the last process exits' if plan.wait_all else 'the command exits'}",
                f"capabilities kept: {', '.join(plan.keep_caps) or 'none'}"]

@@ -12,6 +12,10 @@ from __future__ import annotations
 import os
 import _signal as signal  # the C module: `signal` would import enum (ms at start-up)
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
 #: Signals a supervisor or user may aim at the sandbox; forwarded to the target.
 FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
@@ -25,20 +29,28 @@ KILL_ALL = signal.SIGRTMIN + 1
 
 def block_forwarded() -> set[int]:
     """Block SIGCHLD and the forwarded signals; returns the previous mask."""
-    return signal.pthread_sigmask(signal.SIG_BLOCK, (*FORWARDED, signal.SIGCHLD, KILL_ALL))
+    return signal.pthread_sigmask(signal.SIG_BLOCK,
+                                  (*FORWARDED, signal.SIGCHLD, KILL_ALL, STOP_COMMAND))
 
 
-def supervise(target: int, is_pid1: bool, forward_terminal: bool,
-              wait_all: bool = False) -> int:
+#: From the supervisor, stopping as a job (runtime/tty.py): stop the command's group.
+STOP_COMMAND = signal.SIGTSTP
+
+
+def supervise(target: int, is_pid1: bool, forward_terminal: bool, wait_all: bool = False,
+              on_stop: "Callable[[], None] | None" = None) -> int:
     """Wait for `target`, reaping every other child; returns its raw wait status.
 
-    When the target ends, everything left in the sandbox is killed first, so
-    no daemonised leftover outlives the command that started it. With
-    `wait_all` the sandbox instead lives until its last process has exited
-    (an app that re-executes itself, a launcher that forks the real program);
-    the status is still the target's.
+    Signals go to the target's whole process group (it leads one in a new
+    session), so `sh -c "sleep 100; ..."` and make's recipes get them too.
+    With `on_stop`, a stop of the target is reported to it (job control of the
+    sandbox's terminal). When the target ends, everything left in the sandbox
+    is killed first, so no daemonised leftover outlives the command that
+    started it. With `wait_all` the sandbox instead lives until its last
+    process has exited (an app that re-executes itself, a launcher that forks
+    the real program); the status is still the target's.
     """
-    waited = (*FORWARDED, signal.SIGCHLD, KILL_ALL)
+    waited = (*FORWARDED, signal.SIGCHLD, KILL_ALL, STOP_COMMAND)
     skip = () if forward_terminal else TERMINAL_GENERATED
     status: int | None = None
     while status is None:
@@ -46,11 +58,14 @@ def supervise(target: int, is_pid1: bool, forward_terminal: bool,
         if info.si_signo == KILL_ALL:
             _kill(-1 if is_pid1 else target, signal.SIGKILL)
             continue
+        if info.si_signo == STOP_COMMAND:
+            _signal_group(target, signal.SIGSTOP)
+            continue
         if info.si_signo != signal.SIGCHLD:
             if info.si_signo not in skip:
-                _kill(target, info.si_signo)
+                _signal_group(target, info.si_signo)
             continue
-        status = _reap(target)
+        status = _reap(target, on_stop)
     if wait_all:
         _wait_for_the_rest(waited, skip, is_pid1)
     if is_pid1:
@@ -66,7 +81,8 @@ def supervise(target: int, is_pid1: bool, forward_terminal: bool,
 
 def _wait_for_the_rest(waited: tuple[int, ...], skip: tuple[int, ...], is_pid1: bool) -> None:
     """After the target: reap until no child is left. Forwarded signals go to
-    every process left (the target is gone); KILL_ALL kills them all."""
+    every process left (the target is gone), a stop stops them all; KILL_ALL
+    kills them all."""
     while _children_left():
         info = signal.sigwaitinfo(waited)
         if info.si_signo == KILL_ALL and is_pid1:
@@ -74,8 +90,9 @@ def _wait_for_the_rest(waited: tuple[int, ...], skip: tuple[int, ...], is_pid1: 
         elif info.si_signo == KILL_ALL:
             _kill_descendants()
         elif info.si_signo != signal.SIGCHLD and info.si_signo not in skip:
+            sig = signal.SIGSTOP if info.si_signo == STOP_COMMAND else info.si_signo
             for pid in (-1,) if is_pid1 else _children():
-                _kill(pid, info.si_signo)
+                _kill(pid, sig)
 
 
 def _children() -> list[int]:
@@ -98,6 +115,15 @@ def _kill_descendants() -> None:
         _reap_all()
 
 
+def _signal_group(target: int, sig: int) -> None:
+    """`sig` to the target's process group; to the target alone while it has none
+    of its own yet (before its setsid) or shares the caller's (--no-new-session)."""
+    try:
+        os.kill(-target, sig)
+    except ProcessLookupError:
+        _kill(target, sig)
+
+
 def _kill(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
@@ -105,23 +131,29 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def _collect() -> tuple[dict[int, int], bool]:
+def _collect(on_stop: "Callable[[], None] | None" = None, target: int = 0
+             ) -> tuple[dict[int, int], bool]:
     """Reap every child that has exited: their wait statuses, and whether any
-    child is still running."""
+    child is still running. With `on_stop`, a stop of `target` is reported."""
     exited: dict[int, int] = {}
+    flags = os.WNOHANG | (os.WUNTRACED if on_stop is not None else 0)
     while True:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, flags)
         except ChildProcessError:
             return exited, False
         if pid == 0:
             return exited, True
+        if os.WIFSTOPPED(status):
+            if pid == target and on_stop is not None:
+                on_stop()
+            continue
         exited[pid] = status
 
 
-def _reap(target: int) -> int | None:
+def _reap(target: int, on_stop: "Callable[[], None] | None" = None) -> int | None:
     """Collect every exited child; the target's status if it was among them."""
-    return _collect()[0].get(target)
+    return _collect(on_stop, target)[0].get(target)
 
 
 def _children_left() -> bool:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from .limits import Enforcer, LimitReport
     from .target import Restrictions
+    from .tty import Terminal
 
     class HostSession(Protocol):
         """The host side of one concern for one run (userns, network, desktop):
@@ -90,9 +91,16 @@ def launch(plan: Plan, sessions: tuple["HostSession", ...] = (),
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC) if sessions else (-1, -1)
     supervisor = os.getpid()
+    terminal = None
     try:
+        if plan.tty:  # last: raw mode only once nothing else can fail before the fork
+            from . import tty
+
+            terminal = tty.prepare(plan)
         pid = os.fork()
     except BaseException:
+        if terminal is not None:
+            terminal.close()
         if enforcer is not None:
             enforcer.close()
         raise
@@ -100,10 +108,13 @@ def launch(plan: Plan, sessions: tuple["HostSession", ...] = (),
         os.close(report_r)
         if go_w >= 0:
             os.close(go_w)
-        _child_main(plan, restrictions, supervisor, report_w, go_r, enforcer)
+        _child_main(plan, restrictions, supervisor, report_w, go_r, enforcer, terminal)
     os.close(report_w)
     if enforcer is not None:
         enforcer.forked(pid)
+    if terminal is not None:
+        terminal.host_step(pid)
+        on_started = _also_tell(terminal, on_started)
     failure: BaseException | None = None
     limit_report = None
     try:
@@ -114,11 +125,23 @@ def launch(plan: Plan, sessions: tuple["HostSession", ...] = (),
     finally:
         os.close(report_r)
         _, wait_status, usage = _wait4(pid)
+        if terminal is not None:
+            terminal.close()  # the host terminal's modes, on every exit path
         if enforcer is not None:
             limit_report = enforcer.close()
     if failure is not None:
         raise failure
     return _result(messages, wait_status, usage, start, plan, limit_report)
+
+
+def _also_tell(terminal: "Terminal", on_started: "Callable[[int], None] | None"
+               ) -> "Callable[[int], None]":
+    """The terminal learns pid 1's pid too (it stops and continues the sandbox)."""
+    def started(pid1: int) -> None:
+        terminal.started(pid1)
+        if on_started is not None:
+            on_started(pid1)
+    return started
 
 
 def _prepare_limits(plan: Plan, start: float) -> "Enforcer | None":
@@ -227,7 +250,8 @@ def _check_pass_fds(fds: tuple[int, ...]) -> None:
 
 
 def _child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, report_w: int,
-                go_r: int, enforcer: "Enforcer | None" = None) -> None:
+                go_r: int, enforcer: "Enforcer | None" = None,
+                terminal: "Terminal | None" = None) -> None:
     """The namespace child; never returns."""
     code = EXIT_JAILPY_FAILURE
     try:
@@ -263,7 +287,7 @@ def _child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, repor
         pid1 = os.fork()
         if pid1 == 0:
             os.close(lifeline_w)
-            _pid1_main(plan, restrictions, report_w, lifeline_r)
+            _pid1_main(plan, restrictions, report_w, lifeline_r, terminal)
         os.close(lifeline_r)
         channel.send(report_w, started=pid1)
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
@@ -319,7 +343,8 @@ def _unshare(plan: Plan, flags: int = 0) -> None:
                          hint=hint) from exc
 
 
-def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline: int) -> None:
+def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline: int,
+               terminal: "Terminal | None") -> None:
     """pid 1 of the new pid namespace (or a plain reaper without one); never returns."""
     try:
         if plan.die_with_parent:
@@ -334,6 +359,8 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
         copy_outs: list[tuple[int, int]] = []
         if plan.quotas:
             userns.set_quotas(plan.quotas)
+        if terminal is not None:
+            terminal.detach()  # before the root is built: no /dev/console of the host's
         if plan.unshare_flags & sc.CLONE_NEWNET and not plan.outer_userns:
             sc.bring_up_loopback()
             sc.open_low_ports()  # through the host's /proc, before the root is replaced
@@ -341,6 +368,8 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
             copy_outs = mounts.build_root(plan.mount_ops, plan.root_readonly, plan.new_pid_ns)
         if plan.hostname is not None:
             sc.sethostname(plan.hostname)
+        if terminal is not None:
+            terminal.provide()
         if not plan.new_pid_ns:
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         # Non-dumpable before the fork, so there is no moment in which the target
@@ -349,10 +378,11 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         target = os.fork()
         if target == 0:
-            _target_main(plan, restrictions, report_w)
+            _target_main(plan, restrictions, report_w, terminal)
         caps.apply()
         status = init.supervise(target, is_pid1=plan.new_pid_ns,
-                                forward_terminal=plan.new_session, wait_all=plan.wait_all)
+                                forward_terminal=plan.new_session, wait_all=plan.wait_all,
+                                on_stop=terminal.stopped if terminal is not None else None)
         if copy_outs:  # size-limited --changes: every sandbox process is gone now
             mounts.copy_out(copy_outs)
         channel.send(report_w, status=status)
@@ -378,11 +408,12 @@ def _not_found(argv0: str) -> str:
     return f"{argv0}: its program loader or a library it needs is not in the sandbox"
 
 
-def _target_main(plan: Plan, restrictions: "Restrictions", report_w: int) -> None:
+def _target_main(plan: Plan, restrictions: "Restrictions", report_w: int,
+                 terminal: "Terminal | None") -> None:
     """Final preparation and execve of the command; never returns."""
     argv0 = plan.argv[0]
     try:
-        target.apply(plan, restrictions)
+        target.apply(plan, restrictions, terminal)
         argv = list(plan.argv)
         if plan.argv0 is not None:
             argv[0] = plan.argv0

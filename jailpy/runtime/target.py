@@ -7,6 +7,7 @@
                     compiled, the Landlock rules are checked against this
                     kernel's ABI. Returns the Restrictions the target applies.
     apply(...)      target, inside the new root: cwd, signal dispositions,
+                    a process group of its own (the pty's foreground group),
                     descriptors, rlimits, then the privilege layers:
                     Landlock rule paths opened -> capabilities dropped,
                     securebits locked -> no_new_privs -> Landlock enforced ->
@@ -29,6 +30,10 @@ from ..plan import Plan
 from ..record import Record
 from . import caps, init, landlock, seccomp
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .tty import Terminal
+
 
 class Restrictions(Record):
     """The privilege layers as this kernel will enforce them, decided on the host."""
@@ -43,8 +48,9 @@ def prepare(plan: Plan) -> Restrictions:
     return Restrictions(landlock.prepare(plan.landlock), seccomp.prepare(plan.seccomp))
 
 
-def choose_cwd(plan: Plan) -> str:
-    """The explicit cwd, or the caller's cwd if the same directory is visible."""
+def choose_cwd(plan: Plan) -> str | None:
+    """The explicit cwd, or the caller's cwd if the same directory is visible;
+    None when it is not (the command then starts in /)."""
     if plan.cwd is None:
         return "/"
     if plan.cwd_identity is None:
@@ -52,8 +58,8 @@ def choose_cwd(plan: Plan) -> str:
     try:
         st = os.stat(plan.cwd)
     except OSError:
-        return "/"
-    return plan.cwd if (st.st_dev, st.st_ino) == plan.cwd_identity else "/"
+        return None
+    return plan.cwd if (st.st_dev, st.st_ino) == plan.cwd_identity else None
 
 
 #: Signals whose disposition the target must not inherit from Python: the ones
@@ -72,9 +78,28 @@ def reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
 
 
-def apply(plan: Plan, restrictions: Restrictions) -> None:
+def _say_cwd_is_not_visible(cwd: str) -> None:
+    """One line on stderr with the fix: a `make` started in / fails far from the
+    cause. Written last, so a set-up error is never preceded by it."""
+    note = (f"jailpy: note: {cwd} is not visible in the sandbox, starting in /; "
+            f"add --bind \"$PWD\" \"$PWD\" or --workspace \"$PWD\" to work there\n")
+    try:
+        os.write(2, note.encode(errors="replace"))
+    except OSError:
+        pass
+
+
+def apply(plan: Plan, restrictions: Restrictions, terminal: "Terminal | None" = None) -> None:
     """Everything between fork and execve; raises SetupError on failure."""
-    cwd = choose_cwd(plan)
+    if plan.new_session:
+        # A process group of its own: the signals pid 1 forwards reach the
+        # command's whole group. Its parent, pid 1, is in the same session, so
+        # the group is not orphaned and stops on SIGTSTP like any job.
+        os.setpgid(0, 0)
+    if terminal is not None:
+        terminal.apply()
+    chosen = choose_cwd(plan)
+    cwd = "/" if chosen is None else chosen
     try:
         os.chdir(cwd)
     except OSError as exc:
@@ -92,6 +117,8 @@ def apply(plan: Plan, restrictions: Restrictions) -> None:
 
         rlimits.apply(plan.limits)
     _restrict(plan, restrictions)  # keep this last
+    if chosen is None and plan.cwd is not None:
+        _say_cwd_is_not_visible(plan.cwd)
 
 
 def _restrict(plan: Plan, restrictions: Restrictions) -> None:

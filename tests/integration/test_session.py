@@ -1,7 +1,9 @@
-"""New session by default: the command has no controlling terminal.
+"""New session by default: the command never has the caller's terminal.
 
 Run under a real pty (util-linux `script`), so the caller has a terminal the
-sandbox could otherwise reach through /dev/tty.
+sandbox could otherwise reach through /dev/tty. At a terminal the sandbox has
+a pty of its own (tests/integration/test_terminal.py); with --no-tty it has
+no controlling terminal at all.
 """
 
 from __future__ import annotations
@@ -19,9 +21,17 @@ def _under_pty(jailpy, *options: str) -> str:
     return result.stdout
 
 
-def test_new_session_has_no_controlling_terminal(jailpy):
-    out = _under_pty(jailpy)
+def test_new_session_without_a_pty_has_no_controlling_terminal(jailpy):
+    out = _under_pty(jailpy, "--no-tty")
     assert "TTY-ERR 6" in out  # ENXIO: no controlling terminal
+
+
+def test_new_session_at_a_terminal_has_a_pty_of_its_own(jailpy):
+    inner = shlex.join([jailpy.binary, "run", "--chdir", "/", "--", "tty"])
+    result = jailpy.raw(["script", "-qec", inner, "/dev/null"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    # (script(1) may echo its end-of-input character before it)
+    assert result.stdout.rstrip().endswith("/dev/pts/0")  # the sandbox's own devpts
 
 
 def test_no_new_session_keeps_the_terminal_for_job_control(jailpy):

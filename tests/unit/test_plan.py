@@ -62,3 +62,25 @@ def test_records_are_immutable_and_comparable():
         pass
     else:
         raise AssertionError("Policy must be immutable")
+
+
+def test_a_pty_of_its_own_when_stdin_is_a_terminal_unless_refused():
+    at_terminal = _caller().replace(terminal=True)
+    assert build_plan(Policy(), ["bash"], at_terminal).tty
+    assert not build_plan(Policy(), ["bash"], _caller()).tty  # pipes, CI
+    assert not build_plan(Policy(process=Process(tty=False)), ["bash"], at_terminal).tty
+    # --no-new-session keeps its meaning: the host terminal itself
+    assert not build_plan(Policy(process=Process(new_session=False)), ["bash"], at_terminal).tty
+
+
+def test_forcing_a_pty_that_cannot_be_is_a_config_error():
+    import pytest
+
+    from jailpy.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a terminal") as err:
+        build_plan(Policy(process=Process(tty=True)), ["bash"], _caller())
+    assert "--tty" in err.value.origin
+    with pytest.raises(ConfigError, match="new session"):
+        build_plan(Policy(process=Process(tty=True, new_session=False)), ["bash"],
+                   _caller().replace(terminal=True))
