@@ -160,7 +160,8 @@ class Sandboxed:
         return self.proc.poll() is None
 
     def processes(self, needle: str) -> list[int]:
-        """Processes of this tree whose command line contains `needle`."""
+        """Processes of this tree whose command line contains `needle`, jailpy's own
+        left out (its command line, and its forks', contain the sandboxed command)."""
         found = []
         for pid in tree(self.proc.pid):
             try:
@@ -168,7 +169,8 @@ class Sandboxed:
                     cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if needle in cmdline:
+            if needle in cmdline and not any(word.endswith("/jailpy")
+                                             for word in cmdline.split(" ")[:2]):
                 found.append(pid)
         return found
 
