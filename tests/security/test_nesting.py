@@ -175,3 +175,13 @@ def test_outer_pid_namespace_hides_host_processes(attack):
     finally:
         victim.kill()
         victim.wait()
+
+
+def test_shipped_nested_profile_runs_sandboxes(attack):
+    """ci-build's workspace, plus nesting: a sandbox started inside writes to it."""
+    jailpy = attack.jailpy
+    result = jailpy.run(["run", "-p", "nested", "--", "sh", "-c",
+                         f"cat /proc/sys/user/max_user_namespaces; {jailpy.binary} run "
+                         "--workspace . -- sh -c 'echo built > out'; cat out"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["256", "built"]
