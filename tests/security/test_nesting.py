@@ -12,6 +12,7 @@ docs/security.md, "Nesting".
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 
@@ -185,3 +186,23 @@ def test_shipped_nested_profile_runs_sandboxes(attack):
                          "--workspace . -- sh -c 'echo built > out'; cat out"])
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["256", "built"]
+
+
+def test_check_describes_the_sandbox_it_runs_in(attack):
+    """`jailpy check` inside: a default sandbox refuses nested namespaces (and has
+    mounts over /proc), a nesting one does not; both have a filter and no_new_privs."""
+    def rows(*options):
+        result = nested(attack, attack.jailpy.binary, "check", "--json", options=options)
+        return {row["feature"]: row for row in json.loads(result.stdout)
+                if row["area"] == "nesting"}
+
+    plain, nesting = rows(), rows(*NEST)
+    assert plain["new procfs"]["status"] == "MISSING"
+    assert "mounts over /proc/bus, /proc/irq, /proc/sys" in plain["new procfs"]["detail"]
+    assert nesting["new procfs"]["status"] == "ok"
+    for found in (plain, nesting):
+        assert found["user namespace"]["detail"].startswith("nested")
+        assert found["seccomp filter in force"]["detail"].startswith("yes")
+        assert found["no_new_privs"]["detail"].startswith("already set")
+    outside = json.loads(attack.jailpy.run(["check", "--json"]).stdout)
+    assert {row["feature"]: row["detail"] for row in outside}["no_new_privs"].startswith("not")
