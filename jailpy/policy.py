@@ -531,6 +531,16 @@ _USER_DIRS = {
 }
 
 
+def _controlling_terminal(fd: int) -> bool:
+    """fd is a terminal and the controlling terminal of this process's session:
+    tcgetpgrp fails (ENOTTY) for a pipe, a file, or another session's terminal."""
+    try:
+        os.tcgetpgrp(fd)
+    except OSError:
+        return False
+    return True
+
+
 class Caller(Record):
     """Facts about the invoking process that a profile and a Plan depend on."""
 
@@ -539,7 +549,9 @@ class Caller(Record):
     env: dict[str, str]
     cwd: str | None
     cwd_identity: tuple[int, int] | None = None
-    #: Whether stdin is a terminal: a sandbox then gets a pseudo-terminal of its own.
+    #: Whether stdin is the caller's controlling terminal: a sandbox then gets a
+    #: pseudo-terminal of its own (a terminal that is not the controlling one, as
+    #: in a process started in a new session, has no job control to relay).
     terminal: bool = False
 
     @classmethod
@@ -550,7 +562,8 @@ class Caller(Record):
             identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
         except OSError:
             cwd, identity = None, None
-        return cls(os.getuid(), os.getgid(), dict(os.environ), cwd, identity, os.isatty(0))
+        return cls(os.getuid(), os.getgid(), dict(os.environ), cwd, identity,
+                   _controlling_terminal(0))
 
     def variables(self) -> dict[str, str]:
         """The caller's places, by the ${NAME} profiles use for them (profile/expand.py),

@@ -134,6 +134,21 @@ class Runner:
         return self.run(["run", *options, "--", "sh", "-c", script], **kwargs)
 
 
+#: The one line jailpy prints when the caller's directory is not visible in the
+#: sandbox (tests/integration/test_terminal.py checks it; runs from a scratch
+#: directory print it, and tests about something else leave it out).
+CWD_NOTE_PREFIX = "jailpy: note: "
+CWD_NOTE_SUFFIX = ' is not visible in the sandbox, starting in /; add --bind "$PWD" "$PWD" ' \
+                  'or --workspace "$PWD" to work there'
+
+
+def without_cwd_note(stderr: str) -> str:
+    """stderr less jailpy's note that the current directory is not visible inside."""
+    return "".join(line for line in stderr.splitlines(keepends=True)
+                   if not (line.startswith(CWD_NOTE_PREFIX)
+                           and line.rstrip("\n").endswith(CWD_NOTE_SUFFIX)))
+
+
 @pytest.fixture
 def user_tmp(test_user: TestUser):
     """A scratch directory owned by the test user, outside any private path."""

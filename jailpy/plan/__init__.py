@@ -221,7 +221,8 @@ def _terminal(policy: Policy, caller: Caller) -> bool:
                           hint="leave out --no-new-session, or leave out --tty to share the host "
                                "terminal itself")
     if wanted and not caller.terminal:
-        raise ConfigError("stdin is not a terminal", origin="process.tty / --tty",
+        raise ConfigError("stdin is not jailpy's controlling terminal",
+                          origin="process.tty / --tty",
                           hint="run it from a terminal, or leave --tty out")
     return wanted
 

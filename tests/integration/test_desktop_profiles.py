@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, as_user_file, chown_tree
+from conftest import REPO, as_user_file, chown_tree, without_cwd_note
 from desktop_servers import Xvfb
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,7 @@ def test_missing_command_is_127(jailpy, home, xvfb, name):
     result = in_home(jailpy, home, ["run", "--profile", name, "--", "jailpy-no-such-app"],
                      env=xvfb.env())
     assert result.returncode == 127, result.stderr
-    assert result.stderr.strip() == "jailpy: jailpy-no-such-app: command not found"
+    assert without_cwd_note(result.stderr).strip() == "jailpy: jailpy-no-such-app: command not found"
 
 
 def test_explain_credits_each_app_dir_to_its_own_file(jailpy, home):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import as_user_file, poll
+from conftest import as_user_file, poll, without_cwd_note
 
 #: A fork bomb that records, from inside, the most processes it ever saw.
 BOMB = r"""
@@ -187,7 +187,7 @@ def test_memory_hog_is_killed_by_the_memory_limit(jailpy, cgroup_parent):
     assert status["signal"] == 9 and status["signal_name"] == "SIGKILL"
     assert 48 << 20 <= status["peak_memory"] <= 64 << 20
     assert status["cgroup"] in ("v1", "v2")
-    assert result.stderr == ("jailpy: the command was ended by the memory limit (--memory-max, "
+    assert without_cwd_note(result.stderr) == ("jailpy: the command was ended by the memory limit (--memory-max, "
                              "limits.memory_max): the kernel's OOM killer; exit status 137\n")
     # A build tool whose child was OOM-killed fails on its own: still "memory".
     via_shell = jailpy.sandbox(f"python3 -c \"{HOG}\"; exit $?", "--memory-max", "64M",

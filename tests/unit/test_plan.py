@@ -78,7 +78,7 @@ def test_forcing_a_pty_that_cannot_be_is_a_config_error():
 
     from jailpy.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="not a terminal") as err:
+    with pytest.raises(ConfigError, match="not jailpy.s controlling terminal") as err:
         build_plan(Policy(process=Process(tty=True)), ["bash"], _caller())
     assert "--tty" in err.value.origin
     with pytest.raises(ConfigError, match="new session"):
