@@ -254,6 +254,10 @@ class Namespaces(Record):
     uts: bool = True
     net: bool = True
     cgroup: bool = True
+    #: Processes inside may build sandboxes of their own (docs/security.md,
+    #: "Nesting"): user namespaces, and mounts inside the namespaces they create;
+    #: Landlock is off for the whole tree and /proc has nothing mounted over it.
+    nested: bool = False
 
 
 class Identity(Record):
@@ -329,6 +333,9 @@ class SeccompPolicy(Sourced):
     action: str = "errno:EPERM"
     actions: tuple[tuple[str, str], ...] = ()
     allow_userns: bool = False
+    #: namespaces.nested = true: allow_userns, plus the @mount calls @default
+    #: refuses (the kernel confines them to namespaces the caller created).
+    allow_nesting: bool = False
     block_tty_injection: bool = True
     bad_arch_action: str = "kill-process"
     origins: tuple[tuple[str, str], ...] = ()

@@ -430,6 +430,10 @@ RUN_OPTIONS: list[Opt] = [
     Opt("allow_userns", ("--allow-userns",), "flag",
         "Allow creating user namespaces (and the others) inside the sandbox.",
         key="seccomp.allow_userns"),
+    Opt("allow_nesting", ("--allow-nesting",), "flag",
+        "Let the command build sandboxes of its own (jailpy, bwrap, unshare -Urm): "
+        "mounts in its own namespaces; Landlock off.",
+        key="namespaces.nested"),
     Opt("landlock_enabled", ("--landlock",), "switch",
         "Enforce Landlock rules (default), or not.", off="--no-landlock",
         key="landlock.enabled"),

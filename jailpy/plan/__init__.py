@@ -79,6 +79,8 @@ class Plan(Record):
     changes: "ChangesPlan | None" = None
     #: The sandbox gets a pseudo-terminal of its own (runtime/tty.py).
     tty: bool = False
+    #: namespaces.nested: processes inside may build sandboxes (docs/security.md).
+    nested: bool = False
 
     def unshares(self, namespace: str) -> bool:
         """Whether the sandbox gets its own `namespace` ("user", "mount", "net", ...)."""
@@ -203,6 +205,7 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         desktop=desktop,
         changes=changes,
         tty=_terminal(policy, caller),
+        nested=policy.namespaces.nested,
     )
 
 

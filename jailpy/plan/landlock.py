@@ -106,6 +106,12 @@ def _ports(*lists: tuple[int, ...] | None) -> tuple[int, ...] | None:
     return tuple(sorted({port for ports in given for port in ports}))
 
 
+#: Why --explain shows Landlock off for a nesting sandbox.
+NESTING_OFF = ("off: namespaces.nested = true (a Landlock domain may not mount, so the "
+               "sandboxes built inside could not be; the mount namespace, seccomp and "
+               "dropped capabilities still bound the tree)")
+
+
 def derive(policy: Policy, ops: tuple[MountOp, ...] | None = None) -> LandlockRules | None:
     """The Landlock rules a policy asks for (None when Landlock is off).
 
@@ -114,11 +120,15 @@ def derive(policy: Policy, ops: tuple[MountOp, ...] | None = None) -> LandlockRu
     """
     spec = policy.landlock
     net = policy.network
-    if not spec.enabled:
+    # A process in a Landlock domain may not change mount topology (mount,
+    # pivot_root, umount: EPERM), so a tree that builds sandboxes of its own
+    # cannot be landlocked: nesting turns Landlock off (docs/security.md).
+    turned_off_by = "namespaces.nested" if policy.namespaces.nested else \
+        spec.origin_of("enabled") if not spec.enabled else None
+    if turned_off_by:
         if net.allow_connect_tcp is not None or net.allow_bind_tcp is not None:
             raise ConfigError("network.allow_connect_tcp/allow_bind_tcp are enforced with "
-                              "Landlock, which is turned off",
-                              origin=spec.origin_of("enabled"),
+                              "Landlock, which is turned off", origin=turned_off_by,
                               hint="keep landlock.enabled = true or drop the port lists")
         return None
     if not spec.from_mounts:
@@ -155,10 +165,11 @@ def derive(policy: Policy, ops: tuple[MountOp, ...] | None = None) -> LandlockRu
                          spec.scope_abstract_unix, tuple(needs), spec.best_effort)
 
 
-def describe(rules: LandlockRules | None, abi: int, why: str = "") -> list[str]:
+def describe(rules: LandlockRules | None, abi: int, why: str = "",
+             off_because: str = "") -> list[str]:
     """Lines for --explain: what will be enforced on a kernel with this ABI."""
     if rules is None:
-        return ["landlock    off"]
+        return [f"landlock    {off_because or 'off'}"]
     fatal = any(need.abi > abi and not need.optional for need in rules.requirements)
     if abi == 0:
         state = "UNAVAILABLE: run fails" if fatal else "NOT APPLIED (best effort)"

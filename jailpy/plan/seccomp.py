@@ -300,7 +300,7 @@ def _guards(spec, action: str, origin) -> list[Rule]:
         for value in (TIOCSTI, TIOCLINUX):
             rules.append(Rule("ioctl", action, (ArgMatch(1, 0xFFFFFFFF, value),),
                               origin=origin("block_tty_injection")))
-    if not spec.allow_userns:
+    if not (spec.allow_userns or spec.allow_nesting):
         rules += [Rule(c.name, c.action or action, c.match,
                        origin=f"{origin('allow_userns')} = false")
                   for c in (*_flags("unshare", 0, (CLONE_NEWUSER,)),
@@ -348,7 +348,7 @@ def resolve(spec) -> RuleSet | None:
                 + listed
         exceptions = {c.name for c, _, _ in entries("allow", spec.allow)}
         chosen = [(c, ch, w) for c, ch, w in listed if c.name not in exceptions
-                  and not (spec.allow_userns and _lifted_by_userns(c, ch))]
+                  and not _lifted(spec, c, ch)]
         main = _dedupe(Rule(c.name, action_for(c, ch), (), ch, w)
                        for c, ch, w in chosen if not c.match)
         guard = [Rule(c.name, action_for(c, ch), c.match, ch, w)
@@ -373,7 +373,7 @@ def resolve(spec) -> RuleSet | None:
         main = _dedupe(main_rules)
         guard = [Rule(c.name, action_for(c, ch), c.match, ch, w)
                  for c, ch, w in removed
-                 if c.match and not (spec.allow_userns and _lifted_by_userns(c, ch))]
+                 if c.match and not _lifted(spec, c, ch)]
     else:
         raise ConfigError(f"default_action must be \"allow\" (deny-list) or \"deny\" "
                           f"(allow-list), not {spec.default_action!r}",
@@ -393,6 +393,28 @@ def resolve(spec) -> RuleSet | None:
 #: the set-id tricks chroot used to enable (docs/security.md). mount,
 #: pivot_root and the rest of @mount stay refused.
 USERNS_SANDBOX_CALLS = ("chroot",)
+
+
+#: What namespaces.nested = true lifts besides allow_userns: the whole of
+#: @mount, so a process can build a sandbox root (mount, propagation changes,
+#: pivot_root, a procfs). Every one of these needs CAP_SYS_ADMIN (CAP_SYS_CHROOT)
+#: in the user namespace that owns the caller's mount namespace: the sandbox's
+#: processes have no capabilities in jailpy's namespace (they are dropped before
+#: execve, and no_new_privs holds), so the calls succeed only in a mount namespace
+#: the process created under a user namespace of its own. There the kernel locks
+#: every mount it inherited (MNT_LOCKED: it cannot be unmounted or moved to
+#: reveal what is under it, nor made writable), so a nested sandbox sees at most
+#: what the outer one shows. sethostname and setdomainname likewise need
+#: CAP_SYS_ADMIN over the UTS namespace: a sandbox names only the one it made.
+#: docs/security.md, "Nesting".
+NESTING_CALLS = (*GROUPS["@mount"], "sethostname", "setdomainname")
+
+
+def _lifted(spec, call: Call, chain: str) -> bool:
+    """Whether the settings lift this @default or @namespaces rule."""
+    if spec.allow_nesting and call.name in NESTING_CALLS:
+        return chain in ("@mount in @default", "@default")  # not when denied by name
+    return (spec.allow_userns or spec.allow_nesting) and _lifted_by_userns(call, chain)
 
 
 def _lifted_by_userns(call: Call, chain: str) -> bool:

@@ -177,8 +177,10 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
     "extends": _f(STRS, "Profiles (names or paths) this one is layered on, in order."),
     "reset": _f(RESET, "Keys (\"section.key\") whose inherited values this profile discards."),
     "namespaces": {
-        name: _f(BOOL, f"Create a new {name} namespace (true) or share the host's (false).")
-        for name in NAMESPACES
+        **{name: _f(BOOL, f"Create a new {name} namespace (true) or share the host's (false).")
+           for name in NAMESPACES},
+        "nested": _f(BOOL, "Let processes inside build sandboxes of their own: user "
+                           "namespaces and mounts in them; Landlock off (default false)."),
     },
     "identity": {
         "uid": _f(ID, "User id inside the sandbox; default: the caller's."),

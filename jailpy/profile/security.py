@@ -88,6 +88,7 @@ def seccomp_policy(data: dict[str, Any], origins: Origins) -> SeccompPolicy:
         action=sec.get("action", defaults.action),
         actions=tuple(sec.get("actions", {}).items()),
         allow_userns=sec.get("allow_userns", defaults.allow_userns),
+        allow_nesting=data.get("namespaces", {}).get("nested", False),
         block_tty_injection=sec.get("block_tty_injection", defaults.block_tty_injection),
         bad_arch_action=sec.get("bad_arch_action", defaults.bad_arch_action),
         origins=origins.within("seccomp", sec),

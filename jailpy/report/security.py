@@ -12,7 +12,7 @@ from .check import Check, read_value
 
 def explain_sections(plan) -> list[tuple[str, list[str]]]:
     """The [security] section, in the order the target applies the layers."""
-    from ..plan.landlock import describe
+    from ..plan.landlock import NESTING_OFF, describe
     from ..linux.landlock import abi_version
     from ..plan.seccomp import resolve, summary
 
@@ -21,7 +21,7 @@ def explain_sections(plan) -> list[tuple[str, list[str]]]:
     lines = [f"capabilities kept: {kept} (bounding, permitted, effective, inheritable and "
              "ambient sets cleared of everything else; securebits locked)",
              "no_new_privs yes",
-             *describe(plan.landlock, abi, why),
+             *describe(plan.landlock, abi, why, NESTING_OFF if plan.nested else ""),
              *summary(resolve(plan.seccomp)),
              "execve"]
     return [("security (applied in this order, right before execve)", lines)]

@@ -365,7 +365,8 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
             sc.bring_up_loopback()
             sc.open_low_ports()  # through the host's /proc, before the root is replaced
         if plan.new_mount_ns:
-            copy_outs = mounts.build_root(plan.mount_ops, plan.root_readonly, plan.new_pid_ns)
+            copy_outs = mounts.build_root(plan.mount_ops, plan.root_readonly, plan.new_pid_ns,
+                                          plan.nested)
         if plan.hostname is not None:
             sc.sethostname(plan.hostname)
         if terminal is not None:

@@ -64,8 +64,9 @@ class _fd:
 class RootBuilder:
     """Applies ordered mount ops to a fresh root, then pivots into it."""
 
-    def __init__(self, new_pid_ns: bool = True) -> None:
+    def __init__(self, new_pid_ns: bool = True, nested: bool = False) -> None:
         self.new_pid_ns = new_pid_ns
+        self.nested = nested
         sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
         sc.mount("jailpy-base", _BASE, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=0755")
         os.mkdir(f"{_BASE}/newroot", 0o755)
@@ -257,7 +258,12 @@ class RootBuilder:
         else:
             hardened = sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC
             self.mount_fs(op.dest, "proc", {}, hardened)
-        for entry in _PROC_READONLY:
+        # The kernel lets a user namespace mount a new procfs only while some
+        # procfs in its mount namespace is fully visible (nothing mounted over
+        # part of it). A nesting sandbox keeps /proc bare, as bwrap does: the
+        # entries below are the host root's, which the sandbox's ids are not,
+        # so the kernel's own permission checks refuse writes to them.
+        for entry in () if self.nested else _PROC_READONLY:
             try:
                 self.make_readonly(f"{op.dest}/{entry}")
             except FileNotFoundError:
@@ -499,11 +505,11 @@ class RootBuilder:
 
 
 def build_root(ops: tuple[MountOp, ...], root_readonly: bool,
-               new_pid_ns: bool = True) -> list[tuple[int, int]]:
+               new_pid_ns: bool = True, nested: bool = False) -> list[tuple[int, int]]:
     """Create the sandbox root from ops and pivot into it (call in pid 1); returns
     the size-limited overlays' layers for copy_out once the sandbox is gone."""
     try:
-        builder = RootBuilder(new_pid_ns)
+        builder = RootBuilder(new_pid_ns, nested)
     except OSError as exc:
         raise SetupError(f"cannot create the sandbox root: {exc.strerror}",
                          origin="mount namespace") from exc

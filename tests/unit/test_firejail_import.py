@@ -127,6 +127,7 @@ def test_socket_and_write_execute_groups_are_argument_filters():
     class Spec:
         enabled, action, bad_arch_action, actions = True, "errno:EPERM", "kill-process", ()
         default_action, allow, allow_userns, block_tty_injection = "allow", (), False, False
+        allow_nesting = False
         deny = ("@socket-other", "@socket-packet", "@memory-deny-write-execute")
 
         @staticmethod

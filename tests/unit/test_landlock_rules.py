@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jailpy.errors import UnsupportedError
+from jailpy.errors import ConfigError, UnsupportedError
 from jailpy.plan.landlock import EXECUTE, IOCTL, LIST, READ, WRITE, derive
 from jailpy.linux import landlock as ll
 from jailpy.policy import Filesystem, LandlockPolicy, MountOp, Namespaces, Network, Policy
@@ -124,3 +124,13 @@ def test_network_ports_without_landlock_are_an_error():
     with pytest.raises(ConfigError, match="enforced with Landlock"):
         derive(Policy(landlock=LandlockPolicy(enabled=False),
                       network=Network(allow_bind_tcp=(8080,))))
+
+
+def test_nesting_turns_landlock_off_and_refuses_port_lists():
+    """A Landlock domain may not mount, so a nesting tree is not landlocked; the
+    TCP port lists Landlock would enforce are refused rather than dropped."""
+    nesting = Namespaces(nested=True)
+    assert derive(Policy(namespaces=nesting, landlock=LandlockPolicy(enabled=True))) is None
+    with pytest.raises(ConfigError, match="Landlock, which is turned off") as err:
+        derive(Policy(namespaces=nesting, network=Network(allow_connect_tcp=(80,))))
+    assert err.value.origin == "namespaces.nested"

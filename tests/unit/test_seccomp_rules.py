@@ -99,6 +99,22 @@ def test_allow_userns_lifts_chroot_only_where_default_refuses_it():
         assert "chroot" in {r.syscall for r in named.main}, deny
 
 
+def test_nesting_lifts_mount_family_only_where_default_refuses_it():
+    """namespaces.nested: the @mount calls and sethostname/setdomainname (which the
+    kernel confines to namespaces the caller made) and namespace creation; setns,
+    the TIOCSTI guard and the rest of @default stay, and a name a profile denies
+    stays refused."""
+    rules = resolve(SeccompPolicy(deny=("@namespaces",), allow_nesting=True))
+    denied = {r.syscall for r in rules.main}
+    assert not denied & {"mount", "umount2", "pivot_root", "fsmount", "open_tree", "chroot",
+                         "sethostname", "setdomainname"}
+    assert {"setns", "keyctl", "bpf", "init_module", "reboot"} <= denied
+    assert {r.syscall for r in rules.guard} == {"ioctl"}
+    for deny in (("@mount",), ("mount", "sethostname")):
+        named = {r.syscall for r in resolve(SeccompPolicy(deny=deny, allow_nesting=True)).main}
+        assert set(deny) - {"@mount"} <= named and ("mount" in named), deny
+
+
 def test_deny_list_always_includes_default_and_exceptions_apply():
     rules = resolve(SeccompPolicy(deny=("ptrace",), allow=("sethostname",)))
     denied = {r.syscall for r in rules.main}

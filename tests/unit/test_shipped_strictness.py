@@ -12,7 +12,7 @@ from jailpy.profile.loader import profile_names, shipped_profiles_dir
 
 SHIPPED = sorted(p.stem for p in shipped_profiles_dir().glob("*.toml"))
 #: What a description must mention to be weaker in that respect.
-REASONS = {"allow_userns": "namespace"}
+REASONS = {"allow_userns": "namespace", "nested": "nest"}
 
 
 CALLER = Caller(1000, 1000, {"HOME": "/home/u", "USER": "u", "PATH": "/usr/bin"}, "/home/u/w")
@@ -53,7 +53,13 @@ def test_shipped_profile_is_at_least_as_strict_as_default(name):
             weaker.append(f"seccomp.{flag}")
     if policy.seccomp.bad_arch_action != default.seccomp.bad_arch_action:
         weaker.append("seccomp.bad_arch_action")
+    if policy.namespaces.nested and REASONS["nested"] not in description:
+        weaker.append("namespaces.nested")
     missing = _denied(default) - _denied(policy)
+    if policy.namespaces.nested and "namespaces.nested" not in weaker:
+        # explained: the mount family nesting lets through (docs/security.md)
+        missing -= _denied(default) - _denied(
+            default.replace(seccomp=default.seccomp.replace(allow_nesting=True)))
     if policy.seccomp.allow_userns and "seccomp.allow_userns" not in weaker:
         # explained: what allowing namespaces lets through (clone3, unshare, setns)
         missing -= _denied(default) - _denied(
