@@ -19,7 +19,7 @@ import socket
 import pytest
 
 from conftest import chown_tree, poll, without_cwd_note
-from desktop_apps import Desk, DevTools, ns, pdf_bytes, seccomp_filters
+from desktop_apps import Desk, DevTools, Launched, cmdline, ns, pdf_bytes, seccomp_filters
 from desktop_servers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -258,6 +258,65 @@ def test_wrap_covers_every_menu_entry_and_command_of_each_app(desk):
         assert desk.run([*env, desk.jailpy_bin, "unwrap", app]).returncode == 0
     assert not list(applications.glob("*.desktop"))
     assert sorted(p.name for p in bin_dir.iterdir()) == ["loffice"]
+
+
+# The four other apps, each started the two ways a user starts it once wrapped:
+# its menu entry, launched as a menu does (`gio launch`, which expands the
+# field codes and spawns Exec=), and its command typed in a shell. Each time its
+# window shows the file it was given and the app runs in a pid namespace under
+# jailpy's. (LibreOffice's menu entry is launched in the test above.)
+LAUNCHED = {
+    # profile: (menu entry, command, the app's program, its file, its window title)
+    "evince": ("org.gnome.Evince.desktop", "evince", "/usr/bin/evince", "Documents/paper.pdf",
+               r"^paper\.pdf$"),
+    "mpv": ("mpv.desktop", "mpv", "/usr/bin/mpv", "Videos/red.png", r"^red\.png - mpv$"),
+    "chromium": ("chromium.desktop", "chromium", "/usr/lib/chromium/chromium",
+                 "Downloads/menu.html", r"^menu page - Chromium$"),
+    "firefox": ("firefox-esr.desktop", "firefox-esr", "/usr/lib/firefox-esr/firefox-esr",
+                "Downloads/menu.html", r"^menu page — Mozilla Firefox$"),
+}
+
+
+def test_each_app_starts_sandboxed_from_its_menu_entry_and_its_command(desk):
+    bin_dir = desk.home / ".local" / "bin"
+    applications = desk.home / ".local" / "share" / "applications"
+    env = ["env", f"PATH={bin_dir}:/usr/local/bin:/usr/bin:/bin", "XDG_DATA_DIRS=/usr/share"]
+    desk.file("Documents/paper.pdf", pdf_bytes())
+    red = desk.workdir / "red.png"
+    assert desk.run(["convert", "-size", "160x120", "xc:#ff0000", str(red)]).returncode == 0
+    desk.file("Videos/red.png", red.read_bytes())
+    desk.file("Downloads/menu.html", "<!doctype html><title>menu page</title>menu\n")
+    # The apps' own settings, in their kept directories: mpv's menu entry plays
+    # in pseudo-gui mode, which would close after an image's default 1 s.
+    desk.file(".config/mpv/mpv.conf", "image-display-duration=inf\ngeometry=+0+0\n")
+    desk.file(".config/chromium/First Run", "")
+    chown_tree(desk.home, desk.user)
+    host_pids = os.readlink("/proc/self/ns/pid")
+    for profile in LAUNCHED:
+        done = desk.run([*env, desk.jailpy_bin, "wrap", profile])
+        assert done.returncode == 0, done.stderr
+
+    def sandboxed(app, program: str, title: str) -> None:
+        def running() -> list[int]:  # the program itself, not jailpy naming it
+            return [pid for pid in app.processes(program) if cmdline(pid).startswith(program)]
+
+        assert desk.wait_title(title)
+        pids = wait_for(running, 30, program)
+        assert all(ns(pid, "pid") != host_pids for pid in pids), program
+        if program == "/usr/bin/mpv":
+            window = desk.window_id(title)
+            wait_for(lambda: desk.pixel(window, 80, 60) == (255, 0, 0), 30, "the red image")
+        app.stop()
+        # Gone before the next start: a second instance would hand its file over.
+        wait_for(lambda: not running(), 30, f"{program} to exit")
+
+    for profile, (entry, command, program, path, title) in LAUNCHED.items():
+        argument = str(desk.home / path)
+        assert desk.launch([*env, "gio", "launch", str(applications / entry), argument],
+                           f"menu-{command}") == 0
+        sandboxed(Launched(desk, profile), program, title)
+        typed = desk.start([*env, command, argument], f"typed-{command}", jailpy=False)
+        sandboxed(typed, program, title)
 
 
 # -- run until the last process exits ------------------------------------------------------
