@@ -143,6 +143,54 @@ def test_firefox_keeps_its_profile_between_runs_and_sandboxes_its_content(desk):
     assert sorted((desk.home / ".cache" / "mozilla" / "firefox").iterdir()) == caches
 
 
+def firefoxes(app) -> list[int]:
+    """Firefox parent processes (not its content or utility processes)."""
+    return [pid for pid in app.processes("firefox-esr")
+            if cmdline(pid).startswith("firefox-esr ") and "-contentproc" not in cmdline(pid)]
+
+
+def restart_normally(desk: Desk, app) -> None:
+    """about:profiles' "Restart normally…" button, pressed from the keyboard: it
+    is the page's second tab stop (after "Restart with Add-ons Disabled…").
+    Keys sent before the page takes focus are lost: reload it and press again."""
+    window = desk.window_id(r"^About Profiles — Mozilla Firefox$")
+    first = firefoxes(app)
+
+    def pressed() -> bool:
+        if firefoxes(app) == first and app.alive():
+            desk.type_into(window, "F5", "Tab", "Tab", "Return")
+        return poll(lambda: firefoxes(app) != first or not app.alive(), 10, 0.2)
+
+    wait_for(pressed, 60, "Firefox to restart", interval=0.1)
+
+
+def test_firefox_restarting_itself_keeps_its_sandbox(desk):
+    """Firefox's own "Restart normally": the running Firefox starts its successor
+    and exits. process.wait_all (on in the gui profile) keeps the sandbox, and
+    the successor's window comes back; with --no-wait-all the sandbox ends."""
+    host_pids = os.readlink("/proc/self/ns/pid")
+    app = desk.start(["run", "--profile", "firefox", "--", "firefox-esr", "about:profiles"],
+                     "firefox-restart")
+    desk.wait_title(r"^About Profiles — Mozilla Firefox$")
+    first = wait_for(lambda: firefoxes(app), 30, "Firefox")
+    restart_normally(desk, app)
+    wait_for(lambda: first[0] not in firefoxes(app), 30, "the first Firefox to exit")
+    successor = wait_for(lambda: firefoxes(app), 30, "the restarted Firefox")
+    assert successor[0] not in first and ns(successor[0], "pid") != host_pids
+    # The first Firefox's windows went with its X connection: this one is the successor's.
+    assert desk.wait_title(r" — Mozilla Firefox$")
+    assert app.alive() and firefoxes(app) == successor
+    app.stop()
+
+    ended = desk.start(["run", "--profile", "firefox", "--no-wait-all", "--", "firefox-esr",
+                        "about:profiles"], "firefox-restart-ends")
+    desk.wait_title(r"^About Profiles — Mozilla Firefox$")
+    wait_for(lambda: firefoxes(ended), 30, "Firefox")
+    restart_normally(desk, ended)
+    ended.wait(30)
+    assert not firefoxes(ended)
+
+
 # -- evince, mpv ------------------------------------------------------------------------
 
 
