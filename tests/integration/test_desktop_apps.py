@@ -4,9 +4,10 @@ scripts/setup.sh installs firefox-esr, chromium, libreoffice-writer, evince
 and mpv; nothing here skips when one is missing. Each test shows the app's
 window with its content (its title names the document, or a pixel of it is
 read back), and the things that broke before: Chromium's own sandbox,
-Firefox's profile between runs and its content sandbox, an app restarting
-itself, the host app taking over a profile after a killed sandbox, two
-sandboxes on one profile, and `jailpy wrap` covering every entry.
+Firefox's profile between runs and its content sandbox, Chromium and Firefox
+restarting themselves, the host app taking over a profile after a killed
+sandbox, two sandboxes on one profile, `jailpy wrap` covering every entry,
+and each app started sandboxed from its wrapped menu entry and command.
 """
 
 from __future__ import annotations
