@@ -24,6 +24,8 @@ packages=(
   # The desktop apps the shipped profiles are tested with (tests/integration/
   # test_desktop_apps.py): about 1 GB unpacked, about 70 s to install.
   firefox-esr chromium libreoffice-writer evince mpv
+  # `gio launch`: starts a menu entry the way a desktop menu does.
+  libglib2.0-bin
   pipx bash-completion man-db zsh fish python3-hatchling python3-build
 )
 missing=()

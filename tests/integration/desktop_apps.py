@@ -78,6 +78,14 @@ class Desk:
         return subprocess.run(self.command(argv), env=self.env(), capture_output=True,
                               text=True, timeout=timeout, cwd=self.workdir)
 
+    def launch(self, argv: list[str], name: str) -> int:
+        """Run a launcher that spawns and leaves (`gio launch`): its output goes
+        to a log, as what it spawns inherits it and outlives it."""
+        with open(self.workdir / f"{name}.log", "wb") as out:
+            return subprocess.run(self.command(argv), env=self.env(), stdout=out, stderr=out,
+                                  stdin=subprocess.DEVNULL, timeout=30,
+                                  cwd=self.workdir).returncode
+
     def jailpy(self, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
         return self.run([self.jailpy_bin, *args], timeout)
 
@@ -162,17 +170,8 @@ class Sandboxed:
     def processes(self, needle: str) -> list[int]:
         """Processes of this tree whose command line contains `needle`, jailpy's own
         left out (its command line, and its forks', contain the sandboxed command)."""
-        found = []
-        for pid in tree(self.proc.pid):
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if needle in cmdline and not any(word.endswith("/jailpy")
-                                             for word in cmdline.split(" ")[:2]):
-                found.append(pid)
-        return found
+        return [pid for pid in tree(self.proc.pid) if needle in cmdline(pid)
+                and not any(word.endswith("/jailpy") for word in cmdline(pid).split(" ")[:2])]
 
     def kill(self) -> None:
         """SIGKILL to jailpy: the sandbox dies with it (die-with-parent)."""
@@ -199,6 +198,66 @@ class Sandboxed:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
+
+
+class Launched:
+    """A sandbox started by a menu launcher, which exits at once (`gio launch`
+    spawns the entry's Exec= and returns): found by its jailpy process, the
+    one whose HOME is this desk's home."""
+
+    def __init__(self, desk: Desk, profile: str, timeout: float = 30):
+        words = f"{desk.jailpy_bin} run --profile {profile} -- "
+        home = f"\0HOME={desk.home}\0".encode()
+
+        def outermost() -> list[int]:
+            found = [pid for pid in _all_pids()
+                     if words in cmdline(pid) and home in _environ(pid)]
+            return [pid for pid in found if _parent(pid) not in found]
+
+        self.pid = wait_for(outermost, timeout, f"jailpy run --profile {profile}")[0]
+
+    def processes(self, needle: str) -> list[int]:
+        return [pid for pid in tree(self.pid) if needle in cmdline(pid)]
+
+    def stop(self) -> None:
+        """SIGTERM to jailpy (twice: wait_all passes the second to what is left)."""
+        for _ in range(2):
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                return
+            if poll(lambda: not os.path.exists(f"/proc/{self.pid}"), 10, 0.1):
+                return
+        os.kill(self.pid, signal.SIGKILL)
+
+
+def cmdline(pid: int) -> str:
+    """A process's command line, words joined by spaces ("" once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return b"\0" + f.read()
+    except OSError:
+        return b""
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rpartition(")")[2].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def tree(root: int) -> list[int]:

@@ -4,9 +4,10 @@ scripts/setup.sh installs firefox-esr, chromium, libreoffice-writer, evince
 and mpv; nothing here skips when one is missing. Each test shows the app's
 window with its content (its title names the document, or a pixel of it is
 read back), and the things that broke before: Chromium's own sandbox,
-Firefox's profile between runs and its content sandbox, an app restarting
-itself, the host app taking over a profile after a killed sandbox, two
-sandboxes on one profile, and `jailpy wrap` covering every entry.
+Firefox's profile between runs and its content sandbox, Chromium and Firefox
+restarting themselves, the host app taking over a profile after a killed
+sandbox, two sandboxes on one profile, `jailpy wrap` covering every entry,
+and each app started sandboxed from its wrapped menu entry and command.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import socket
 import pytest
 
 from conftest import chown_tree, poll, without_cwd_note
-from desktop_apps import Desk, DevTools, ns, pdf_bytes, seccomp_filters
+from desktop_apps import Desk, DevTools, Launched, cmdline, ns, pdf_bytes, seccomp_filters
 from desktop_servers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -146,6 +147,54 @@ def test_firefox_keeps_its_profile_between_runs_and_sandboxes_its_content(desk):
     assert sorted((desk.home / ".cache" / "mozilla" / "firefox").iterdir()) == caches
 
 
+def firefoxes(app) -> list[int]:
+    """Firefox parent processes (not its content or utility processes)."""
+    return [pid for pid in app.processes("firefox-esr")
+            if cmdline(pid).startswith("firefox-esr ") and "-contentproc" not in cmdline(pid)]
+
+
+def restart_normally(desk: Desk, app) -> None:
+    """about:profiles' "Restart normally…" button, pressed from the keyboard: it
+    is the page's second tab stop (after "Restart with Add-ons Disabled…").
+    Keys sent before the page takes focus are lost: reload it and press again."""
+    window = desk.window_id(r"^About Profiles — Mozilla Firefox$")
+    first = firefoxes(app)
+
+    def pressed() -> bool:
+        if firefoxes(app) == first and app.alive():
+            desk.type_into(window, "F5", "Tab", "Tab", "Return")
+        return poll(lambda: firefoxes(app) != first or not app.alive(), 10, 0.2)
+
+    wait_for(pressed, 60, "Firefox to restart", interval=0.1)
+
+
+def test_firefox_restarting_itself_keeps_its_sandbox(desk):
+    """Firefox's own "Restart normally": the running Firefox starts its successor
+    and exits. process.wait_all (on in the gui profile) keeps the sandbox, and
+    the successor's window comes back; with --no-wait-all the sandbox ends."""
+    host_pids = os.readlink("/proc/self/ns/pid")
+    app = desk.start(["run", "--profile", "firefox", "--", "firefox-esr", "about:profiles"],
+                     "firefox-restart")
+    desk.wait_title(r"^About Profiles — Mozilla Firefox$")
+    first = wait_for(lambda: firefoxes(app), 30, "Firefox")
+    restart_normally(desk, app)
+    wait_for(lambda: first[0] not in firefoxes(app), 30, "the first Firefox to exit")
+    successor = wait_for(lambda: firefoxes(app), 30, "the restarted Firefox")
+    assert successor[0] not in first and ns(successor[0], "pid") != host_pids
+    # The first Firefox's windows went with its X connection: this one is the successor's.
+    assert desk.wait_title(r" — Mozilla Firefox$")
+    assert app.alive() and firefoxes(app) == successor
+    app.stop()
+
+    ended = desk.start(["run", "--profile", "firefox", "--no-wait-all", "--", "firefox-esr",
+                        "about:profiles"], "firefox-restart-ends")
+    desk.wait_title(r"^About Profiles — Mozilla Firefox$")
+    wait_for(lambda: firefoxes(ended), 30, "Firefox")
+    restart_normally(desk, ended)
+    ended.wait(30)
+    assert not firefoxes(ended)
+
+
 # -- evince, mpv ------------------------------------------------------------------------
 
 
@@ -261,6 +310,65 @@ def test_wrap_covers_every_menu_entry_and_command_of_each_app(desk):
         assert desk.run([*env, desk.jailpy_bin, "unwrap", app]).returncode == 0
     assert not list(applications.glob("*.desktop"))
     assert sorted(p.name for p in bin_dir.iterdir()) == ["loffice"]
+
+
+# The four other apps, each started the two ways a user starts it once wrapped:
+# its menu entry, launched as a menu does (`gio launch`, which expands the
+# field codes and spawns Exec=), and its command typed in a shell. Each time its
+# window shows the file it was given and the app runs in a pid namespace under
+# jailpy's. (LibreOffice's menu entry is launched in the test above.)
+LAUNCHED = {
+    # profile: (menu entry, command, the app's program, its file, its window title)
+    "evince": ("org.gnome.Evince.desktop", "evince", "/usr/bin/evince", "Documents/paper.pdf",
+               r"^paper\.pdf$"),
+    "mpv": ("mpv.desktop", "mpv", "/usr/bin/mpv", "Videos/red.png", r"^red\.png - mpv$"),
+    "chromium": ("chromium.desktop", "chromium", "/usr/lib/chromium/chromium",
+                 "Downloads/menu.html", r"^menu page - Chromium$"),
+    "firefox": ("firefox-esr.desktop", "firefox-esr", "/usr/lib/firefox-esr/firefox-esr",
+                "Downloads/menu.html", r"^menu page — Mozilla Firefox$"),
+}
+
+
+def test_each_app_starts_sandboxed_from_its_menu_entry_and_its_command(desk):
+    bin_dir = desk.home / ".local" / "bin"
+    applications = desk.home / ".local" / "share" / "applications"
+    env = ["env", f"PATH={bin_dir}:/usr/local/bin:/usr/bin:/bin", "XDG_DATA_DIRS=/usr/share"]
+    desk.file("Documents/paper.pdf", pdf_bytes())
+    red = desk.workdir / "red.png"
+    assert desk.run(["convert", "-size", "160x120", "xc:#ff0000", str(red)]).returncode == 0
+    desk.file("Videos/red.png", red.read_bytes())
+    desk.file("Downloads/menu.html", "<!doctype html><title>menu page</title>menu\n")
+    # The apps' own settings, in their kept directories: mpv's menu entry plays
+    # in pseudo-gui mode, which would close after an image's default 1 s.
+    desk.file(".config/mpv/mpv.conf", "image-display-duration=inf\ngeometry=+0+0\n")
+    desk.file(".config/chromium/First Run", "")
+    chown_tree(desk.home, desk.user)
+    host_pids = os.readlink("/proc/self/ns/pid")
+    for profile in LAUNCHED:
+        done = desk.run([*env, desk.jailpy_bin, "wrap", profile])
+        assert done.returncode == 0, done.stderr
+
+    def sandboxed(app, program: str, title: str) -> None:
+        def running() -> list[int]:  # the program itself, not jailpy naming it
+            return [pid for pid in app.processes(program) if cmdline(pid).startswith(program)]
+
+        assert desk.wait_title(title)
+        pids = wait_for(running, 30, program)
+        assert all(ns(pid, "pid") != host_pids for pid in pids), program
+        if program == "/usr/bin/mpv":
+            window = desk.window_id(title)
+            wait_for(lambda: desk.pixel(window, 80, 60) == (255, 0, 0), 30, "the red image")
+        app.stop()
+        # Gone before the next start: a second instance would hand its file over.
+        wait_for(lambda: not running(), 30, f"{program} to exit")
+
+    for profile, (entry, command, program, path, title) in LAUNCHED.items():
+        argument = str(desk.home / path)
+        assert desk.launch([*env, "gio", "launch", str(applications / entry), argument],
+                           f"menu-{command}") == 0
+        sandboxed(Launched(desk, profile), program, title)
+        typed = desk.start([*env, command, argument], f"typed-{command}", jailpy=False)
+        sandboxed(typed, program, title)
 
 
 # -- run until the last process exits ------------------------------------------------------
