@@ -26,6 +26,31 @@ def test_bare_jailpy_prints_help_on_stdout_and_exits_0(jailpy):
     assert "jailpy check" in result.stdout and "Commands:" in result.stdout
 
 
+#: The oldest click pyproject.toml allows, installed beside the venv by scripts/setup.sh.
+OLDEST_CLICK = VENV / "click-oldest"
+
+
+@pytest.mark.parametrize("click_path", [None, OLDEST_CLICK],
+                         ids=["installed-click", "click-8.1.0"])
+def test_bare_jailpy_and_grouped_help_with_any_allowed_click(jailpy, click_path):
+    """Bare `jailpy` and `jailpy run --help` behave the same with the oldest click the
+    package allows as with the installed one (click 8.1 and 8.2+ differ on no_args_is_help)."""
+    env = {}
+    if click_path is not None:
+        assert (click_path / "click").is_dir(), "run scripts/setup.sh (it installs click 8.1.0)"
+        env["PYTHONPATH"] = str(click_path)
+        version = jailpy.raw([str(VENV / "bin/python"), "-c", "import click.core, importlib."
+                              "metadata as m; print(m.version('click'), click.core.__file__)"],
+                             env=env).stdout.split()
+        assert version == ["8.1.0", str(click_path / "click/core.py")]
+    bare = jailpy.run([], env=env)
+    assert (bare.returncode, bare.stderr) == (0, "")
+    assert bare.stdout.startswith("Usage: jailpy [OPTIONS]") and "Commands:" in bare.stdout
+    grouped = jailpy.run(["run", "--help"], env=env)
+    assert grouped.returncode == 0 and "\nNetwork:\n" in grouped.stdout
+    assert "Examples:" in grouped.stdout
+
+
 def test_version_is_the_one_version_source(jailpy):
     assert jailpy.run(["--version"]).stdout == f"jailpy, version {package.__version__}\n"
     pyproject = (REPO / "pyproject.toml").read_text()
