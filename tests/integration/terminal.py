@@ -1,6 +1,7 @@
 """A person at a terminal, for the interactive tests: a real pseudo-terminal
 (the standard library's pty) with an interactive bash in it, running as the
-test user, into which the tests type and from which they read the screen.
+test user, into which the tests type and from which they read the screen
+(zsh instead of bash for the completion test: `shell`).
 
 The bash is the *host* shell: jailpy runs in it as a job, exactly as when a
 person types `jailpy run -- bash`, so the host shell's job control (Ctrl-Z,
@@ -28,7 +29,8 @@ _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 class Terminal:
     def __init__(self, user, workdir: str, rows: int = 24, cols: int = 80,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None,
+                 shell: tuple[str, ...] = ("/bin/bash", "--norc", "--noprofile", "-i")):
         pid, fd = pty.fork()
         if pid == 0:  # the host shell, as the test user, in a session of its own
             try:
@@ -40,7 +42,7 @@ class Terminal:
                 environment = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": user.home,
                                "USER": user.name, "LANG": "C.UTF-8", "TERM": "xterm",
                                "PS1": PROMPT, "PROMPT_COMMAND": "", **(env or {})}
-                os.execve("/bin/bash", ["bash", "--norc", "--noprofile", "-i"], environment)
+                os.execve(shell[0], list(shell), environment)
             finally:
                 os._exit(127)
         self.pid, self.fd = pid, fd

@@ -4,6 +4,7 @@ Each runs the installed CLI as the test user."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import pytest
 
 from conftest import REPO, VENV, without_cwd_note
+from terminal import PROMPT, Terminal
 
 import jailpy as package
 
@@ -22,6 +24,31 @@ def test_bare_jailpy_prints_help_on_stdout_and_exits_0(jailpy):
     assert result.stdout.startswith("Usage: jailpy [OPTIONS] COMMAND") or \
         result.stdout.startswith("Usage: jailpy [OPTIONS] [COMMAND]")
     assert "jailpy check" in result.stdout and "Commands:" in result.stdout
+
+
+#: The oldest click pyproject.toml allows, installed beside the venv by scripts/setup.sh.
+OLDEST_CLICK = VENV / "click-oldest"
+
+
+@pytest.mark.parametrize("click_path", [None, OLDEST_CLICK],
+                         ids=["installed-click", "click-8.1.0"])
+def test_bare_jailpy_and_grouped_help_with_any_allowed_click(jailpy, click_path):
+    """Bare `jailpy` and `jailpy run --help` behave the same with the oldest click the
+    package allows as with the installed one (click 8.1 and 8.2+ differ on no_args_is_help)."""
+    env = {}
+    if click_path is not None:
+        assert (click_path / "click").is_dir(), "run scripts/setup.sh (it installs click 8.1.0)"
+        env["PYTHONPATH"] = str(click_path)
+        version = jailpy.raw([str(VENV / "bin/python"), "-c", "import click.core, importlib."
+                              "metadata as m; print(m.version('click'), click.core.__file__)"],
+                             env=env).stdout.split()
+        assert version == ["8.1.0", str(click_path / "click/core.py")]
+    bare = jailpy.run([], env=env)
+    assert (bare.returncode, bare.stderr) == (0, "")
+    assert bare.stdout.startswith("Usage: jailpy [OPTIONS]") and "Commands:" in bare.stdout
+    grouped = jailpy.run(["run", "--help"], env=env)
+    assert grouped.returncode == 0 and "\nNetwork:\n" in grouped.stdout
+    assert "Examples:" in grouped.stdout
 
 
 def test_version_is_the_one_version_source(jailpy):
@@ -224,12 +251,51 @@ def test_fish_completion(jailpy, user_tmp):
     assert "slirp4netns" in lines and "some-file" in lines and "echo" in lines, out
 
 
-@pytest.mark.skipif(not shutil.which("zsh"), reason="zsh is not installed")
-def test_zsh_completion_script_parses(jailpy):
-    """Only parsed: zsh completes inside its line editor, which needs a terminal."""
-    script = jailpy.run(["completion", "zsh"]).stdout
-    assert script.startswith("#compdef jailpy")
-    assert subprocess.run(["zsh", "-n"], input=script, text=True).returncode == 0
+# zsh completes only inside its line editor: a real terminal, zsh -f with compinit and
+# the script `jailpy completion zsh` prints; list-choices (bound to ^Xl) prints what a
+# TAB would offer without changing the line.
+_ZSH_SETUP = ('autoload -Uz compinit && compinit -u -D && eval "$(jailpy completion zsh)" '
+              '&& bindkey "^Xl" list-choices && print zsh-ready')
+
+
+def _zsh_offers(terminal, line: str) -> list[str]:
+    """The words zsh lists for `line` + TAB (the listing under the line, split)."""
+    terminal.send(line + "\x18l")
+    terminal.expect(re.escape(line) + "\a?\n")  # zsh beeps when the word stays ambiguous
+    listing = terminal.expect(f"(?s)(.*?)\n{re.escape(PROMPT)}{re.escape(line)}").group(1)
+    terminal.send("\x15")  # kill the line for the next one
+    return listing.split()
+
+
+@pytest.mark.skipif(not shutil.which("zsh"), reason="zsh is not installed (scripts/setup.sh "
+                    "installs it)")
+def test_zsh_completion_at_a_terminal(jailpy, test_user, user_tmp):
+    (user_tmp / "some-dir").mkdir()
+    (user_tmp / "some-file").write_text("")
+    terminal = Terminal(test_user, str(user_tmp), rows=50, cols=200,
+                        env={"PATH": f"{VENV}/bin:/usr/bin:/bin", "TERM": "dumb"},
+                        shell=("/usr/bin/zsh", "-f", "-i"))
+    try:
+        terminal.line(_ZSH_SETUP)
+        terminal.expect(f"\nzsh-ready\n.*{re.escape(PROMPT)}")
+        offers = functools.partial(_zsh_offers, terminal)
+        assert {"run", "check", "completion", "profile"} <= set(offers("jailpy "))
+        assert offers("jailpy run --net ") == ["none", "host", "slirp4netns", "pasta"]
+        assert offers("jailpy run --cap-keep CAP_NET_B") == ["CAP_NET_BIND_SERVICE",
+                                                             "CAP_NET_BROADCAST"]
+        assert "@network-io" in offers("jailpy run --seccomp-deny @net")
+        assert "kill-thread" in offers("jailpy run --seccomp-action ")
+        assert "minimal" in offers("jailpy run -p mi")
+        assert "--net" in offers("jailpy run --ne")
+        # Paths: zsh's own file-name completion, for both arguments of --bind.
+        assert offers("jailpy run --bind some") == ["some-dir/", "some-file"]
+        assert offers("jailpy run --bind /x some") == ["some-dir/", "some-file"]
+        assert offers("jailpy run --workspace some") == ["some-dir/"]
+        # After --: the command, then that command's own arguments.
+        assert "bash" in offers("jailpy run -- bas")
+        assert offers("jailpy run --net host -- cat some-f") == ["some-file"]
+    finally:
+        terminal.close()
 
 
 def test_installed_man_pages_and_completion_files(jailpy):
