@@ -331,6 +331,9 @@ class SeccompPolicy(Sourced):
     allow_userns: bool = False
     block_tty_injection: bool = True
     bad_arch_action: str = "kill-process"
+    #: Raw BPF programs (struct sock_filter arrays) loaded in order after jailpy's
+    #: own filter: `jailpy bwrap --seccomp FD` / `--add-seccomp-fd FD` (docs/bwrap.md).
+    programs: tuple[bytes, ...] = ()
     origins: tuple[tuple[str, str], ...] = ()
     _section = "seccomp"
 

@@ -37,6 +37,10 @@ def main() -> None:
 def _main() -> None:
     _standard_streams()
     args = sys.argv[1:]
+    if args[:1] == ["bwrap"]:  # bubblewrap's language, its own parser (cli/bwrap.py)
+        from .bwrap import main as bwrap_main
+
+        bwrap_main(args[1:])
     if args[:1] == ["run"]:
         import gc
 

@@ -137,3 +137,5 @@ def _restrict(plan: Plan, restrictions: Restrictions) -> None:
         landlock.enforce(ruleset)
     if restrictions.seccomp_program is not None:
         seccomp.apply(restrictions.seccomp_program)
+    for program in plan.seccomp.programs:
+        seccomp.apply(program)
