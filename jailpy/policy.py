@@ -302,6 +302,10 @@ class Process(Record):
     #: Run until the last process inside exits, not only the command (runtime/init.py).
     wait_all: bool = False
     pass_fds: tuple[int, ...] = ()
+    #: Directories tried in order, by path and without a note, when the cwd is not
+    #: visible inside; then PWD names where the command starts (bwrap's rule:
+    #: `jailpy bwrap` sets the caller's cwd and $HOME).
+    cwd_fallback: tuple[str, ...] = ()
 
 
 class Filesystem(Record):

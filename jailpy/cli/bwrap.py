@@ -21,7 +21,8 @@ import sys
 
 VERSION = "0.11.0"
 
-USAGE = "usage: bwrap [OPTIONS...] [--] COMMAND [ARGS...]\n"
+#: bwrap names itself as it was run (argv[0]) in its usage line.
+USAGE = "usage: {} [OPTIONS...] [--] COMMAND [ARGS...]\n"
 
 #: option -> (number of arguments, help text); --help prints them in this order.
 OPTIONS: dict[str, tuple[int, str]] = {
@@ -107,6 +108,8 @@ _METAVARS = {"--args": "FD", "--argv0": "VALUE", "--userns": "FD", "--userns2": 
              "--overlay": "RWSRC WORKDIR DEST", "--exec-label": "LABEL", "--file-label": "LABEL",
              "--file": "FD DEST", "--bind-data": "FD DEST", "--ro-bind-data": "FD DEST",
              "--symlink": "SRC DEST", "--bind-fd": "FD DEST", "--ro-bind-fd": "FD DEST",
+             "--seccomp": "FD", "--add-seccomp-fd": "FD", "--block-fd": "FD",
+             "--userns-block-fd": "FD", "--info-fd": "FD", "--json-status-fd": "FD",
              "--cap-add": "CAP", "--cap-drop": "CAP", "--perms": "OCTAL", "--size": "BYTES",
              "--chmod": "OCTAL PATH"}
 
@@ -125,7 +128,10 @@ class BwrapError(Exception):
 
 def usage_text() -> str:
     """bwrap's --help: the usage line, then one line per option."""
-    lines = [USAGE, "\n"]
+    program = sys.argv[0] if sys.argv and sys.argv[0] else "bwrap"
+    if os.path.basename(program) == "jailpy":
+        program = "jailpy bwrap"
+    lines = [USAGE.format(program), "\n"]
     for option, (arity, text) in OPTIONS.items():
         metavar = _METAVARS[option] if option in _METAVARS else ("", "DEST", "SRC DEST")[arity]
         lines.append(f"    {option + ' ' + metavar if metavar else option:<29}{text}\n")
@@ -408,19 +414,20 @@ def policy_of(request: Request):
     wanted = request.namespaces
     namespaces = Namespaces(user=True, mount=True, pid="pid" in wanted, ipc="ipc" in wanted,
                             uts="uts" in wanted, net="net" in wanted, cgroup="cgroup" in wanted)
-    env = dict(request.env)
-    try:  # bwrap sets PWD to the directory the command starts in
-        env["PWD"] = request.chdir or os.getcwd()
+    try:
+        caller_cwd: tuple[str, ...] = (os.getcwd(),)
     except OSError:
-        pass
+        caller_cwd = ()
+    home = request.env.get("HOME")  # after --clearenv/--setenv, as bwrap reads it
     passed = tuple(fd for fd in _open_fds() if fd > 2 and fd != request.sync_fd)
     return Policy(
         name="bwrap",
         namespaces=namespaces,
         identity=Identity(uid=request.uid, gid=request.gid),
         filesystem=Filesystem(ops=tuple(request.ops), root_readonly=False),
-        environment=Environment(clear=True, set=tuple(env.items())),
+        environment=Environment(clear=True, set=tuple(request.env.items())),
         process=Process(hostname=request.hostname, cwd=request.chdir, argv0=request.argv0,
+                        cwd_fallback=caller_cwd + ((home,) if home else ()) + ("/",),
                         new_session=request.new_session, tty=False,
                         die_with_parent=request.die_with_parent, pass_fds=passed),
         capabilities=Capabilities(keep=tuple(sorted(request.caps))),
