@@ -227,7 +227,6 @@ def parse(argv: list[str], env: dict[str, str]) -> Request:
         if len(values) < arity:
             raise BwrapError(f"{option} takes {_count(arity)}")
         i += 1 + arity
-        qualifier = None
         if option == "--help":
             sys.stdout.write(usage_text())
             sys.exit(0)
@@ -285,9 +284,9 @@ def parse(argv: list[str], env: dict[str, str]) -> Request:
         elif option == "--lock-file":
             request.lock_files.append(values[0])
         elif option == "--perms":
-            qualifier, perms = "perms", _octal(values[0], option)
+            perms = _octal(values[0], option)
         elif option == "--size":
-            qualifier, size = "size", _size(values[0])
+            size = _size(values[0])
         elif option in ("--exec-label", "--file-label"):
             raise BwrapError(f"{option} not supported on this system (SELinux is not enabled)")
         elif option in ("--userns", "--userns2", "--pidns", "--disable-userns",
@@ -296,14 +295,9 @@ def parse(argv: list[str], env: dict[str, str]) -> Request:
                              "(docs/bwrap.md)")
         elif option == "--overlay-src":
             overlay_srcs.append(values[0])
-            qualifier = "overlay"
         else:
             request.ops.append(_mount_op(MountOp, option, values, perms, size, overlay_srcs))
-            overlay_srcs = []
-        if qualifier != "perms" and perms is not None and option != "--args":
-            perms = None
-        if qualifier != "size" and size is not None and option != "--args":
-            size = None
+            overlay_srcs, perms, size = [], None, None  # they qualify the next op only
     if overlay_srcs:
         raise BwrapError("--overlay-src requires a following --overlay, --tmp-overlay or "
                          "--ro-overlay")
@@ -465,8 +459,7 @@ class Reporter:
             if name in self.request.namespaces or name == "mount":
                 try:
                     link = os.readlink(f"/proc/{pid}/ns/{proc_name}")
-                    info[f"{proc_name if proc_name != 'mnt' else 'mnt'}-namespace"] = \
-                        int(link.split("[", 1)[1].rstrip("]"))
+                    info[f"{proc_name}-namespace"] = int(link.split("[", 1)[1].rstrip("]"))
                 except (OSError, IndexError, ValueError):
                     pass
         if self.request.info_fd is not None:
@@ -518,8 +511,12 @@ def _hold_locks(request: Request) -> list[int]:
 
 def main(argv: list[str] | None = None) -> None:
     """The console script `jailpy-bwrap`, and `jailpy bwrap ...`."""
-    args = sys.argv[1:] if argv is None else argv
+    from . import _standard_streams, started
     from ..errors import JailpyError
+
+    started()
+    _standard_streams()
+    args = sys.argv[1:] if argv is None else argv
 
     prefix = "bwrap: "
     try:
@@ -529,14 +526,13 @@ def main(argv: list[str] | None = None) -> None:
         policy = policy_of(request)
         for fd in request.block_fds:
             _block(fd)
-        locks = _hold_locks(request)
+        locks = _hold_locks(request)  # held (open) until this process exits
         reporter = Reporter(request)
         from ..api import Sandbox
 
         result = Sandbox(policy).run(request.command, forward_signals=True,
                                      on_started=reporter.started)
         reporter.exited(result.exit_code)
-        del locks
     except BwrapError as err:
         sys.stderr.write(f"{prefix}{err}\n")
         sys.exit(1)
