@@ -26,6 +26,8 @@ from .runtime.launcher import Result, launch
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Callable
+
     from .profile.merge import Layer
     from .runtime.launcher import HostSession
 
@@ -55,13 +57,16 @@ class Sandbox:
         return build_plan(self.policy, argv, caller or Caller.current(), written)
 
     def run(self, argv: list[str], *, forward_signals: bool = False,
-            pass_fds: tuple[int, ...] = (), written: tuple[str, ...] = ()) -> Result:
+            pass_fds: tuple[int, ...] = (), written: tuple[str, ...] = (),
+            on_started: "Callable[[int], None] | None" = None) -> Result:
         """Run argv in a fresh sandbox and wait for it.
 
         forward_signals installs handlers (main thread only) that relay
         SIGTERM, SIGINT, ... to the sandbox, as the CLI does; a library
         caller usually wants to keep its own handlers. `written` names files
         the caller writes after the run (a status file): read-only inside.
+        `on_started(pid)` is told the host pid of the sandbox's pid 1 as soon as
+        it exists (`jailpy bwrap --info-fd`).
         """
         if not argv or not argv[0]:
             raise ConfigError("the command is empty", origin="command")
@@ -79,10 +84,12 @@ class Sandbox:
         try:
             _open_sessions(plan, sessions)
             if not forward_signals:
-                result = launch(plan, tuple(sessions))
+                result = launch(plan, tuple(sessions), on_started=on_started)
             else:
                 with _SignalRelay() as relay:
-                    result = launch(plan, tuple(sessions), on_started=relay.attach)
+                    result = launch(plan, tuple(sessions),
+                                    on_started=relay.attach if on_started is None
+                                    else _both(relay.attach, on_started))
             if plan.changes is not None:
                 result = result.replace(changes_run=plan.changes.run_dir)
             return result
@@ -110,6 +117,14 @@ def _open_sessions(plan: Plan, sessions: list["HostSession"]) -> None:
         from .runtime import changes
 
         sessions.append(changes.prepare(plan))
+
+
+def _both(first: "Callable[[int], None]", then: "Callable[[int], None]"
+          ) -> "Callable[[int], None]":
+    def started(pid: int) -> None:
+        first(pid)
+        then(pid)
+    return started
 
 
 def run(argv: list[str], profile: str | None = None) -> Result:

@@ -306,6 +306,10 @@ class Process(Record):
     #: Run until the last process inside exits, not only the command (runtime/init.py).
     wait_all: bool = False
     pass_fds: tuple[int, ...] = ()
+    #: Directories tried in order, by path and without a note, when the cwd is not
+    #: visible inside; then PWD names where the command starts (bwrap's rule:
+    #: `jailpy bwrap` sets the caller's cwd and $HOME).
+    cwd_fallback: tuple[str, ...] = ()
 
 
 class Filesystem(Record):
@@ -338,6 +342,9 @@ class SeccompPolicy(Sourced):
     allow_nesting: bool = False
     block_tty_injection: bool = True
     bad_arch_action: str = "kill-process"
+    #: Raw BPF programs (struct sock_filter arrays) loaded in order after jailpy's
+    #: own filter: `jailpy bwrap --seccomp FD` / `--add-seccomp-fd FD` (docs/bwrap.md).
+    programs: tuple[bytes, ...] = ()
     origins: tuple[tuple[str, str], ...] = ()
     _section = "seccomp"
 

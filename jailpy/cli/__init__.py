@@ -25,9 +25,14 @@ if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
     _signal.signal(_signal.SIGINT, _interrupted_at_start_up)
 
 
-def main() -> None:
+def started() -> None:
+    """Python's own SIGINT handling back, once a console script's main() runs."""
     if _signal.getsignal(_signal.SIGINT) is _interrupted_at_start_up:
         _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+
+
+def main() -> None:
+    started()
     try:
         _main()
     except KeyboardInterrupt:  # before `run` installs its relay, or in another command
@@ -37,6 +42,10 @@ def main() -> None:
 def _main() -> None:
     _standard_streams()
     args = sys.argv[1:]
+    if args[:1] == ["bwrap"]:  # bubblewrap's language, its own parser (cli/bwrap.py)
+        from .bwrap import main as bwrap_main
+
+        bwrap_main(args[1:])
     if args[:1] == ["run"]:
         import gc
 

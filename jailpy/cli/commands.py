@@ -179,6 +179,19 @@ def check_cmd(as_json: bool, show_optional: bool) -> None:
     sys.exit(check.exit_status(rows))
 
 
+@main.command("bwrap", add_help_option=False,
+              context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+def bwrap_cmd(arguments: tuple[str, ...]) -> None:
+    """Run a bubblewrap command line on jailpy (docs/bwrap.md); also `jailpy-bwrap`.
+
+    `jailpy bwrap --help` prints bwrap's own option list. (A plain `jailpy bwrap ...`
+    never reaches click: cli/__init__.py hands it to cli/bwrap.py first.)"""
+    from .bwrap import main as bwrap_main
+
+    bwrap_main(list(arguments))
+
+
 @main.command("completion")
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion_cmd(shell: str) -> None:

@@ -55,6 +55,8 @@ class Plan(Record):
     wait_all: bool
     pass_fds: tuple[int, ...]
     argv0: str | None
+    #: Process.cwd_fallback: tried when cwd is not visible; PWD then set (bwrap mode).
+    cwd_fallback: tuple[str, ...] = ()
     keep_caps: tuple[str, ...] = ()
     #: The seccomp section as written: the runtime compiles it (or finds it in
     #: the cache) on the host, keyed by this record.
@@ -194,6 +196,7 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         wait_all=policy.process.wait_all,
         pass_fds=policy.process.pass_fds,
         argv0=policy.process.argv0,
+        cwd_fallback=policy.process.cwd_fallback,
         keep_caps=policy.capabilities.keep,
         seccomp=policy.seccomp,
         landlock=derive_landlock(policy, mount_ops),

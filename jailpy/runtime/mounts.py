@@ -327,7 +327,7 @@ class RootBuilder:
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
                          | os.O_CLOEXEC, mode, dir_fd=parent_fd)
         with _fd(fd):
-            os.write(fd, (op.content or "").encode())
+            os.write(fd, (op.content or "").encode("utf-8", "surrogateescape"))
             os.fchmod(fd, mode)
 
     # -- overlays (docs/overlays.md) ----------------------------------------
@@ -429,7 +429,7 @@ class RootBuilder:
         mode = 0o644 if op.mode is None else op.mode
         with _fd(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
                          | os.O_CLOEXEC, mode)) as fd:
-            os.write(fd, (op.content or "").encode())
+            os.write(fd, (op.content or "").encode("utf-8", "surrogateescape"))
             os.fchmod(fd, mode)
         with _fd(os.open(name, os.O_PATH | os.O_CLOEXEC)) as src:
             tree = sc.open_tree(src, "", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC

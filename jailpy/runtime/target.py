@@ -99,6 +99,8 @@ def apply(plan: Plan, restrictions: Restrictions, terminal: "Terminal | None" = 
     if terminal is not None:
         terminal.apply()
     chosen = choose_cwd(plan)
+    if chosen is None and plan.cwd_fallback:
+        chosen = next((path for path in plan.cwd_fallback if _enterable(path)), "/")
     cwd = "/" if chosen is None else chosen
     try:
         os.chdir(cwd)
@@ -119,6 +121,16 @@ def apply(plan: Plan, restrictions: Restrictions, terminal: "Terminal | None" = 
     _restrict(plan, restrictions)  # keep this last
     if chosen is None and plan.cwd is not None:
         _say_cwd_is_not_visible(plan.cwd)
+    if plan.cwd_fallback:  # bwrap's rule; this process's own copy of the plan's env
+        plan.env["PWD"] = cwd
+
+
+def _enterable(path: str) -> bool:
+    try:
+        os.chdir(path)
+    except OSError:
+        return False
+    return True
 
 
 def _restrict(plan: Plan, restrictions: Restrictions) -> None:
@@ -137,3 +149,5 @@ def _restrict(plan: Plan, restrictions: Restrictions) -> None:
         landlock.enforce(ruleset)
     if restrictions.seccomp_program is not None:
         seccomp.apply(restrictions.seccomp_program)
+    for program in plan.seccomp.programs:
+        seccomp.apply(program)
