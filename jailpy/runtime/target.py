@@ -119,7 +119,7 @@ def apply(plan: Plan, restrictions: Restrictions, terminal: "Terminal | None" = 
 
         rlimits.apply(plan.limits)
     _restrict(plan, restrictions)  # keep this last
-    if chosen is None and plan.cwd is not None:
+    if chosen is None and plan.cwd not in (None, "/"):  # "/" is where it starts anyway
         _say_cwd_is_not_visible(plan.cwd)
     if plan.cwd_fallback:  # bwrap's rule; this process's own copy of the plan's env
         plan.env["PWD"] = cwd
