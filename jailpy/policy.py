@@ -134,6 +134,9 @@ MOUNT_TABLE: dict[str, MountKind] = {row.name: row for row in (
     # A read-only file with generated `content` bound over `dest` (/etc/resolv.conf for a
     # network helper: plan/network.py).
     MountKind("ro-bind-data", "", grants=(READ,), in_profiles=False),
+    # The same, writable (bwrap's --bind-data): the file lives in the sandbox's scratch
+    # tmpfs, so what was at dest, a host file too, is covered and never written.
+    MountKind("bind-data", "", grants=(READ, WRITE), in_profiles=False),
     # jailpy's own state (usercache.own_state), placed after every other op by the
     # planner (plan/__init__.py): a directory covered by an empty read-only tmpfs
     # (created first where a bind lets the sandbox create it), a file or directory
@@ -258,6 +261,18 @@ class Namespaces(Record):
     #: "Nesting"): user namespaces, and mounts inside the namespaces they create;
     #: Landlock is off for the whole tree and /proc has nothing mounted over it.
     nested: bool = False
+    #: bwrap's --userns FD / --pidns FD: join the namespace open at FD (in the caller)
+    #: instead of making one; --userns2 FD: switch to that user namespace once the
+    #: root is built (docs/bwrap.md).
+    user_fd: int | None = None
+    pid_fd: int | None = None
+    user_fd_after: int | None = None
+    #: bwrap's --disable-userns: nothing inside may create a user namespace (the
+    #: sandbox's max_user_namespaces is 1 and it runs in a nested user namespace,
+    #: which cannot raise that limit); --assert-userns-disabled: fail unless
+    #: creating one inside fails.
+    user_disabled: bool = False
+    check_user_disabled: bool = False
 
 
 class Identity(Record):
@@ -310,6 +325,14 @@ class Process(Record):
     #: visible inside; then PWD names where the command starts (bwrap's rule:
     #: `jailpy bwrap` sets the caller's cwd and $HOME).
     cwd_fallback: tuple[str, ...] = ()
+    #: bwrap's --as-pid-1: the command itself is pid 1 of the new pid namespace.
+    as_pid_1: bool = False
+    #: bwrap's --lock-file: paths inside the sandbox that pid 1 read-locks (fcntl)
+    #: while the sandbox lives.
+    lock_files: tuple[str, ...] = ()
+    #: bwrap's --block-fd: once the sandbox is built, wait for data (or EOF) on this
+    #: fd before the command starts.
+    block_fd: int | None = None
 
 
 class Filesystem(Record):

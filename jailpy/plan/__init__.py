@@ -83,6 +83,16 @@ class Plan(Record):
     tty: bool = False
     #: namespaces.nested: processes inside may build sandboxes (docs/security.md).
     nested: bool = False
+    #: bwrap mode (policy.Process, policy.Namespaces): the command as pid 1, files
+    #: pid 1 read-locks, namespaces joined by fd, nested user namespaces refused.
+    as_pid_1: bool = False
+    lock_files: tuple[str, ...] = ()
+    block_fd: int | None = None
+    userns_fd: int | None = None
+    userns_fd_after: int | None = None
+    pidns_fd: int | None = None
+    userns_disabled: bool = False
+    check_userns_disabled: bool = False
 
     def unshares(self, namespace: str) -> bool:
         """Whether the sandbox gets its own `namespace` ("user", "mount", "net", ...)."""
@@ -209,6 +219,14 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         changes=changes,
         tty=_terminal(policy, caller),
         nested=policy.namespaces.nested,
+        as_pid_1=policy.process.as_pid_1,
+        lock_files=policy.process.lock_files,
+        block_fd=policy.process.block_fd,
+        userns_fd=policy.namespaces.user_fd,
+        userns_fd_after=policy.namespaces.user_fd_after,
+        pidns_fd=policy.namespaces.pid_fd,
+        userns_disabled=policy.namespaces.user_disabled,
+        check_userns_disabled=policy.namespaces.check_user_disabled,
     )
 
 
