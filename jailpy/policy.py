@@ -333,6 +333,10 @@ class Process(Record):
     #: bwrap's --block-fd: once the sandbox is built, wait for data (or EOF) on this
     #: fd before the command starts.
     block_fd: int | None = None
+    #: bwrap mode: pid 1 becomes dumpable again once it holds no capability, so the
+    #: caller can read /proc/PID/ns of the child-pid --info-fd reports (as bwrap's
+    #: pid 1 is an ordinary process of the user; docs/bwrap.md).
+    init_visible: bool = False
 
 
 class Filesystem(Record):

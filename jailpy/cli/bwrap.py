@@ -413,7 +413,7 @@ def _size(text: str) -> int:
 
 
 def _bpf(program: bytes) -> bytes:
-    if not program or len(program) % 8:
+    if len(program) % 8:
         raise BwrapError("Invalid seccomp data, must be multiple of 8")
     return program
 
@@ -519,7 +519,7 @@ def policy_of(request: Request):
                         new_session=request.new_session, tty=False,
                         die_with_parent=request.die_with_parent, pass_fds=passed,
                         as_pid_1=request.as_pid_1, lock_files=tuple(request.lock_files),
-                        block_fd=request.block_fd),
+                        block_fd=request.block_fd, init_visible=True),
         capabilities=Capabilities(keep=tuple(sorted(request.caps))),
         seccomp=SeccompPolicy(enabled=False, programs=tuple(request.seccomp)),
         landlock=LandlockPolicy(enabled=False),

@@ -88,6 +88,7 @@ class Plan(Record):
     as_pid_1: bool = False
     lock_files: tuple[str, ...] = ()
     block_fd: int | None = None
+    init_visible: bool = False
     userns_fd: int | None = None
     userns_fd_after: int | None = None
     pidns_fd: int | None = None
@@ -222,6 +223,7 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         as_pid_1=policy.process.as_pid_1,
         lock_files=policy.process.lock_files,
         block_fd=policy.process.block_fd,
+        init_visible=policy.process.init_visible,
         userns_fd=policy.namespaces.user_fd,
         userns_fd_after=policy.namespaces.user_fd_after,
         pidns_fd=policy.namespaces.pid_fd,

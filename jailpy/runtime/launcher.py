@@ -423,10 +423,18 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
         # could ptrace pid 1 while pid 1 still holds capabilities; the target
         # becomes dumpable again at execve.
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        init_pid = os.getpid()
         target = os.fork()
         if target == 0:
+            if plan.die_with_parent:
+                # Without a pid namespace of its own the command would outlive pid 1.
+                sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+                if os.getppid() != init_pid:  # pid 1 died before PDEATHSIG was armed
+                    os._exit(EXIT_JAILPY_FAILURE)
             _target_main(plan, restrictions, report_w, terminal)
         caps.apply()
+        if plan.init_visible:  # no capability left to abuse through ptrace
+            sc.prctl(sc.PR_SET_DUMPABLE, 1)
         status = init.supervise(target, is_pid1=plan.new_pid_ns,
                                 forward_terminal=plan.new_session, wait_all=plan.wait_all,
                                 on_stop=terminal.stopped if terminal is not None else None)
