@@ -261,18 +261,6 @@ class Namespaces(Record):
     #: "Nesting"): user namespaces, and mounts inside the namespaces they create;
     #: Landlock is off for the whole tree and /proc has nothing mounted over it.
     nested: bool = False
-    #: bwrap's --userns FD / --pidns FD: join the namespace open at FD (in the caller)
-    #: instead of making one; --userns2 FD: switch to that user namespace once the
-    #: root is built (docs/bwrap.md).
-    user_fd: int | None = None
-    pid_fd: int | None = None
-    user_fd_after: int | None = None
-    #: bwrap's --disable-userns: nothing inside may create a user namespace (the
-    #: sandbox's max_user_namespaces is 1 and it runs in a nested user namespace,
-    #: which cannot raise that limit); --assert-userns-disabled: fail unless
-    #: creating one inside fails.
-    user_disabled: bool = False
-    check_user_disabled: bool = False
 
 
 class Identity(Record):
@@ -337,6 +325,19 @@ class Process(Record):
     #: caller can read /proc/PID/ns of the child-pid --info-fd reports (as bwrap's
     #: pid 1 is an ordinary process of the user; docs/bwrap.md).
     init_visible: bool = False
+    #: bwrap's --userns FD / --pidns FD: join the namespace open at FD (in the caller)
+    #: instead of making one (Namespaces then says user = False); --userns2 FD: switch
+    #: to that user namespace once the root is built (docs/bwrap.md). Kept here, not
+    #: in Namespaces, whose fields are the namespace kinds.
+    userns_fd: int | None = None
+    pidns_fd: int | None = None
+    userns_fd_after: int | None = None
+    #: bwrap's --disable-userns: nothing inside may create a user namespace (the
+    #: sandbox's max_user_namespaces is 1 and it runs in a nested user namespace,
+    #: which cannot raise that limit); --assert-userns-disabled: fail unless
+    #: creating one inside fails.
+    userns_disabled: bool = False
+    check_userns_disabled: bool = False
 
 
 class Filesystem(Record):

@@ -497,11 +497,7 @@ def policy_of(request: Request):
     wanted = request.namespaces
     namespaces = Namespaces(user=request.userns_fd is None, mount=True, pid="pid" in wanted,
                             ipc="ipc" in wanted, uts="uts" in wanted, net="net" in wanted,
-                            cgroup="cgroup" in wanted, user_fd=request.userns_fd,
-                            pid_fd=request.pidns_fd, user_fd_after=request.userns2_fd,
-                            user_disabled=request.disable_userns,
-                            check_user_disabled=request.disable_userns
-                            or request.assert_userns_disabled)
+                            cgroup="cgroup" in wanted)
     try:
         caller_cwd: tuple[str, ...] = (os.getcwd(),)
     except OSError:
@@ -519,7 +515,12 @@ def policy_of(request: Request):
                         new_session=request.new_session, tty=False,
                         die_with_parent=request.die_with_parent, pass_fds=passed,
                         as_pid_1=request.as_pid_1, lock_files=tuple(request.lock_files),
-                        block_fd=request.block_fd, init_visible=True),
+                        block_fd=request.block_fd, init_visible=True,
+                        userns_fd=request.userns_fd, pidns_fd=request.pidns_fd,
+                        userns_fd_after=request.userns2_fd,
+                        userns_disabled=request.disable_userns,
+                        check_userns_disabled=request.disable_userns
+                        or request.assert_userns_disabled),
         capabilities=Capabilities(keep=tuple(sorted(request.caps))),
         seccomp=SeccompPolicy(enabled=False, programs=tuple(request.seccomp)),
         landlock=LandlockPolicy(enabled=False),

@@ -224,11 +224,11 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         lock_files=policy.process.lock_files,
         block_fd=policy.process.block_fd,
         init_visible=policy.process.init_visible,
-        userns_fd=policy.namespaces.user_fd,
-        userns_fd_after=policy.namespaces.user_fd_after,
-        pidns_fd=policy.namespaces.pid_fd,
-        userns_disabled=policy.namespaces.user_disabled,
-        check_userns_disabled=policy.namespaces.check_user_disabled,
+        userns_fd=policy.process.userns_fd,
+        userns_fd_after=policy.process.userns_fd_after,
+        pidns_fd=policy.process.pidns_fd,
+        userns_disabled=policy.process.userns_disabled,
+        check_userns_disabled=policy.process.check_userns_disabled,
     )
 
 
