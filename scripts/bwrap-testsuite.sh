@@ -48,7 +48,23 @@ debian_archive() {
   echo "${uri%/}"
 }
 
+packages() {
+  # What the suite needs besides the test set-up (scripts/setup.sh): its seccomp test
+  # imports libseccomp's Python binding; libcap-dev only builds the reference bwrap.
+  local missing=() p
+  for p in curl xz-utils gcc libc6-dev libcap-dev python3-seccomp strace; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+      missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
+  fi
+}
+
 prepare() {
+  packages
   [ -x "$suite/tests/try-syscall" ] && [ -x "$suite/tests/test-utils" ] && return
   local work
   work=$(mktemp -d)

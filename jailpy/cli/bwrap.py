@@ -368,6 +368,11 @@ _FD_OPTIONS = {"--info-fd": "info_fd", "--json-status-fd": "json_status_fd",
 def _check_combinations(request: Request) -> None:
     """bwrap's checks of options that need or exclude each other, in its order."""
     user = "user" in request.namespaces
+    if request.userns_block_fd is not None:
+        # Its protocol (info written, then the caller writes the id maps, then the fd)
+        # needs a stop between unshare and the maps that the front end cannot hook yet.
+        raise BwrapError("--userns-block-fd is not supported by jailpy's bwrap front end "
+                         "(docs/bwrap.md)")
     if request.userns_block_fd is not None and not user:
         raise BwrapError("--userns-block-fd requires --unshare-user")
     if request.userns_block_fd is not None and request.info_fd is None:

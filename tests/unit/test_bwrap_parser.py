@@ -86,8 +86,8 @@ def test_overlay_sources_become_layers_top_last():
      "Specifying --as-pid-1 and --lock-file is not permitted"),
     (["--disable-userns", "x"], "--disable-userns requires --unshare-user"),
     (["--unshare-user", "--userns", "3", "x"], "--userns not compatible --unshare-user"),
-    (["--unshare-user", "--info-fd", "1", "--userns-block-fd", "0", "--disable-userns", "x"],
-     "--disable-userns is not compatible with  --userns-block-fd"),
+    (["--unshare-user", "--info-fd", "1", "--userns-block-fd", "0", "x"],
+     "--userns-block-fd is not supported by jailpy's bwrap front end"),
     (["--argv0", "a", "--argv0", "b", "x"], "--argv0 used multiple times"),
 ])
 def test_errors_read_like_bwrap(argv, message):
