@@ -286,6 +286,9 @@ class MountOp(Record):
     lower: tuple[str, ...] = ()
     upper: str | None = None
     work: str | None = None
+    #: bwrap's --bind-fd: `source` is the path of this fd (open in the caller, passed
+    #: on); the bind fails unless the object opened at `source` is the fd's.
+    source_fd: int | None = None
     origin: str = ""
 
 

@@ -475,7 +475,7 @@ def _mount_op(MountOp, option: str, values: list[str], perms: int | None, size: 
             source = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             raise BwrapError(f"Invalid fd: {values[0]}") from None
-        return MountOp(kind=kind, source=source, dest=dest, origin=origin)
+        return MountOp(kind=kind, source=source, source_fd=fd, dest=dest, origin=origin)
     if kind == "symlink":
         return MountOp(kind=kind, source=values[0], dest=dest, origin=origin)
     if kind in ("bind", "ro-bind", "dev-bind"):

@@ -159,9 +159,18 @@ class RootBuilder:
             raise
         self._attach(mount_fd, dest_fd)
 
-    def bind(self, source: str, dest: str, readonly: bool, devices: bool) -> None:
+    def bind(self, source: str, dest: str, readonly: bool, devices: bool,
+             same_as: int | None = None) -> None:
+        """Bind host `source` on dest; with `same_as` (an fd), only if source is the
+        object open at that fd (checked on the very fd that is cloned)."""
         with _fd(self.open_host(source)) as src_fd:
-            is_dir = stat.S_ISDIR(os.fstat(src_fd).st_mode)
+            st = os.fstat(src_fd)
+            if same_as is not None:
+                expected = os.fstat(same_as)
+                if (st.st_dev, st.st_ino) != (expected.st_dev, expected.st_ino):
+                    raise SetupError(f"{source} is no longer what fd {same_as} is open on "
+                                     "(renamed or replaced meanwhile)", origin=f"fd {same_as}")
+            is_dir = stat.S_ISDIR(st.st_mode)
             tree = sc.open_tree(src_fd, "", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
                                 | sc.AT_EMPTY_PATH | sc.AT_RECURSIVE)
         try:
@@ -242,7 +251,7 @@ class RootBuilder:
     def _bind_op(self, op: MountOp, readonly: bool, devices: bool) -> None:
         assert op.source is not None
         try:
-            self.bind(op.source, op.dest, readonly, devices)
+            self.bind(op.source, op.dest, readonly, devices, op.source_fd)
         except FileNotFoundError as exc:
             exc.filename = op.source
             raise

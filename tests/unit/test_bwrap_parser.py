@@ -137,3 +137,12 @@ def test_no_jailpy_defaults_leak():
 def test_share_net_wins_over_unshare_all():
     request = parse(["--share-net", "--unshare-all", "true"], {})
     assert "net" not in request.namespaces and "pid" in request.namespaces
+
+
+def test_bind_fd_binds_the_fds_path_and_names_the_fd(tmp_path):
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        (op,) = parse(["--ro-bind-fd", str(fd), "/x", "true"], {}).ops
+    finally:
+        os.close(fd)
+    assert (op.kind, op.source, op.source_fd, op.dest) == ("ro-bind", str(tmp_path), fd, "/x")
