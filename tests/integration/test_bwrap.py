@@ -255,8 +255,9 @@ def test_die_with_parent_takes_the_sandbox_and_its_lock(jailpy, user_tmp):
     lock = user_tmp / "lock"
     lock.write_text("")
     os.chown(lock, jailpy.user.uid, jailpy.user.gid)
-    try_lock = ("import fcntl, struct, sys; f = open(sys.argv[1], 'a'); "
-                "fcntl.fcntl(f, fcntl.F_SETLK, struct.pack('hhqqhh', fcntl.F_WRLCK, 0, 0, 0, 0, 0))")
+    # bwrap's own test takes a write lock this way (tests/test-run.sh, lockf-n.py).
+    try_lock = ("import fcntl, struct, sys; f = open(sys.argv[1], 'a'); fcntl.fcntl(f, "
+                "fcntl.F_SETLK, struct.pack('hhqqhh', fcntl.F_WRLCK, 0, 0, 0, 0, 0))")
     outputs = []
     for binary in (BWRAP, FRONT_END):
         marker = "299.25" if binary == BWRAP else "299.75"
