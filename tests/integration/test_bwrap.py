@@ -255,9 +255,9 @@ def test_die_with_parent_takes_the_sandbox_and_its_lock(jailpy, user_tmp):
     lock = user_tmp / "lock"
     lock.write_text("")
     os.chown(lock, jailpy.user.uid, jailpy.user.gid)
-    # bwrap's own test takes a write lock this way (tests/test-run.sh, lockf-n.py).
-    try_lock = ("import fcntl, struct, sys; f = open(sys.argv[1], 'a'); fcntl.fcntl(f, "
-                "fcntl.F_SETLK, struct.pack('hhqqhh', fcntl.F_WRLCK, 0, 0, 0, 0, 0))")
+    # A POSIX write lock, not waited for: fails while the sandbox holds its read lock.
+    try_lock = ("import fcntl, sys; "
+                "fcntl.lockf(open(sys.argv[1], 'a'), fcntl.LOCK_EX | fcntl.LOCK_NB)")
     outputs = []
     for binary in (BWRAP, FRONT_END):
         marker = "299.25" if binary == BWRAP else "299.75"
