@@ -235,11 +235,12 @@ def test_pid_1_nested_userns_and_data_binds_as_bwrap(jailpy, user_tmp):
             f"'cat {data}; echo more >> {data}; cat {data}; stat -c %a {data}' 5<<EOF\n"
             "copy\nEOF\n"
             f"cat {data}; "
-            "$b $u --unshare-user --info-fd 3 sh -c 'readlink /proc/self/ns/user; sleep 2' "
+            "$b --ro-bind / / --unshare-user --info-fd 3 sh -c "
+            "'readlink /proc/self/ns/user; sleep 2' "
             f"3>{user_tmp}/info >{user_tmp}/first 2>/dev/null & "
             f"for i in $(seq 100); do [ -s {user_tmp}/first ] && break; sleep 0.1; done; "
             f"pid=$(sed -n 's/.*child-pid\": \\([0-9]*\\).*/\\1/p' {user_tmp}/info); "
-            "$b $u --userns 7 readlink /proc/self/ns/user 7</proc/$pid/ns/user "
+            "$b --ro-bind / / --userns 7 readlink /proc/self/ns/user 7</proc/$pid/ns/user "
             f"| cmp -s - {user_tmp}/first && [ -s {user_tmp}/first ] && echo joined; "
             "kill %1; wait")
         result = jailpy.raw(["bash", "-c", script])
