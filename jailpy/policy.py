@@ -346,6 +346,9 @@ class Process(Record):
 class Filesystem(Record):
     ops: tuple[MountOp, ...] = ()
     root_readonly: bool = True
+    #: bwrap's rule for the parent directories an op creates: 0755 less the group's
+    #: or others' bits the op's own mode lacks (runtime/mounts.py parent_mode).
+    private_parents: bool = False
 
 
 class Capabilities(Record):

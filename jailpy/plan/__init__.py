@@ -88,6 +88,8 @@ class Plan(Record):
     as_pid_1: bool = False
     lock_files: tuple[str, ...] = ()
     block_fd: int | None = None
+    #: Filesystem.private_parents (bwrap mode).
+    private_parents: bool = False
     init_visible: bool = False
     userns_fd: int | None = None
     userns_fd_after: int | None = None
@@ -198,6 +200,7 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         map_all=ident.map_all,
         mount_ops=mount_ops,
         root_readonly=policy.filesystem.root_readonly,
+        private_parents=policy.filesystem.private_parents,
         env=env,
         cwd=explicit_cwd or caller.cwd,
         cwd_identity=None if explicit_cwd else caller.cwd_identity,

@@ -400,7 +400,7 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
                 if plan.userns_disabled else None)
         if plan.new_mount_ns:
             copy_outs = mounts.build_root(plan.mount_ops, plan.root_readonly, plan.new_pid_ns,
-                                          plan.nested)
+                                          plan.nested, plan.private_parents)
         if plan.hostname is not None:
             sc.sethostname(plan.hostname)
         locks = _lock_files(plan.lock_files)  # noqa: F841  held (open) while pid 1 lives

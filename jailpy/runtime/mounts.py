@@ -80,8 +80,10 @@ class RootBuilder:
         self.root = os.open("/newroot", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         #: (tmpfs upper, host upper dir) fds of size-limited overlays, for copy_out.
         self.copy_outs: list[tuple[int, int]] = []
-        #: Mode of the parent directories the current op creates (parent_mode).
+        #: Mode of the parent directories the current op creates: 0755, or with
+        #: private_parents (bwrap mode) derived from the op's mode (parent_mode).
         self.parent_mode = 0o755
+        self.private_parents = False
 
     # -- path resolution -------------------------------------------------
 
@@ -214,7 +216,7 @@ class RootBuilder:
     # -- op kinds ----------------------------------------------------------
 
     def apply(self, op: MountOp) -> None:
-        self.parent_mode = parent_mode(op.mode)
+        self.parent_mode = parent_mode(op.mode) if self.private_parents else 0o755
         try:
             getattr(self, "_op_" + op.kind.replace("-", "_"))(op)
             if op.dest == "/":
@@ -548,11 +550,13 @@ def parent_mode(mode: int | None) -> int:
 
 
 def build_root(ops: tuple[MountOp, ...], root_readonly: bool,
-               new_pid_ns: bool = True, nested: bool = False) -> list[tuple[int, int]]:
+               new_pid_ns: bool = True, nested: bool = False,
+               private_parents: bool = False) -> list[tuple[int, int]]:
     """Create the sandbox root from ops and pivot into it (call in pid 1); returns
     the size-limited overlays' layers for copy_out once the sandbox is gone."""
     try:
         builder = RootBuilder(new_pid_ns, nested)
+        builder.private_parents = private_parents
     except OSError as exc:
         raise SetupError(f"cannot create the sandbox root: {exc.strerror}",
                          origin="mount namespace") from exc
