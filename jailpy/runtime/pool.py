@@ -43,7 +43,7 @@ import threading
 import time
 from collections import deque
 
-from ..errors import ConfigError, JailpyError, SetupError
+from ..errors import ConfigError, JailpyError, SetupError, UnsupportedError
 from ..plan import Plan
 from . import channel, launcher, limits, target
 from .init import KILL_ALL
@@ -347,7 +347,12 @@ class PreparedSandbox:
         enforcer = self.enforcer
         assert enforcer is not None
         lim = self.plan.limits
-        if (request["memory"] or request["pids"]) and enforcer.cgroup is not None:
+        if request["memory"] or request["pids"]:
+            if enforcer.cgroup is None:  # best-effort limits that could not apply here
+                raise UnsupportedError("the profile's cgroup limits are not applied on this "
+                                       "machine, so a request cannot lower them",
+                                       origin="Pool.run(memory/pids)",
+                                       hint="see limits_not_applied and 'jailpy check'")
             enforcer.cgroup.lower(lim.replace(
                 memory_max=request["memory"] or lim.memory_max, memory_swap_max=None,
                 pids_max=request["pids"] or lim.pids_max))
@@ -380,7 +385,10 @@ class PreparedSandbox:
         messages = run.collect()
         status = next((m for m in messages if "status" in m), None)
         if status is not None:
-            wait_status, usage = 0, _Usage(*status["usage"])
+            setup = next((m["setup"] for m in messages if "ready" in m), (0.0, 0.0))
+            utime, stime, maxrss = status["usage"]
+            wait_status = 0
+            usage = _Usage(max(0.0, utime - setup[0]), max(0.0, stime - setup[1]), maxrss)
         else:  # no word from pid 1: the namespace child's status says what happened
             _, wait_status, usage = launcher.wait_for(self.pid)
             self.pid = 0
@@ -558,7 +566,8 @@ def _handover(request_r: int, report_w: int):
     """The target's wait for its request, with every restriction already in place;
     returns the plan to execve with. Only the files, a cwd and the execve are left."""
     def handover(plan: Plan) -> Plan:
-        channel.send(report_w, ready=True)
+        spent = os.times()  # jailpy's own set-up in this process, not the command's
+        channel.send(report_w, ready=True, setup=(spent.user, spent.system))
         frame = _read_frame(lambda n: os.read(request_r, n))
         os.close(request_r)
         if frame is None:

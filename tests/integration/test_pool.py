@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import VENV, as_user_file
+from conftest import VENV, as_user_file, children, comm
 
 CGROUP_PARENTS = [Path(f"/sys/fs/cgroup/{c}/jailpy") for c in ("memory", "pids")]
 
@@ -264,10 +264,10 @@ def test_sigkill_of_the_owner_leaves_nothing_behind(jailpy, user_tmp, test_user)
     while not _processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _processes_with(marker), "the long request never started"
-    helpers = [p for p in _children_of(server) if _comm(p) == "slirp4netns"]
+    helpers = [p for p in children(server) if comm(p) == "slirp4netns"]
     assert helpers  # the running request's, and those of the ready sandboxes
     assert _sandbox_cgroups(server)
-    python_owner = _children_of(owner.pid)[0] if os.geteuid() == 0 else owner.pid
+    python_owner = children(owner.pid)[0] if os.geteuid() == 0 else owner.pid
     os.kill(python_owner, signal.SIGKILL)
     owner.wait(10)
     deadline = time.monotonic() + 20
@@ -280,18 +280,3 @@ def test_sigkill_of_the_owner_leaves_nothing_behind(jailpy, user_tmp, test_user)
     assert [p for p in helpers if os.path.exists(f"/proc/{p}")] == []
     assert _sandbox_cgroups(server) == []
 
-
-def _children_of(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
