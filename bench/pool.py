@@ -36,7 +36,8 @@ SCRIPT = textwrap.dedent("""
     from concurrent.futures import ThreadPoolExecutor
     import jailpy
 
-    runs, sustained, size, bwrap = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+    runs, sustained, size = (int(a) for a in sys.argv[1:4])
+    bwrap = sys.argv[4:]
 
     def cold():
         subprocess.run(bwrap, check=True, capture_output=True)

@@ -175,7 +175,8 @@ def test_a_misbehaving_request_ends_with_its_limit_and_spares_the_others(
         from concurrent.futures import ThreadPoolExecutor
 
         bad = {
-            "forkbomb": (["sh", "-c", "f() { f | f & }; f; sleep 30"], dict(timeout=2, pids=32)),
+            "forkbomb": (["sh", "-c", "f() { f | f & }; f; exec sleep 30"],
+                         dict(timeout=2, pids=32)),
             "memory": (["python3", "-c", "b = []\\nwhile True: b.append(bytearray(1 << 20))"],
                        dict(memory=64 << 20)),
             "output": (["sh", "-c", "while :; do echo yyyyyyyyyyyyyyyyyyyyyyyy; done"],
@@ -187,7 +188,8 @@ def test_a_misbehaving_request_ends_with_its_limit_and_spares_the_others(
             with ThreadPoolExecutor(8) as threads:
                 bad_runs = {name: threads.submit(pool.run, argv, **kw)
                             for name, (argv, kw) in bad.items()}
-                good_runs = [threads.submit(pool.run, ["sh", "-c", f"echo {i}; echo $(( {i} * 2 ))"])
+                good_runs = [threads.submit(pool.run,
+                                            ["sh", "-c", f"echo {i}; echo $(( {i} * 2 ))"])
                              for i in range(12)]
                 for name, future in bad_runs.items():
                     r = future.result()
