@@ -18,12 +18,12 @@ request does (files, processes, mounts, its pid namespace) is seen by the next.
 
 Only the fork server's main thread forks, so no lock another thread holds is
 ever copied into a child half-taken. The server lives in a session of its own
-(a terminal's ^C is for the owner) and ends when its socket reads EOF: the
-owner closed the pool or died, even by SIGKILL. It does not use PDEATHSIG
-itself: the kernel ties that to the thread that forked, and a Pool created in
-a short-lived thread would then die with the thread. Each prepared sandbox
-does use it (die_with_parent, tied to the server's main thread), so a killed
-server takes its sandboxes along; slirp4netns follows its exit-fd's EOF.
+(a terminal's ^C is for the owner) and ends when its socket reads EOF (the
+owner closed the pool or died, even by SIGKILL) or when its PDEATHSIG comes
+and it finds itself re-parented (the owner died while a child of it keeps the
+socket open; _watch_owner). Each prepared sandbox has PDEATHSIG too
+(die_with_parent, tied to the server's main thread), so a killed server takes
+its sandboxes along; slirp4netns follows its exit-fd's EOF.
 
 Frames on the socket: 4-byte length + marshal (the plan travels once, pickled).
 """
@@ -45,6 +45,7 @@ from collections import deque
 
 from ..errors import ConfigError, JailpyError, SetupError, UnsupportedError
 from ..plan import Plan
+from ..linux import syscalls as sc
 from . import channel, launcher, limits, target
 from .init import KILL_ALL
 from .watchdog import Watchdog
@@ -180,7 +181,8 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         with theirs:
             self.process = subprocess.Popen(
-                [sys.executable, "-P", "-m", __name__, str(theirs.fileno()), str(size)],
+                [sys.executable, "-P", "-m", __name__, str(theirs.fileno()), str(size),
+                 str(os.getpid())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True)
         self.sock = ours
         self._lock = threading.Lock()
@@ -627,8 +629,10 @@ class Server:
         self.failed = 0
         self.prepare_failures = 0
         self.workers: list[threading.Thread] = []
-        #: A worker writes here when its request ended: the main loop may refill.
+        #: A worker writes here when its request ended (the main loop may refill), and
+        #: so does a signal (set_wakeup_fd): the owner may be gone.
         self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.owner_gone = False
 
     def send(self, answer: dict) -> None:
         with self.lock:
@@ -700,6 +704,8 @@ class Server:
                 continue
             if self.wake_r in readable:
                 os.read(self.wake_r, 4096)
+                if self.owner_gone:
+                    return
             if self.sock not in readable:
                 continue
             chunk = self.sock.recv(1 << 20)
@@ -740,15 +746,32 @@ class Server:
             worker.join(10)
 
 
+def _watch_owner(server: Server, owner: int) -> None:
+    """The owner's death has a second sign besides the socket's EOF, which a child
+    the owner forked could keep from coming: PDEATHSIG. The kernel sends it when
+    the owner's thread that started this process ends, so the handler checks that
+    the owner process itself is gone (we were re-parented) before shutting down."""
+    def owner_gone(signum: int, frame: object) -> None:
+        if os.getppid() != owner:
+            server.owner_gone = True  # set_wakeup_fd wakes the loop's select()
+
+    signal.signal(signal.SIGTERM, owner_gone)
+    signal.set_wakeup_fd(server.wake_w)
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != owner:  # gone before PDEATHSIG was armed
+        server.owner_gone = True
+
+
 def main(argv: list[str]) -> int:
     sock = socket.socket(fileno=int(argv[0]))
-    size = int(argv[1])
+    size, owner = int(argv[1]), int(argv[2])
     frame = _read_frame(sock.recv)
     if frame is None:
         return 0
     server = None
     try:
         server = Server(sock, pickle.loads(frame), size)
+        _watch_owner(server, owner)
         first = PreparedSandbox(server.plan, server.restrictions)
         server.ready.append(first)
         first.wait_ready()
@@ -761,7 +784,10 @@ def main(argv: list[str]) -> int:
         server.send({"ready": True})
         server.loop()
     except BaseException as exc:
-        sock.sendall(_frame(marshal.dumps(channel.describe(exc))))
+        try:
+            sock.sendall(_frame(marshal.dumps(channel.describe(exc))))
+        except OSError:
+            pass  # the owner is gone
         return 1
     finally:
         if server is not None:

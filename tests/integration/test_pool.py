@@ -234,7 +234,7 @@ def test_sigkill_of_the_owner_leaves_nothing_behind(jailpy, user_tmp, test_user)
                            'mode = "slirp4netns"\nhost_loopback = true\n', test_user)
     script = user_tmp / "owner.py"
     script.write_text(textwrap.dedent(f"""
-        import json, socket, sys, threading, jailpy
+        import json, os, socket, sys, threading, time, jailpy
 
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
@@ -250,8 +250,14 @@ def test_sigkill_of_the_owner_leaves_nothing_behind(jailpy, user_tmp, test_user)
                           % listener.getsockname()[1]], timeout=10)
         threading.Thread(target=pool.run, args=(["sh", "-c", "sleep 300; : {marker}"],),
                          daemon=True).start()
+        # A child of the owner keeps the owner's end of the socket open, so its EOF
+        # cannot tell the fork server that the owner died: PDEATHSIG must.
+        holder = os.fork()
+        if holder == 0:
+            time.sleep(120)  # no exec: that would close the socket (close-on-exec)
+            os._exit(0)
         print(json.dumps({{"server": pool._server.process.pid, "fetch": fetch.stdout.decode(),
-                          "cgroup": fetch.cgroup}}), flush=True)
+                          "cgroup": fetch.cgroup, "holder": holder}}), flush=True)
         threading.Event().wait()
     """))
     script.chmod(0o644)
@@ -277,7 +283,10 @@ def test_sigkill_of_the_owner_leaves_nothing_behind(jailpy, user_tmp, test_user)
             os.path.exists(f"/proc/{server}") or _processes_with(marker)
             or any(os.path.exists(f"/proc/{p}") for p in helpers) or _sandbox_cgroups(server)):
         time.sleep(0.1)
-    assert not os.path.exists(f"/proc/{server}"), "the fork server outlived its owner"
+    try:
+        assert not os.path.exists(f"/proc/{server}"), "the fork server outlived its owner"
+    finally:
+        os.kill(first["holder"], signal.SIGKILL)
     assert _processes_with(marker) == []
     assert [p for p in helpers if os.path.exists(f"/proc/{p}")] == []
     assert _sandbox_cgroups(server) == []
