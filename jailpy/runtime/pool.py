@@ -7,11 +7,14 @@
                              PreparedSandboxes ready, hands each request to
                              one of them (a thread per running request, which
                              only reads and writes pipes and waits), refills
-    prepared sandbox         the launcher's own namespace child and pid 1
-                             (launcher.child_main); pid 1 has built the root
-                             and blocks in its `handover` on the request pipe
-    request                  pid 1 reads argv/env/cwd/files, writes the files
-                             into the work dir, forks the target as usual
+    prepared sandbox         the launcher's own namespace child, pid 1 and
+                             target (launcher.child_main): the root is built,
+                             the target has applied every restriction and
+                             blocks in its `handover` on the request pipe
+    request                  the target reads argv/env/cwd/files, writes the
+                             files into the work dir and execs; pid 1 reports
+                             the status once every process is gone, and the
+                             answer leaves before the namespaces are torn down
 
 Every sandbox serves exactly one request and is then destroyed, so nothing a
 request does (files, processes, mounts, its pid namespace) is seen by the next.
@@ -186,6 +189,7 @@ class ForkServer:
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True)
         self.sock = ours
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
         self._pending: dict[int, "Future"] = {}
         self._next_id = 0
         self._closed = False
@@ -212,10 +216,14 @@ class ForkServer:
             self._next_id += 1
             request_id = self._next_id
             self._pending[request_id] = future
+        # A lock of its own: the reader thread must never wait behind a send that is
+        # itself waiting for the server, which may be waiting for the reader.
+        with self._send_lock:
             try:
                 self.sock.sendall(_frame(marshal.dumps({"id": request_id, **request})))
             except OSError as exc:
-                self._pending.pop(request_id, None)
+                with self._lock:
+                    self._pending.pop(request_id, None)
                 raise SetupError(f"the pool's fork server is gone: {exc.strerror}",
                                  origin="Pool") from exc
         return future
