@@ -697,23 +697,18 @@ class Server:
         finally:
             sandbox.destroy()
             self.running.discard(sandbox)
-            try:
-                os.write(self.wake_w, b".")
-            except BlockingIOError:
-                pass  # the loop has wake-ups enough waiting
+            _wake(self.wake_w)
 
     def loop(self) -> None:
         """Requests first; refill when _refill_wait() says so."""
         buffered = b""
-        while True:
+        while not self.owner_gone:
             readable, _, _ = select.select([self.sock, self.wake_r], [], [], self._refill_wait())
             if not readable:
                 self.refill()
                 continue
             if self.wake_r in readable:
                 os.read(self.wake_r, 4096)
-                if self.owner_gone:
-                    return
             if self.sock not in readable:
                 continue
             chunk = self.sock.recv(1 << 20)
@@ -761,13 +756,23 @@ def _watch_owner(server: Server, owner: int) -> None:
     the owner process itself is gone (we were re-parented) before shutting down."""
     def owner_gone(signum: int, frame: object) -> None:
         if os.getppid() != owner:
-            server.owner_gone = True  # set_wakeup_fd wakes the loop's select()
+            server.owner_gone = True
+            # The C handler's wake-up byte may have been read before this flag was
+            # set; this one is read after it.
+            _wake(server.wake_w)
 
     signal.signal(signal.SIGTERM, owner_gone)
     signal.set_wakeup_fd(server.wake_w)
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != owner:  # gone before PDEATHSIG was armed
         server.owner_gone = True
+
+
+def _wake(fd: int) -> None:
+    try:
+        os.write(fd, b".")
+    except BlockingIOError:
+        pass  # the reader has wake-ups enough waiting
 
 
 def main(argv: list[str]) -> int:
