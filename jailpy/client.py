@@ -41,7 +41,8 @@ class ServerError(JailpyError):
 
     def __init__(self, message: str, code: str, status: int | None = None,
                  origin: str | None = None):
-        super().__init__(message, origin=origin)
+        where = f"HTTP {status} {code}" if status is not None else code
+        super().__init__(f"{message} ({where})", origin=origin)
         self.code = code
         self.status = status
 
