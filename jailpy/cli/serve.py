@@ -554,9 +554,13 @@ def serve(opts: dict[str, Any]) -> None:
         sys.exit(125)
     try:
         settings = Settings(opts, os.environ)
+        # Read once; the pool's processes (and so every sandbox's pid 1) never carry it.
+        os.environ.pop(TOKEN_VARIABLE, None)
         from ..api import Pool, load_policy
 
         policy = load_policy(settings.profile)
+        if policy.limits.timeout is not None:  # a request may only shorten the profile's
+            settings.max_timeout = min(settings.max_timeout, policy.limits.timeout)
         with Pool(policy, size=settings.pool_size) as pool:
             asyncio.run(_serve(settings, pool))
     except JailpyError as err:

@@ -198,8 +198,8 @@ def test_tcp_needs_the_token_and_run_via(jailpy, user_tmp):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = Server(jailpy, ["--listen", f"127.0.0.1:{port}", "--pool", "1",
-                             "--token-file", str(token_file)])
+    server = Server(jailpy, ["--listen", f"127.0.0.1:{port}", "--pool", "1"],
+                    env={"JAILPY_TOKEN": "s3cret-token"})
 
     def connect():
         return http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -210,6 +210,10 @@ def test_tcp_needs_the_token_and_run_via(jailpy, user_tmp):
     status, body = run_request(connect, {"argv": PYTHON_PRINT},
                                {"Authorization": "Bearer s3cret-token"})
     assert (status, body["stdout"]) == (200, "1\n")
+    # the token is the server's alone: not in a request's environment, nor its pid 1's
+    status, body = run_request(connect, {"argv": ["sh", "-c", "env; cat /proc/1/environ"]},
+                               {"Authorization": "Bearer s3cret-token"})
+    assert status == 200 and "PATH=" in body["stdout"] and "s3cret" not in body["stdout"]
 
     url = f"http://127.0.0.1:{port}"
     via = jailpy.run(["run", "--via", url, "-e", "WORD=hello", "--", "sh", "-c",
