@@ -7,11 +7,11 @@ not pay for modules they do not use.
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["Sandbox", "Result", "Policy", "load_policy", "run", "__version__"]
+__all__ = ["Sandbox", "Pool", "Result", "Policy", "load_policy", "run", "__version__"]
 
 
 def __getattr__(name: str):
-    if name in ("Sandbox", "Result", "load_policy", "run"):
+    if name in ("Sandbox", "Pool", "Result", "load_policy", "run"):
         from . import api
 
         return getattr(api, name)

@@ -22,7 +22,7 @@ import _signal  # the C module: `signal` would import enum (ms at start-up)
 from .errors import ConfigError
 from .plan import Caller, Plan, build_plan
 from .policy import Policy
-from .runtime.launcher import Result, launch
+from .runtime.launcher import Result, launch, open_sessions
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .profile.merge import Layer
     from .runtime.launcher import HostSession
 
-__all__ = ["Sandbox", "Result", "load_policy", "run"]
+__all__ = ["Sandbox", "Pool", "Result", "load_policy", "run"]
 
 
 def load_policy(profile: str | None = None, overrides: "Layer | None" = None,
@@ -82,7 +82,7 @@ class Sandbox:
         # Host-side resources (helpers, session files) live exactly as long as the run.
         sessions: list["HostSession"] = []
         try:
-            _open_sessions(plan, sessions)
+            open_sessions(plan, sessions)
             if not forward_signals:
                 result = launch(plan, tuple(sessions), on_started=on_started)
             else:
@@ -98,33 +98,75 @@ class Sandbox:
                 session.close()
 
 
-def _open_sessions(plan: Plan, sessions: list["HostSession"]) -> None:
-    """prepare(plan) of each host-side concern the plan uses, appended as each opens
-    (so a failure closes those already open); imported only when used."""
-    if plan.map_all:
-        from .runtime import userns
-
-        sessions.append(userns.prepare(plan))
-    if plan.network_helper is not None:
-        from .runtime import network
-
-        sessions.append(network.prepare(plan))
-    if plan.desktop is not None:
-        from .runtime import desktop
-
-        sessions.append(desktop.prepare(plan))
-    if plan.changes is not None:
-        from .runtime import changes
-
-        sessions.append(changes.prepare(plan))
-
-
 def _both(first: "Callable[[int], None]", then: "Callable[[int], None]"
           ) -> "Callable[[int], None]":
     def started(pid: int) -> None:
         first(pid)
         then(pid)
     return started
+
+
+class Pool:
+    """Sandboxes prepared ahead of their requests, one request each (docs/pool.md).
+
+        with Pool(load_policy("default"), size=4) as pool:
+            result = pool.run(["python3", "-c", "print(1)"])
+            result.stdout                      # b"1\n"
+            result = await pool.run_async(["true"])
+
+    A fork server process does all the forking, so run() may be called from
+    any thread and run_async() from asyncio. Each request gets a fresh
+    sandbox (namespaces, root, /tmp, work dir); changing the policy needs a
+    new pool. Everything is in jailpy/runtime/pool.py, imported only here.
+    """
+
+    def __init__(self, policy: Policy | None = None, size: int = 4):
+        from .policy import MountOp
+        from .runtime import pool
+
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 256:
+            raise ConfigError("size must be an int from 1 to 256", origin="Pool(size)")
+        policy = policy if policy is not None else load_policy()
+        work = MountOp(kind="tmpfs", dest=pool.WORK_DIR, mode=0o755, origin="Pool work dir")
+        policy = policy.replace(
+            filesystem=policy.filesystem.replace(ops=policy.filesystem.ops + (work,)),
+            process=policy.process.replace(cwd=pool.WORK_DIR, die_with_parent=True))
+        self.plan = build_plan(policy, ["true"], Caller.current())
+        pool.check_plan(self.plan)
+        self._check = pool.check_request
+        self._server = pool.ForkServer(self.plan, size)
+
+    def submit(self, argv: list[str], *, env: dict[str, str] | None = None,
+               stdin: bytes = b"", files: dict[str, bytes] | None = None,
+               cwd: str | None = None, timeout: float | None = None,
+               memory: int | None = None, pids: int | None = None,
+               output_limit: int = 1 << 20):
+        """Start a request; a concurrent.futures.Future of its Result."""
+        return self._server.submit(self._check(self.plan, argv, env, stdin, files, cwd,
+                                               timeout, memory, pids, output_limit))
+
+    def run(self, argv: list[str], **request) -> Result:
+        """Run argv in a fresh prepared sandbox and wait for its Result (submit's fields)."""
+        return self.submit(argv, **request).result()
+
+    async def run_async(self, argv: list[str], **request) -> Result:
+        import asyncio
+
+        return await asyncio.wrap_future(self.submit(argv, **request))
+
+    def stats(self) -> dict:
+        """size, ready (prepared and waiting), running, served, failed."""
+        return self._server.submit({"stats": True}).result()
+
+    def close(self) -> None:
+        """Stop the fork server; no process, mount, cgroup or helper is left."""
+        self._server.close()
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def run(argv: list[str], profile: str | None = None) -> Result:

@@ -334,6 +334,19 @@ class SandboxCgroup:
             os.close(fd)
         self.join_fds = []
 
+    # -- supervisor, while the sandbox waits for its request (runtime/pool.py) -------
+
+    def lower(self, limits: Limits) -> None:
+        """Write tighter memory/pids limits for one pooled request. The caller
+        checked they are within the profile's: this only ever lowers a limit."""
+        for d in self.directories:
+            version = 2 if os.path.exists(os.path.join(d, "cgroup.controllers")) else 1
+            for ctrl, probe in (("memory", ("memory.max", "memory.limit_in_bytes")),
+                                ("pids", ("pids.max",))):
+                wanted = getattr(limits, CONTROLLER_KEYS[ctrl][0]) is not None
+                if wanted and any(os.path.exists(os.path.join(d, f)) for f in probe):
+                    _apply(limits, ctrl, version, d, [])
+
     # -- supervisor, after the sandbox ended --------------------------------------
 
     def stats(self) -> CgroupStats:

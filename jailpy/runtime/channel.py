@@ -30,15 +30,19 @@ def send(fd: int, **message: object) -> None:
 
 
 def send_error(fd: int, exc: BaseException) -> None:
+    send(fd, **describe(exc))
+
+
+def describe(exc: BaseException) -> dict:
+    """An exception as a message error_from() turns back into a JailpyError."""
     if isinstance(exc, JailpyError):
-        send(fd, error=type(exc).__name__, message=exc.message, origin=exc.origin,
-             hint=exc.hint, exit_code=exc.exit_code)
-    elif isinstance(exc, OSError):
-        send(fd, error="SetupError", message=exc.strerror or str(exc),
-             origin=exc.filename and str(exc.filename), hint=None, exit_code=125)
-    else:
-        send(fd, error="SetupError", message=f"internal error: {exc!r}", origin=None,
-             hint="run with --debug and report this", exit_code=125)
+        return dict(error=type(exc).__name__, message=exc.message, origin=exc.origin,
+                    hint=exc.hint, exit_code=exc.exit_code)
+    if isinstance(exc, OSError):
+        return dict(error="SetupError", message=exc.strerror or str(exc),
+                    origin=exc.filename and str(exc.filename), hint=None, exit_code=125)
+    return dict(error="SetupError", message=f"internal error: {exc!r}", origin=None,
+                hint="run with --debug and report this", exit_code=125)
 
 
 def receive(fd: int, first_only: bool = False) -> list[dict]:

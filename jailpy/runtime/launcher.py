@@ -77,6 +77,12 @@ class Result(Record):
     limits_not_applied: tuple[str, ...] = ()
     #: `--changes`: the run directory holding what the command wrote (docs/overlays.md).
     changes_run: str | None = None
+    #: A warm pool's request (runtime/pool.py): the captured output, at most the
+    #: request's output_limit bytes each, and whether more was written.
+    stdout: bytes | None = None
+    stderr: bytes | None = None
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
 
 
 def launch(plan: Plan, sessions: tuple["HostSession", ...] = (),
@@ -108,7 +114,7 @@ def launch(plan: Plan, sessions: tuple["HostSession", ...] = (),
         os.close(report_r)
         if go_w >= 0:
             os.close(go_w)
-        _child_main(plan, restrictions, supervisor, report_w, go_r, enforcer, terminal)
+        child_main(plan, restrictions, supervisor, report_w, go_r, enforcer, terminal)
     os.close(report_w)
     if enforcer is not None:
         enforcer.forked(pid)
@@ -120,18 +126,39 @@ def launch(plan: Plan, sessions: tuple["HostSession", ...] = (),
     try:
         if sessions:
             os.close(go_r)
-            failure = _run_host_steps(pid, sessions, report_r, go_w)
+            failure = run_host_steps(pid, sessions, report_r, go_w)
         messages = _collect(report_r, on_started, enforcer)
     finally:
         os.close(report_r)
-        _, wait_status, usage = _wait4(pid)
+        _, wait_status, usage = wait_for(pid)
         if terminal is not None:
             terminal.close()  # the host terminal's modes, on every exit path
         if enforcer is not None:
             limit_report = enforcer.close()
     if failure is not None:
         raise failure
-    return _result(messages, wait_status, usage, start, plan, limit_report)
+    return result_of(messages, wait_status, usage, start, plan, limit_report)
+
+
+def open_sessions(plan: Plan, sessions: list["HostSession"]) -> None:
+    """prepare(plan) of each host-side concern the plan uses, appended as each opens
+    (so a failure closes those already open); imported only when used."""
+    if plan.map_all:
+        from . import userns
+
+        sessions.append(userns.prepare(plan))
+    if plan.network_helper is not None:
+        from . import network
+
+        sessions.append(network.prepare(plan))
+    if plan.desktop is not None:
+        from . import desktop
+
+        sessions.append(desktop.prepare(plan))
+    if plan.changes is not None:
+        from . import changes
+
+        sessions.append(changes.prepare(plan))
 
 
 def _also_tell(terminal: "Terminal", on_started: "Callable[[int], None] | None"
@@ -171,8 +198,8 @@ def _collect(report_r: int, on_started: "Callable[[int], None] | None",
     return messages
 
 
-def _run_host_steps(pid: int, sessions: tuple["HostSession", ...], report_r: int,
-                    go_w: int) -> BaseException | None:
+def run_host_steps(pid: int, sessions: tuple["HostSession", ...], report_r: int,
+                   go_w: int) -> BaseException | None:
     """Wait for 'unshared', run each session's host step, then release the child."""
     try:
         first = channel.receive(report_r, first_only=True)
@@ -189,7 +216,7 @@ def _run_host_steps(pid: int, sessions: tuple["HostSession", ...], report_r: int
         os.close(go_w)
 
 
-def _wait4(pid: int):
+def wait_for(pid: int):
     while True:
         try:
             return sc.wait4(pid)
@@ -197,8 +224,8 @@ def _wait4(pid: int):
             return pid, EXIT_JAILPY_FAILURE << 8, None
 
 
-def _result(messages: list[dict], wait_status: int, usage, start: float, plan: Plan,
-            limit_report: "LimitReport | None") -> Result:
+def result_of(messages: list[dict], wait_status: int, usage, start: float, plan: Plan,
+              limit_report: "LimitReport | None") -> Result:
     for message in messages:
         if "error" in message:
             raise channel.error_from(message)
@@ -249,10 +276,15 @@ def _check_pass_fds(fds: tuple[int, ...]) -> None:
                              origin=f"--pass-fd {fd}") from None
 
 
-def _child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, report_w: int,
-                go_r: int, enforcer: "Enforcer | None" = None,
-                terminal: "Terminal | None" = None) -> None:
-    """The namespace child; never returns."""
+def child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, report_w: int,
+               go_r: int, enforcer: "Enforcer | None" = None,
+               terminal: "Terminal | None" = None,
+               handover: "Callable[[Plan], Plan] | None" = None) -> None:
+    """The namespace child; never returns.
+
+    `handover` (a warm pool, runtime/pool.py) runs in the target once every
+    restriction is in place, just before execve: it waits for the request and
+    returns the plan to run it with."""
     code = EXIT_JAILPY_FAILURE
     try:
         if plan.new_session:
@@ -287,7 +319,7 @@ def _child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, repor
         pid1 = os.fork()
         if pid1 == 0:
             os.close(lifeline_w)
-            _pid1_main(plan, restrictions, report_w, lifeline_r, terminal)
+            _pid1_main(plan, restrictions, report_w, lifeline_r, terminal, handover)
         os.close(lifeline_r)
         channel.send(report_w, started=pid1)
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
@@ -344,7 +376,8 @@ def _unshare(plan: Plan, flags: int = 0) -> None:
 
 
 def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline: int,
-               terminal: "Terminal | None") -> None:
+               terminal: "Terminal | None",
+               handover: "Callable[[Plan], Plan] | None" = None) -> None:
     """pid 1 of the new pid namespace (or a plain reaper without one); never returns."""
     try:
         if plan.die_with_parent:
@@ -379,14 +412,19 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         target = os.fork()
         if target == 0:
-            _target_main(plan, restrictions, report_w, terminal)
+            _target_main(plan, restrictions, report_w, terminal, handover)
         caps.apply()
         status = init.supervise(target, is_pid1=plan.new_pid_ns,
                                 forward_terminal=plan.new_session, wait_all=plan.wait_all,
                                 on_stop=terminal.stopped if terminal is not None else None)
         if copy_outs:  # size-limited --changes: every sandbox process is gone now
             mounts.copy_out(copy_outs)
-        channel.send(report_w, status=status)
+        if handover is None:
+            channel.send(report_w, status=status)
+        else:  # a pool answers now, before the namespaces are torn down (runtime/pool.py)
+            usage = sc.children_usage()
+            channel.send(report_w, status=status,
+                         usage=(usage.ru_utime, usage.ru_stime, usage.ru_maxrss))
         os._exit(0)
     except BaseException as exc:
         channel.send_error(report_w, exc)
@@ -410,11 +448,15 @@ def _not_found(argv0: str) -> str:
 
 
 def _target_main(plan: Plan, restrictions: "Restrictions", report_w: int,
-                 terminal: "Terminal | None") -> None:
+                 terminal: "Terminal | None",
+                 handover: "Callable[[Plan], Plan] | None" = None) -> None:
     """Final preparation and execve of the command; never returns."""
     argv0 = plan.argv[0]
     try:
         target.apply(plan, restrictions, terminal)
+        if handover is not None:
+            plan = handover(plan)
+            argv0 = plan.argv[0]
         argv = list(plan.argv)
         if plan.argv0 is not None:
             argv[0] = plan.argv0

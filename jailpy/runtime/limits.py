@@ -85,16 +85,22 @@ class Enforcer:
         assert self.cgroup is not None
         self.cgroup.kill_all(exclude=spare)
 
-    def close(self) -> LimitReport:
-        """After the namespace child was reaped: read the cgroup back and remove it."""
-        stats = None
-        if self.cgroup is not None:
-            self.cgroup.close_join_fds()
-            stats = self.cgroup.stats()
-            self.cgroup.remove()
+    def report(self) -> LimitReport:
+        """What the limits did so far (a pool reads it once the command's processes
+        are gone, before the namespace child is)."""
         return LimitReport(timed_out=bool(self.watchdog and self.watchdog.fired),
                            cgroup=f"v{self.cgroup.version}" if self.cgroup else None,
-                           stats=stats, not_applied=self.not_applied)
+                           stats=self.cgroup.stats() if self.cgroup else None,
+                           not_applied=self.not_applied)
+
+    def close(self) -> LimitReport:
+        """After the namespace child was reaped: read the cgroup back and remove it."""
+        if self.cgroup is not None:
+            self.cgroup.close_join_fds()
+        report = self.report()
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        return report
 
 
 def collect_with_deadline(report_r: int, on_started: "Callable[[int], None] | None",

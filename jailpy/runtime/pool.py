@@ -1,0 +1,714 @@
+"""A warm pool: sandboxes prepared ahead of their request (docs/pool.md).
+
+    owner (the program)      ForkServer: one socket to the fork server, a
+                             reader thread resolving each request's Future;
+                             safe from any thread and from asyncio
+    fork server (process)    `python -m jailpy.runtime.pool`: keeps `size`
+                             PreparedSandboxes ready, hands each request to
+                             one of them (a thread per running request, which
+                             only reads and writes pipes and waits), refills
+    prepared sandbox         the launcher's own namespace child and pid 1
+                             (launcher.child_main); pid 1 has built the root
+                             and blocks in its `handover` on the request pipe
+    request                  pid 1 reads argv/env/cwd/files, writes the files
+                             into the work dir, forks the target as usual
+
+Every sandbox serves exactly one request and is then destroyed, so nothing a
+request does (files, processes, mounts, its pid namespace) is seen by the next.
+
+Only the fork server's main thread forks, so no lock another thread holds is
+ever copied into a child half-taken. The server lives in a session of its own
+(a terminal's ^C is for the owner) and ends when its socket reads EOF: the
+owner closed the pool or died, even by SIGKILL. It does not use PDEATHSIG
+itself: the kernel ties that to the thread that forked, and a Pool created in
+a short-lived thread would then die with the thread. Each prepared sandbox
+does use it (die_with_parent, tied to the server's main thread), so a killed
+server takes its sandboxes along; slirp4netns follows its exit-fd's EOF.
+
+Frames on the socket: 4-byte length + marshal (the plan travels once, pickled).
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import pickle
+import select
+import _signal as signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+
+from ..errors import ConfigError, JailpyError, SetupError
+from ..plan import Plan
+from . import channel, launcher, limits, target
+from .init import KILL_ALL
+from .watchdog import Watchdog
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from .launcher import HostSession, Result
+
+#: Where a request's files are placed and where it starts: a tmpfs of each sandbox's own.
+WORK_DIR = "/work"
+#: The largest output_limit a request may ask for, per stream.
+MAX_OUTPUT = 64 << 20
+_CHUNK = 65536
+
+
+# --- frames ----------------------------------------------------------------------
+
+
+def _frame(payload: bytes) -> bytes:
+    return len(payload).to_bytes(4, "little") + payload
+
+
+def _read_exactly(read, size: int) -> bytes | None:
+    """`size` bytes from `read(n)`, or None at EOF before them."""
+    parts: list[bytes] = []
+    while size:
+        chunk = read(min(size, _CHUNK * 16))
+        if not chunk:
+            return None
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
+
+
+def _read_frame(read) -> bytes | None:
+    head = _read_exactly(read, 4)
+    return None if head is None else _read_exactly(read, int.from_bytes(head, "little"))
+
+
+# --- checks, on the owner's side --------------------------------------------------
+
+
+def check_plan(plan: Plan) -> None:
+    """What a pooled sandbox cannot do, refused before anything starts."""
+    if not plan.new_pid_ns:
+        raise ConfigError("a pool needs a pid namespace per sandbox, or a process left "
+                          "running by one request could outlive it", origin="namespaces.pid")
+    if not plan.new_mount_ns:
+        raise ConfigError("a pool needs a mount namespace per sandbox (the work dir)",
+                          origin="namespaces.mount")
+    for used, key in ((plan.tty, "process.tty"), (plan.desktop is not None, "desktop"),
+                      (plan.changes is not None, "--changes"),
+                      (bool(plan.pass_fds), "process.pass_fds"),
+                      (plan.wait_all, "process.wait_all")):
+        if used:
+            raise ConfigError(f"{key} is not available in a pool", origin=key)
+
+
+def check_request(plan: Plan, argv, env, stdin, files, cwd, timeout, memory, pids,
+                  output_limit) -> dict:
+    """One request as the frame the server reads; bad fields raise ConfigError naming them."""
+    argv = [argv] if isinstance(argv, str) else list(argv)
+    if not argv or not all(isinstance(a, str) and a and "\0" not in a for a in argv[:1]) \
+            or not all(isinstance(a, str) and "\0" not in a for a in argv):
+        raise ConfigError("argv must be a non-empty list of strings without NUL bytes",
+                          origin="Pool.run(argv)")
+    env = dict(env or {})
+    for name, value in env.items():
+        if not isinstance(name, str) or not isinstance(value, str) or not name \
+                or "=" in name or "\0" in name + value:
+            raise ConfigError(f"bad environment entry {name!r}", origin="Pool.run(env)")
+    if not isinstance(stdin, (bytes, bytearray)):
+        raise ConfigError("stdin must be bytes", origin="Pool.run(stdin)")
+    placed: dict[str, bytes] = {}
+    for path, data in (files or {}).items():
+        parts = path.split("/") if isinstance(path, str) else []
+        if not parts or path.startswith("/") or "\0" in path \
+                or any(p in ("", ".", "..") for p in parts):
+            raise ConfigError(f"file names must be relative paths inside the work dir, "
+                              f"without '..': {path!r}", origin="Pool.run(files)")
+        if not isinstance(data, (bytes, bytearray, str)):
+            raise ConfigError(f"{path}: contents must be bytes or str", origin="Pool.run(files)")
+        placed[path] = data.encode() if isinstance(data, str) else bytes(data)
+    if cwd is not None and (not isinstance(cwd, str) or not cwd.startswith("/") or "\0" in cwd):
+        raise ConfigError("cwd must be an absolute path", origin="Pool.run(cwd)")
+    lim = plan.limits
+    timeout = _positive("timeout", timeout, float)
+    if timeout is not None and lim.timeout is not None and timeout > lim.timeout:
+        raise ConfigError(f"timeout {timeout:g}s is longer than the profile's {lim.timeout:g}s",
+                          origin="Pool.run(timeout)")
+    for field, value, allowed, key in (("memory", memory, lim.memory_max, "limits.memory_max"),
+                                       ("pids", pids, lim.pids_max, "limits.pids_max")):
+        if _positive(field, value, int) is None:
+            continue
+        if allowed is None:
+            raise ConfigError(f"the profile sets no {key}: a request may only lower a limit "
+                              f"the profile sets", origin=f"Pool.run({field})")
+        if value > allowed:
+            raise ConfigError(f"{field} {value} is above the profile's {key} ({allowed})",
+                              origin=f"Pool.run({field})")
+    output_limit = _positive("output_limit", output_limit, int)
+    if output_limit is None or output_limit > MAX_OUTPUT:
+        raise ConfigError(f"output_limit must be between 1 and {MAX_OUTPUT} bytes",
+                          origin="Pool.run(output_limit)")
+    return {"argv": argv, "env": env, "stdin": bytes(stdin), "files": placed, "cwd": cwd,
+            "timeout": timeout, "memory": memory, "pids": pids, "output_limit": output_limit}
+
+
+def _positive(field: str, value, kind):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 \
+            or (kind is int and not isinstance(value, int)):
+        raise ConfigError(f"{field} must be a positive {kind.__name__}",
+                          origin=f"Pool.run({field})")
+    return kind(value)
+
+
+# --- the owner's side --------------------------------------------------------------
+
+
+class ForkServer:
+    """The owner's handle on the fork server process; thread-safe."""
+
+    def __init__(self, plan: Plan, size: int):
+        from concurrent.futures import Future
+
+        self._future_type = Future
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-P", "-m", __name__, str(theirs.fileno()), str(size)],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True)
+        self.sock = ours
+        self._lock = threading.Lock()
+        self._pending: dict[int, "Future"] = {}
+        self._next_id = 0
+        self._closed = False
+        try:
+            self.sock.sendall(_frame(pickle.dumps(plan)))
+            first = _read_frame(self.sock.recv)
+            if first is None:
+                raise SetupError("the pool's fork server ended while starting", origin="Pool")
+            answer = marshal.loads(first)
+            if "error" in answer:
+                raise channel.error_from(answer)
+        except BaseException:
+            self.close()
+            raise
+        self._reader = threading.Thread(target=self._read_answers, name="jailpy-pool-reader",
+                                        daemon=True)
+        self._reader.start()
+
+    def submit(self, request: dict) -> "Future":
+        future = self._future_type()
+        with self._lock:
+            if self._closed:
+                raise SetupError("the pool is closed", origin="Pool")
+            self._next_id += 1
+            request_id = self._next_id
+            self._pending[request_id] = future
+            try:
+                self.sock.sendall(_frame(marshal.dumps({"id": request_id, **request})))
+            except OSError as exc:
+                self._pending.pop(request_id, None)
+                raise SetupError(f"the pool's fork server is gone: {exc.strerror}",
+                                 origin="Pool") from exc
+        return future
+
+    def _read_answers(self) -> None:
+        from .launcher import Result
+
+        while True:
+            try:
+                frame = _read_frame(self.sock.recv)
+            except OSError:
+                frame = None
+            if frame is None:
+                break
+            answer = marshal.loads(frame)
+            with self._lock:
+                future = self._pending.pop(answer["id"], None)
+            if future is None:
+                continue
+            if "error" in answer:
+                future.set_exception(channel.error_from(answer))
+            elif "result" in answer:
+                future.set_result(Result(**answer["result"]))
+            else:
+                future.set_result(answer["stats"])
+        with self._lock:
+            self._closed = True
+            pending, self._pending = self._pending, {}
+        for future in pending.values():
+            future.set_exception(SetupError("the pool's fork server ended", origin="Pool"))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """EOF to the server, which tears every sandbox down; wait for it."""
+        with self._lock:
+            self._closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.sock.close()
+
+
+# --- the fork server ---------------------------------------------------------------
+
+
+class PreparedSandbox:
+    """One sandbox, set up up to pid 1 waiting for its request; serves one request."""
+
+    def __init__(self, plan: Plan, restrictions: "target.Restrictions"):
+        self.plan = plan
+        self.sessions: list["HostSession"] = []
+        self.enforcer: limits.Enforcer | None = None
+        self.pid = 0
+        self.pid1: int | None = None
+        self.fds: dict[str, int] = {}
+        #: Report messages read before the request (wait_ready).
+        self.early: list[dict] = []
+        try:
+            launcher.open_sessions(plan, self.sessions)
+            self.enforcer = limits.Enforcer(plan.limits)
+            self._fork(restrictions)
+        except BaseException:
+            self.destroy()
+            raise
+
+    def _fork(self, restrictions: "target.Restrictions") -> None:
+        ours: dict[str, int] = {}
+        theirs: dict[str, int] = {}
+        # (name, which end stays with the server: 0 read, 1 write)
+        for name, kept in (("report", 0), ("request", 1), ("stdin", 1), ("stdout", 0),
+                           ("stderr", 0), *((("go", 1),) if self.sessions else ())):
+            ends = os.pipe2(os.O_CLOEXEC)
+            ours[name], theirs[name] = ends[kept], ends[1 - kept]
+        self.fds = ours
+        assert self.enforcer is not None
+        server = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                for fd, name in enumerate(("stdin", "stdout", "stderr")):
+                    os.dup2(theirs[name], fd)
+                keep = {0, 1, 2, theirs["report"], theirs["request"], theirs.get("go", 0),
+                        *(self.enforcer.cgroup.join_fds if self.enforcer.cgroup else ())}
+                _close_all_but(keep)
+                handover = _handover(theirs["request"], theirs["report"])
+                launcher.child_main(self.plan, restrictions, server, theirs["report"],
+                                    theirs.get("go", -1), self.enforcer, handover=handover)
+            finally:
+                os._exit(125)
+        self.pid = pid
+        for fd in theirs.values():
+            os.close(fd)
+        self.enforcer.forked(pid)
+        if self.sessions:
+            failure = launcher.run_host_steps(pid, tuple(self.sessions), ours["report"],
+                                              ours.pop("go"))
+            if failure is not None:
+                raise failure
+
+    def wait_ready(self) -> None:
+        """Until pid 1 waits for its request; raises what went wrong before (the
+        pool's first sandbox: a profile that cannot be built fails Pool() itself)."""
+        reader = channel.Reader(self.fds["report"])
+        while not any("ready" in m for m in self.early):
+            batch = reader.read()
+            if batch is None:
+                break
+            self.early += batch
+            for message in batch:
+                if "error" in message:
+                    raise channel.error_from(message)
+                if "started" in message:
+                    self.pid1 = message["started"]
+        if not any("ready" in m for m in self.early):
+            raise SetupError("the pool's first sandbox ended before it was ready",
+                             origin="Pool", hint="run the profile with 'jailpy run' to see why")
+
+    def serve(self, request: dict) -> "Result":
+        """Hand the request over and wait until pid 1 reports the command's end.
+
+        pid 1 reports once every process of the sandbox is gone, so all the
+        output is in the pipes by then: the answer does not wait for the
+        namespaces to be torn down. finish() does that afterwards."""
+        start = time.monotonic()
+        enforcer = self.enforcer
+        assert enforcer is not None
+        lim = self.plan.limits
+        if (request["memory"] or request["pids"]) and enforcer.cgroup is not None:
+            enforcer.cgroup.lower(lim.replace(
+                memory_max=request["memory"] or lim.memory_max, memory_swap_max=None,
+                pids_max=request["pids"] or lim.pids_max))
+        timeout = request["timeout"] or lim.timeout
+        enforcer.watchdog = None if timeout is None else Watchdog(
+            timeout, lim.kill_grace, start, enforcer._kill_rest if enforcer.cgroup else None)
+        if enforcer.watchdog is not None:
+            enforcer.watchdog.child = self.pid
+        handed = {k: request[k] for k in ("argv", "env", "files", "cwd")}
+        try:
+            _write_all(self.fds["request"], _frame(marshal.dumps(handed)))
+        except OSError:
+            pass  # the target is gone: the report says why
+        os.close(self.fds.pop("request"))
+        run = _Collector(self, request["stdin"], request["output_limit"])
+        messages = run.collect()
+        status = next((m for m in messages if "status" in m), None)
+        if status is not None:
+            wait_status, usage = 0, _Usage(*status["usage"])
+        else:  # no word from pid 1: the namespace child's status says what happened
+            _, wait_status, usage = launcher.wait_for(self.pid)
+            self.pid = 0
+        result = launcher.result_of(messages, wait_status, usage, start, self.plan,
+                                    enforcer.report())
+        changes: dict = dict(stdout=run.output[1], stderr=run.output[2],
+                             stdout_truncated=run.truncated[1],
+                             stderr_truncated=run.truncated[2])
+        if run.overflowed and not result.timed_out:
+            changes.update(ended_by="output", limits_hit=result.limits_hit + ("output",))
+        return result.replace(**changes)
+
+    def destroy(self) -> None:
+        """Kill what is left (the pid namespace dies with pid 1, pid 1 by its PDEATHSIG
+        with the namespace child), remove the cgroup, stop the helpers, close the pipes."""
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            launcher.wait_for(self.pid)
+            self.pid = 0
+        if self.enforcer is not None:
+            self.enforcer.close()
+            self.enforcer = None
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds = {}
+        for session in reversed(self.sessions):
+            session.close()
+        self.sessions = []
+
+
+class _Usage:
+    """The resource usage pid 1 reports, shaped like the launcher's wait4 usage."""
+
+    __slots__ = ("ru_utime", "ru_stime", "ru_maxrss")
+
+    def __init__(self, utime: float, stime: float, maxrss: int):
+        self.ru_utime, self.ru_stime, self.ru_maxrss = utime, stime, maxrss
+
+
+class _Collector:
+    """The supervisor's wait for one request: report pipe, stdin, capped output,
+    timeout. Output beyond the cap ends the run (pid 1 kills everything)."""
+
+    def __init__(self, sandbox: PreparedSandbox, stdin: bytes, cap: int):
+        self.sandbox = sandbox
+        self.cap = cap
+        self.stdin = memoryview(stdin)
+        self.buffers: dict[int, list[bytes]] = {1: [], 2: []}
+        self.sizes = {1: 0, 2: 0}
+        self.output = {1: b"", 2: b""}
+        self.truncated = {1: False, 2: False}
+        self.overflowed = False
+
+    def collect(self) -> list[dict]:
+        """Report messages until pid 1's status (or EOF: it died); the output with them."""
+        fds = self.sandbox.fds
+        enforcer = self.sandbox.enforcer
+        assert enforcer is not None
+        report = fds["report"]
+        reader = channel.Reader(report)
+        streams = {fds["stdout"]: 1, fds["stderr"]: 2}
+        poller = select.poll()
+        for fd in (report, *streams):
+            poller.register(fd, select.POLLIN)
+        stdin_fd = fds.pop("stdin")
+        if self.stdin:
+            os.set_blocking(stdin_fd, False)
+            poller.register(stdin_fd, select.POLLOUT)
+        else:
+            os.close(stdin_fd)
+            stdin_fd = -1
+        messages = list(self.sandbox.early)
+        if self.sandbox.pid1 is not None:
+            enforcer.started(self.sandbox.pid1)
+        done = False
+        try:
+            while not done:
+                wait = enforcer.wait_time()
+                events = poller.poll(None if wait is None else int(wait * 1000) + 1)
+                if not events and wait is not None:
+                    enforcer.expire()
+                    continue
+                for fd, event in events:
+                    if fd == stdin_fd:
+                        if self._feed(stdin_fd, event):
+                            poller.unregister(stdin_fd)
+                            os.close(stdin_fd)
+                            stdin_fd = -1
+                    elif fd == report:
+                        batch = reader.read()
+                        if batch is None:
+                            done = True
+                            break
+                        for message in batch:
+                            if "started" in message:
+                                self.sandbox.pid1 = message["started"]
+                                enforcer.started(message["started"])
+                            done = done or "status" in message
+                        messages += batch
+                    elif not self._take(fd, streams[fd]):
+                        poller.unregister(fd)
+                        del streams[fd]
+        finally:
+            if stdin_fd >= 0:
+                os.close(stdin_fd)
+        for fd, stream in streams.items():  # what the ended processes left in the pipes
+            os.set_blocking(fd, False)
+            try:
+                while self._take(fd, stream):
+                    pass
+            except BlockingIOError:
+                pass
+        self.output = {s: b"".join(b) for s, b in self.buffers.items()}
+        return messages
+
+    def _take(self, fd: int, stream: int) -> bool:
+        """One read of a stream into its capped buffer; False at EOF."""
+        chunk = os.read(fd, _CHUNK)
+        if not chunk:
+            return False
+        room = self.cap - self.sizes[stream]
+        if room > 0:
+            self.buffers[stream].append(chunk[:room])
+            self.sizes[stream] += min(room, len(chunk))
+        if len(chunk) > room:
+            self.truncated[stream] = True
+            self._overflow()
+        return True
+
+    def _feed(self, fd: int, event: int) -> bool:
+        """Write what stdin the pipe takes; True when done (all written, or nobody reads)."""
+        if event & (select.POLLERR | select.POLLHUP):
+            return True
+        try:
+            written = os.write(fd, self.stdin[:_CHUNK])
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        self.stdin = self.stdin[written:]
+        return not self.stdin
+
+    def _overflow(self) -> None:
+        if self.overflowed:
+            return
+        self.overflowed = True
+        pid1 = self.sandbox.pid1
+        try:
+            if pid1 is not None:
+                os.kill(pid1, KILL_ALL)
+            else:
+                os.kill(self.sandbox.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _close_all_but(keep: set[int]) -> None:
+    low = 0
+    for fd in sorted(keep) + [1 << 20]:
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+
+
+def _handover(request_r: int, report_w: int):
+    """The target's wait for its request, with every restriction already in place;
+    returns the plan to execve with. Only the files, a cwd and the execve are left."""
+    def handover(plan: Plan) -> Plan:
+        channel.send(report_w, ready=True)
+        frame = _read_frame(lambda n: os.read(request_r, n))
+        os.close(request_r)
+        if frame is None:
+            os._exit(0)  # the pool closed before a request came
+        request = marshal.loads(frame)
+        for path, data in request["files"].items():
+            _place(path, data)
+        if request["cwd"] is not None:
+            try:
+                os.chdir(request["cwd"])
+            except OSError as exc:
+                raise SetupError(f"cannot change directory to {request['cwd']}: "
+                                 f"{exc.strerror}", origin="Pool.run(cwd)") from exc
+        return plan.replace(argv=tuple(request["argv"]), env={**plan.env, **request["env"]})
+    return handover
+
+
+def _place(path: str, data: bytes) -> None:
+    """A request's file in the work dir (a fresh tmpfs nothing else has run in);
+    the owner checked the name, and no component may be a link all the same."""
+    parts = path.split("/")
+    if path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise SetupError(f"bad file name {path!r}", origin="Pool.run(files)")
+    directory = os.open(WORK_DIR, os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            try:
+                os.mkdir(part, 0o755, dir_fd=directory)
+            except FileExistsError:
+                pass
+            inner = os.open(part, os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                            dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o644, dir_fd=directory)
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(directory)
+
+
+class Server:
+    """The fork server's state; only its main thread forks."""
+
+    def __init__(self, sock: socket.socket, plan: Plan, size: int):
+        self.sock = sock
+        self.plan = plan
+        self.size = size
+        self.restrictions = target.prepare(plan)
+        self.ready: deque[PreparedSandbox] = deque()
+        self.running: set[PreparedSandbox] = set()
+        self.lock = threading.Lock()
+        self.served = 0
+        self.failed = 0
+        self.prepare_failures = 0
+        self.workers: list[threading.Thread] = []
+
+    def send(self, answer: dict) -> None:
+        with self.lock:
+            try:
+                self.sock.sendall(_frame(marshal.dumps(answer)))
+            except OSError:
+                pass  # the owner is gone; the main loop sees EOF
+
+    def refill(self) -> None:
+        try:
+            self.ready.append(PreparedSandbox(self.plan, self.restrictions))
+            self.prepare_failures = 0
+        except JailpyError:
+            self.prepare_failures += 1
+
+    def dispatch(self, request: dict) -> None:
+        if "stats" in request:
+            self.send({"id": request["id"], "stats": {
+                "size": self.size, "ready": len(self.ready), "running": len(self.running),
+                "served": self.served, "failed": self.failed}})
+            return
+        try:
+            sandbox = self.ready.popleft() if self.ready else \
+                PreparedSandbox(self.plan, self.restrictions)
+        except JailpyError as exc:
+            with self.lock:
+                self.failed += 1
+            self.send({"id": request["id"], **channel.describe(exc)})
+            return
+        self.running.add(sandbox)
+        worker = threading.Thread(target=self._serve, args=(sandbox, request), daemon=True)
+        self.workers = [w for w in self.workers if w.is_alive()] + [worker]
+        worker.start()
+
+    def _serve(self, sandbox: PreparedSandbox, request: dict) -> None:
+        """Answer first, then tear the sandbox down."""
+        try:
+            result = sandbox.serve(request)
+            answer = {"id": request["id"], "result": {
+                name: getattr(result, name) for name in result._fields}}
+            with self.lock:
+                self.served += 1
+        except BaseException as exc:
+            answer = {"id": request["id"], **channel.describe(exc)}
+            with self.lock:
+                self.failed += 1
+        try:
+            self.send(answer)
+        finally:
+            sandbox.destroy()
+            self.running.discard(sandbox)
+
+    def loop(self) -> None:
+        """Requests first; refill while idle; back off while preparing keeps failing."""
+        buffered = b""
+        while True:
+            missing = len(self.ready) < self.size
+            wait = None if not missing else min(0.001 * 2 ** self.prepare_failures, 5.0) \
+                if self.prepare_failures else 0
+            readable, _, _ = select.select([self.sock], [], [], wait)
+            if not readable:
+                self.refill()
+                continue
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                return
+            buffered += chunk
+            while len(buffered) >= 4 and len(buffered) >= 4 + int.from_bytes(buffered[:4],
+                                                                               "little"):
+                size = int.from_bytes(buffered[:4], "little")
+                self.dispatch(marshal.loads(buffered[4:4 + size]))
+                buffered = buffered[4 + size:]
+
+    def shutdown(self) -> None:
+        """Everything down: ready sandboxes destroyed, running ones killed and reaped."""
+        while self.ready:
+            self.ready.popleft().destroy()
+        for sandbox in list(self.running):
+            if sandbox.pid:
+                try:
+                    os.kill(sandbox.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for worker in self.workers:
+            worker.join(10)
+
+
+def main(argv: list[str]) -> int:
+    sock = socket.socket(fileno=int(argv[0]))
+    size = int(argv[1])
+    frame = _read_frame(sock.recv)
+    if frame is None:
+        return 0
+    server = None
+    try:
+        server = Server(sock, pickle.loads(frame), size)
+        first = PreparedSandbox(server.plan, server.restrictions)
+        server.ready.append(first)
+        first.wait_ready()
+        server.send({"ready": True})
+        server.loop()
+    except BaseException as exc:
+        sock.sendall(_frame(marshal.dumps(channel.describe(exc))))
+        return 1
+    finally:
+        if server is not None:
+            server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,297 @@
+"""jailpy.Pool as a service would use it: as the test user, on the real kernel.
+
+Each test runs one Python program as the test user that drives a real pool
+(fork server, namespaces, cgroups, slirp4netns) and prints what it saw; the
+test checks it, and checks the host side (processes, cgroups) itself.
+Loops are small and bounded; bench/pool.py is where the pool is timed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import VENV, as_user_file
+
+CGROUP_PARENTS = [Path(f"/sys/fs/cgroup/{c}/jailpy") for c in ("memory", "pids")]
+
+
+def _python(jailpy, user_tmp: Path, script: str, *args: str, timeout: float = 90):
+    path = user_tmp / f"pool_{uuid.uuid4().hex[:8]}.py"
+    path.write_text(textwrap.dedent(script))
+    path.chmod(0o644)
+    return jailpy.raw([str(VENV / "bin" / "python"), str(path), *args], timeout=timeout)
+
+
+def _json_lines(output: str) -> dict:
+    return {k: v for line in output.splitlines() if line.startswith("{")
+            for k, v in json.loads(line).items()}
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+def _sandbox_cgroups(server_pid: int) -> list[Path]:
+    return [d for parent in CGROUP_PARENTS if parent.is_dir()
+            for d in parent.glob(f"*/jailpy-{server_pid}-*")]
+
+
+def test_every_request_gets_a_fresh_sandbox(jailpy, user_tmp):
+    """Files, processes and the pid namespace of one request are gone for the next;
+    stdin, files, env, cwd, output capture and errors travel as documented."""
+    marker = f"pool-leftover-{uuid.uuid4().hex[:8]}"
+    result = _python(jailpy, user_tmp, f"""
+        import json, os, jailpy
+        from jailpy.errors import CommandError, ConfigError
+        MARKER = {marker!r}
+
+        def leftovers():
+            found = []
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    if MARKER.encode() in open(f"/proc/{{pid}}/cmdline", "rb").read():
+                        found.append(pid)
+                except OSError:
+                    pass
+            return found
+
+        out = {{}}
+        with jailpy.Pool(jailpy.load_policy("default"), size=1) as pool:
+            first = pool.run(["sh", "-c",
+                              "echo secret > /work/left; echo secret > /tmp/left; "
+                              "setsid sh -c 'sleep 300; : " + MARKER + "' & "
+                              "echo $$; readlink /proc/self/ns/pid"])
+            out["first"] = first.stdout.decode().split()
+            out["left_running_after_first"] = leftovers()
+            second = pool.run(["sh", "-c",
+                               "echo files: $(find /work /tmp -mindepth 1); echo $$; "
+                               "readlink /proc/self/ns/pid; echo /proc/[0-9]*"])
+            out["second"] = second.stdout.decode().splitlines()
+            echo = pool.run(["sh", "-c", "cat; pwd; cat dir/in.txt; echo $EXTRA; echo err >&2; "
+                             "exit 3"], stdin=b"from-stdin\\n", env={{"EXTRA": "extra"}},
+                            files={{"dir/in.txt": b"from-file"}})
+            out["echo"] = [echo.exit_code, echo.stdout.decode(), echo.stderr.decode(),
+                           echo.stdout_truncated]
+            cwd = pool.run(["pwd"], cwd="/tmp")
+            out["cwd"] = cwd.stdout.decode()
+            try:
+                pool.run(["no-such-command"])
+            except CommandError as err:
+                out["missing"] = err.exit_code
+            for field, value in (("memory", 1 << 20), ("pids", 10), ("output_limit", 0)):
+                try:
+                    pool.run(["true"], **{{field: value}})
+                except ConfigError as err:
+                    out.setdefault("refused", []).append(err.origin)
+            try:
+                pool.run(["true"], files={{"../escape": b"x"}})
+            except ConfigError as err:
+                out.setdefault("refused", []).append(err.origin)
+            out["stats"] = pool.stats()
+        print(json.dumps(out))
+    """)
+    assert result.returncode == 0, result.stderr
+    out = _json_lines(result.stdout)
+    first_pid, first_ns = out["first"]
+    # the second request sees none of the first one's files, nor any of its processes,
+    # and runs in a pid namespace of its own
+    files, second_pid, second_ns, processes = out["second"]
+    assert files == "files:"
+    assert first_pid == second_pid == "2"  # each the first process after its own pid 1
+    assert second_ns != first_ns
+    assert processes == "/proc/1 /proc/2"
+    assert out["left_running_after_first"] == []  # gone before the first result arrived
+    assert out["echo"] == [3, "from-stdin\n/work\nfrom-fileextra\n", "err\n", False]
+    assert out["cwd"] == "/tmp\n"
+    assert out["missing"] == 127
+    assert out["refused"] == ["Pool.run(memory)", "Pool.run(pids)", "Pool.run(output_limit)",
+                              "Pool.run(files)"]
+    assert out["stats"]["served"] >= 4 and out["stats"]["failed"] == 1
+    assert _processes_with(marker) == []
+
+
+def test_threads_and_asyncio_share_one_pool(jailpy, user_tmp):
+    """8 threads x 50 requests and 100 concurrent run_async: every answer is its own."""
+    result = _python(jailpy, user_tmp, """
+        import asyncio, json, jailpy
+        from concurrent.futures import ThreadPoolExecutor
+
+        out = {}
+        with jailpy.Pool(jailpy.load_policy("default"), size=4) as pool:
+            def worker(t):
+                return [pool.run(["echo", f"{t}-{i}"]).stdout.decode() for i in range(50)]
+
+            with ThreadPoolExecutor(8) as threads:
+                answers = list(threads.map(worker, range(8)))
+            out["threads_wrong"] = [(t, i, a) for t in range(8) for i, a in enumerate(answers[t])
+                                    if a != f"{t}-{i}\\n"]
+            out["threads_count"] = sum(map(len, answers))
+
+            async def main():
+                results = await asyncio.gather(*(pool.run_async(["echo", str(i)])
+                                                 for i in range(100)))
+                return [r.stdout.decode() for r in results]
+
+            got = asyncio.run(main())
+            out["async_wrong"] = [(i, a) for i, a in enumerate(got) if a != f"{i}\\n"]
+            out["stats"] = pool.stats()
+        print(json.dumps(out))
+    """, timeout=180)
+    assert result.returncode == 0, result.stderr
+    out = _json_lines(result.stdout)
+    assert out["threads_count"] == 400 and out["threads_wrong"] == []
+    assert out["async_wrong"] == []
+    assert out["stats"]["served"] == 500 and out["stats"]["failed"] == 0
+
+
+def test_a_misbehaving_request_ends_with_its_limit_and_spares_the_others(
+        jailpy, user_tmp, test_user):
+    """Fork bomb, memory hog, endless output and a sleeper run at once next to
+    well-behaved requests; each bad one ends by its own limit."""
+    profile = as_user_file(user_tmp / "limited.toml", 'extends = ["default"]\n[limits]\n'
+                           'memory_max = "256M"\npids_max = 64\ntimeout = "20s"\n'
+                           'kill_grace = "1s"\n', test_user)
+    result = _python(jailpy, user_tmp, """
+        import json, sys, jailpy
+        from concurrent.futures import ThreadPoolExecutor
+
+        bad = {
+            "forkbomb": (["sh", "-c", "f() { f | f & }; f; sleep 30"], dict(timeout=2, pids=32)),
+            "memory": (["python3", "-c", "b = []\\nwhile True: b.append(bytearray(1 << 20))"],
+                       dict(memory=64 << 20)),
+            "output": (["sh", "-c", "while :; do echo yyyyyyyyyyyyyyyyyyyyyyyy; done"],
+                       dict(output_limit=4096)),
+            "sleep": (["sleep", "30"], dict(timeout=0.5)),
+        }
+        out = {}
+        with jailpy.Pool(jailpy.load_policy(sys.argv[1]), size=4) as pool:
+            with ThreadPoolExecutor(8) as threads:
+                bad_runs = {name: threads.submit(pool.run, argv, **kw)
+                            for name, (argv, kw) in bad.items()}
+                good_runs = [threads.submit(pool.run, ["sh", "-c", f"echo {i}; echo $(( {i} * 2 ))"])
+                             for i in range(12)]
+                for name, future in bad_runs.items():
+                    r = future.result()
+                    out[name] = dict(exit_code=r.exit_code, ended_by=r.ended_by,
+                                     limits_hit=list(r.limits_hit), timed_out=r.timed_out,
+                                     stdout_len=len(r.stdout), truncated=r.stdout_truncated,
+                                     wall=r.wall_time, peak=r.peak_memory)
+                out["good"] = [f.result().stdout.decode() for f in good_runs]
+            out["after"] = pool.run(["sh", "-c", "echo fine"]).stdout.decode()
+            out["stats"] = pool.stats()
+            out["server"] = pool._server.process.pid
+        print(json.dumps(out))
+    """, str(profile), timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = _json_lines(result.stdout)
+    bomb = out["forkbomb"]
+    assert bomb["exit_code"] == 124 and bomb["ended_by"] == "timeout", bomb
+    assert "pids" in bomb["limits_hit"], bomb  # the per-request pids limit held it
+    memory = out["memory"]
+    assert memory["ended_by"] == "memory" and memory["exit_code"] == 137, memory
+    assert memory["peak"] <= 64 << 20, memory  # the per-request limit, not the profile's
+    output = out["output"]
+    assert output["ended_by"] == "output" and output["truncated"], output
+    assert output["stdout_len"] == 4096, output
+    sleep = out["sleep"]
+    assert sleep["exit_code"] == 124 and sleep["timed_out"] and sleep["wall"] < 5, sleep
+    assert out["good"] == [f"{i}\n{i * 2}\n" for i in range(12)]
+    assert out["after"] == "fine\n"
+    assert out["stats"]["failed"] == 0
+    # close() (the with block) left no fork server and no cgroup behind
+    assert not os.path.exists(f"/proc/{out['server']}")
+    assert _sandbox_cgroups(out["server"]) == []
+
+
+def test_sigkill_of_the_owner_leaves_nothing_behind(jailpy, user_tmp, test_user):
+    """A pool with cgroup limits and slirp4netns (a request fetches from the host
+    through it); its owner is SIGKILLed mid-request: every sandbox process, helper,
+    cgroup and the fork server itself go away."""
+    marker = f"pool-owner-{uuid.uuid4().hex[:8]}"
+    profile = as_user_file(user_tmp / "net.toml", 'extends = ["default"]\n[limits]\n'
+                           'memory_max = "256M"\npids_max = 64\n[network]\n'
+                           'mode = "slirp4netns"\nhost_loopback = true\n', test_user)
+    script = user_tmp / "owner.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, socket, sys, threading, jailpy
+
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        def answer():
+            conn, _ = listener.accept()
+            conn.sendall(b"hello from the host")
+            conn.close()
+        threading.Thread(target=answer, daemon=True).start()
+        pool = jailpy.Pool(jailpy.load_policy(sys.argv[1]), size=2)
+        fetch = pool.run(["python3", "-c", "import socket; s = socket.create_connection("
+                          "('10.0.2.2', %d)); print(s.recv(100).decode())"
+                          % listener.getsockname()[1]], timeout=10)
+        threading.Thread(target=pool.run, args=(["sh", "-c", "sleep 300; : {marker}"],),
+                         daemon=True).start()
+        print(json.dumps({{"server": pool._server.process.pid, "fetch": fetch.stdout.decode(),
+                          "cgroup": fetch.cgroup}}), flush=True)
+        threading.Event().wait()
+    """))
+    script.chmod(0o644)
+    owner = subprocess.Popen(jailpy.user.command([str(VENV / "bin" / "python"), str(script),
+                                                  str(profile)]),
+                             stdout=subprocess.PIPE, text=True, env=jailpy.env())
+    jailpy.started.append(owner)
+    first = json.loads(owner.stdout.readline())
+    server = first["server"]
+    assert first["fetch"] == "hello from the host\n" and first["cgroup"] == "v1"
+    deadline = time.monotonic() + 20
+    while not _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _processes_with(marker), "the long request never started"
+    helpers = [p for p in _children_of(server) if _comm(p) == "slirp4netns"]
+    assert len(helpers) >= 2  # the running request's and the ready sandboxes'
+    assert _sandbox_cgroups(server)
+    python_owner = _children_of(owner.pid)[0] if os.geteuid() == 0 else owner.pid
+    os.kill(python_owner, signal.SIGKILL)
+    owner.wait(10)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (
+            os.path.exists(f"/proc/{server}") or _processes_with(marker)
+            or any(os.path.exists(f"/proc/{p}") for p in helpers) or _sandbox_cgroups(server)):
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{server}"), "the fork server outlived its owner"
+    assert _processes_with(marker) == []
+    assert [p for p in helpers if os.path.exists(f"/proc/{p}")] == []
+    assert _sandbox_cgroups(server) == []
+
+
+def _children_of(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
