@@ -246,7 +246,7 @@ def result_body(result: Any, encoding: str) -> dict[str, Any]:
 
     body = result_document(result)
     for name in ("stdout", "stderr"):
-        data: bytes = getattr(result, name)
+        data: bytes = getattr(result, name) or b""
         body[name] = (data.decode("utf-8", "replace") if encoding == "utf-8"
                       else base64.b64encode(data).decode("ascii"))
         body[f"{name}_truncated"] = bool(getattr(result, f"{name}_truncated"))
