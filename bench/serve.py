@@ -148,12 +148,15 @@ def main() -> None:
         os.chmod(path, 0o600)  # (root connects anyway; the mode is the server's)
         latencies: list[float] = []
         samples: dict[str, tuple[int, int]] = {}
+        series: list[int] = []  # the server's RSS (KiB) after every 200 requests
         lock = threading.Lock()
 
         def one(index: int) -> float:
             latency = request(path)
             with lock:
                 latencies.append(latency)
+                if len(latencies) % WARM_UP == 0:
+                    series.append(rss_kib(server.pid))
                 if len(latencies) == WARM_UP:
                     samples["after 200"] = (rss_kib(server.pid), tree_rss_kib(server.pid))
             return latency
@@ -179,8 +182,10 @@ def main() -> None:
           f"rate {args.requests / elapsed:.0f} requests/s")
     for when, (own, whole) in samples.items():
         print(f"  RSS {when:>9}: server {own / 1024:.1f} MiB, with the pool {whole / 1024:.1f} MiB")
-    growth = samples["end"][0] - samples["after 200"][0]
-    print(f"  server RSS growth after the first {WARM_UP} requests: {growth} KiB; "
+    growth = max(series) - series[0]
+    print(f"  server RSS every {WARM_UP} requests (MiB): "
+          f"{' '.join(f'{kib / 1024:.1f}' for kib in series)}")
+    print(f"  server RSS growth after the first {WARM_UP} requests: at most {growth} KiB; "
           f"SIGTERM exit status {status}")
     if shutil.which("bwrap") and args.bwrap_runs:
         p50, rate = cold_bwrap(args.bwrap_runs, args.concurrency)
