@@ -14,7 +14,10 @@ Prints:
   (target: pool p50 <= 0.5x bwrap p50);
 - sustained rate over N requests with the pool refilling as it goes,
   sequential and from 4 threads, next to N sequential cold bwraps (target:
-  pool >= bwrap).
+  pool >= bwrap);
+- the CPU time one sandbox costs in all its processes (the fork server and
+  its sandboxes plus the caller; bwrap and the caller), which the machine's
+  load does not skew the way it skews wall times.
 """
 
 from __future__ import annotations
@@ -29,14 +32,24 @@ from _common import VENV, as_user, user_env  # noqa: E402
 from startup import commands  # noqa: E402
 
 SCRIPT = textwrap.dedent("""
-    import json, statistics, subprocess, sys, time
+    import json, os, resource, statistics, subprocess, sys, time
     from concurrent.futures import ThreadPoolExecutor
     import jailpy
 
-    runs, sustained, size, bwrap = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+    runs, sustained, size = (int(a) for a in sys.argv[1:4])
+    bwrap = sys.argv[4:]
 
     def cold():
         subprocess.run(bwrap, check=True, capture_output=True)
+
+    def own_cpu(who=resource.RUSAGE_SELF):
+        r = resource.getrusage(who)
+        return r.ru_utime + r.ru_stime
+
+    def server_cpu(pid):
+        # utime, stime, cutime, cstime: the fork server, its threads and its reaped sandboxes
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
     def pct(values, p):
         values = sorted(values)
@@ -60,20 +73,26 @@ SCRIPT = textwrap.dedent("""
             lat["bwrap"].append(time.perf_counter() - start)
         for name, values in lat.items():
             out[name] = {"p50": pct(values, 0.5), "p99": pct(values, 0.99)}
+        server = pool._server.process.pid
+        cpu = server_cpu(server) + own_cpu()
         start = time.perf_counter()
         for _ in range(sustained):
             assert pool.run(["true"]).exit_code == 0
         out["rate_pool_sequential"] = sustained / (time.perf_counter() - start)
+        time.sleep(1)  # the last sandboxes torn down and reaped
+        out["cpu_pool"] = (server_cpu(server) + own_cpu() - cpu) * 1000 / sustained
         start = time.perf_counter()
         with ThreadPoolExecutor(4) as workers:
             codes = list(workers.map(lambda _: pool.run(["true"]).exit_code, range(sustained)))
         assert codes == [0] * sustained
         out["rate_pool_4_threads"] = sustained / (time.perf_counter() - start)
         out["stats"] = pool.stats()
+    cpu = own_cpu() + own_cpu(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     for _ in range(sustained):
         cold()
     out["rate_bwrap_sequential"] = sustained / (time.perf_counter() - start)
+    out["cpu_bwrap"] = (own_cpu() + own_cpu(resource.RUSAGE_CHILDREN) - cpu) * 1000 / sustained
     print(json.dumps(out))
 """)
 
@@ -102,6 +121,8 @@ def main() -> None:
     print(f"sustained, {args.sustained} requests, pool of {args.size} refilling (runs/s):")
     for key in ("rate_pool_sequential", "rate_pool_4_threads", "rate_bwrap_sequential"):
         print(f"  {key[5:]:<18} {out[key]:7.1f}")
+    print(f"CPU time per sandbox, all processes (ms): pool {out['cpu_pool']:.2f}, "
+          f"bwrap {out['cpu_bwrap']:.2f} (ratio {out['cpu_pool'] / out['cpu_bwrap']:.2f}x)")
     print(f"pool stats: {out['stats']}")
 
 

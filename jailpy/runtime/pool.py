@@ -30,6 +30,7 @@ Frames on the socket: 4-byte length + marshal (the plan travels once, pickled).
 
 from __future__ import annotations
 
+import gc
 import marshal
 import os
 import pickle
@@ -42,7 +43,7 @@ import threading
 import time
 from collections import deque
 
-from ..errors import ConfigError, JailpyError, SetupError
+from ..errors import ConfigError, JailpyError, SetupError, UnsupportedError
 from ..plan import Plan
 from . import channel, launcher, limits, target
 from .init import KILL_ALL
@@ -59,6 +60,8 @@ WORK_DIR = "/work"
 #: The largest output_limit a request may ask for, per stream.
 MAX_OUTPUT = 64 << 20
 _CHUNK = 65536
+#: Requests whose files are smaller are handed over by the server's main thread.
+SMALL_REQUEST = 16384
 
 
 # --- frames ----------------------------------------------------------------------
@@ -273,6 +276,8 @@ class PreparedSandbox:
         self.fds: dict[str, int] = {}
         #: Report messages read before the request (wait_ready).
         self.early: list[dict] = []
+        #: When the request was handed over: its wall time counts from here.
+        self.start = 0.0
         try:
             launcher.open_sessions(plan, self.sessions)
             self.enforcer = limits.Enforcer(plan.limits)
@@ -333,23 +338,28 @@ class PreparedSandbox:
             raise SetupError("the pool's first sandbox ended before it was ready",
                              origin="Pool", hint="run the profile with 'jailpy run' to see why")
 
-    def serve(self, request: dict) -> "Result":
-        """Hand the request over and wait until pid 1 reports the command's end.
-
-        pid 1 reports once every process of the sandbox is gone, so all the
-        output is in the pipes by then: the answer does not wait for the
-        namespaces to be torn down. finish() does that afterwards."""
-        start = time.monotonic()
+    def hand_over(self, request: dict) -> None:
+        """The request's limits set, its timeout armed, argv/env/cwd/files written
+        to the waiting target, which then execs. Called by the server's main
+        thread for a small request (one thread hand-off less before the command
+        starts), else by serve()."""
+        self.start = time.monotonic()
         enforcer = self.enforcer
         assert enforcer is not None
         lim = self.plan.limits
-        if (request["memory"] or request["pids"]) and enforcer.cgroup is not None:
+        if request["memory"] or request["pids"]:
+            if enforcer.cgroup is None:  # best-effort limits that could not apply here
+                raise UnsupportedError("the profile's cgroup limits are not applied on this "
+                                       "machine, so a request cannot lower them",
+                                       origin="Pool.run(memory/pids)",
+                                       hint="see limits_not_applied and 'jailpy check'")
             enforcer.cgroup.lower(lim.replace(
                 memory_max=request["memory"] or lim.memory_max, memory_swap_max=None,
                 pids_max=request["pids"] or lim.pids_max))
         timeout = request["timeout"] or lim.timeout
         enforcer.watchdog = None if timeout is None else Watchdog(
-            timeout, lim.kill_grace, start, enforcer._kill_rest if enforcer.cgroup else None)
+            timeout, lim.kill_grace, self.start,
+            enforcer._kill_rest if enforcer.cgroup else None)
         if enforcer.watchdog is not None:
             enforcer.watchdog.child = self.pid
         handed = {k: request[k] for k in ("argv", "env", "files", "cwd")}
@@ -357,12 +367,28 @@ class PreparedSandbox:
             _write_all(self.fds["request"], _frame(marshal.dumps(handed)))
         except OSError:
             pass  # the target is gone: the report says why
-        os.close(self.fds.pop("request"))
+        finally:
+            os.close(self.fds.pop("request"))
+
+    def serve(self, request: dict) -> "Result":
+        """Hand the request over (unless done) and wait until pid 1 reports the
+        command's end.
+
+        pid 1 reports once every process of the sandbox is gone, so all the
+        output is in the pipes by then: the answer does not wait for the
+        namespaces to be torn down; destroy() does that afterwards."""
+        if "request" in self.fds:
+            self.hand_over(request)
+        start, enforcer = self.start, self.enforcer
+        assert enforcer is not None
         run = _Collector(self, request["stdin"], request["output_limit"])
         messages = run.collect()
         status = next((m for m in messages if "status" in m), None)
         if status is not None:
-            wait_status, usage = 0, _Usage(*status["usage"])
+            setup = next((m["setup"] for m in messages if "ready" in m), (0.0, 0.0))
+            utime, stime, maxrss = status["usage"]
+            wait_status = 0
+            usage = _Usage(max(0.0, utime - setup[0]), max(0.0, stime - setup[1]), maxrss)
         else:  # no word from pid 1: the namespace child's status says what happened
             _, wait_status, usage = launcher.wait_for(self.pid)
             self.pid = 0
@@ -540,7 +566,8 @@ def _handover(request_r: int, report_w: int):
     """The target's wait for its request, with every restriction already in place;
     returns the plan to execve with. Only the files, a cwd and the execve are left."""
     def handover(plan: Plan) -> Plan:
-        channel.send(report_w, ready=True)
+        spent = os.times()  # jailpy's own set-up in this process, not the command's
+        channel.send(report_w, ready=True, setup=(spent.user, spent.system))
         frame = _read_frame(lambda n: os.read(request_r, n))
         os.close(request_r)
         if frame is None:
@@ -600,6 +627,8 @@ class Server:
         self.failed = 0
         self.prepare_failures = 0
         self.workers: list[threading.Thread] = []
+        #: A worker writes here when its request ended: the main loop may refill.
+        self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
 
     def send(self, answer: dict) -> None:
         with self.lock:
@@ -630,6 +659,11 @@ class Server:
             self.send({"id": request["id"], **channel.describe(exc)})
             return
         self.running.add(sandbox)
+        if sum(map(len, request["files"].values())) < SMALL_REQUEST:
+            try:
+                sandbox.hand_over(request)
+            except BaseException:
+                pass  # serve() in the worker fails the same way and answers with it
         worker = threading.Thread(target=self._serve, args=(sandbox, request), daemon=True)
         self.workers = [w for w in self.workers if w.is_alive()] + [worker]
         worker.start()
@@ -651,17 +685,22 @@ class Server:
         finally:
             sandbox.destroy()
             self.running.discard(sandbox)
+            try:
+                os.write(self.wake_w, b".")
+            except BlockingIOError:
+                pass  # the loop has wake-ups enough waiting
 
     def loop(self) -> None:
-        """Requests first; refill while idle; back off while preparing keeps failing."""
+        """Requests first; refill when _refill_wait() says so."""
         buffered = b""
         while True:
-            missing = len(self.ready) < self.size
-            wait = None if not missing else min(0.001 * 2 ** self.prepare_failures, 5.0) \
-                if self.prepare_failures else 0
-            readable, _, _ = select.select([self.sock], [], [], wait)
+            readable, _, _ = select.select([self.sock, self.wake_r], [], [], self._refill_wait())
             if not readable:
                 self.refill()
+                continue
+            if self.wake_r in readable:
+                os.read(self.wake_r, 4096)
+            if self.sock not in readable:
                 continue
             chunk = self.sock.recv(1 << 20)
             if not chunk:
@@ -672,6 +711,20 @@ class Server:
                 size = int.from_bytes(buffered[:4], "little")
                 self.dispatch(marshal.loads(buffered[4:4 + size]))
                 buffered = buffered[4 + size:]
+
+    def _refill_wait(self) -> float | None:
+        """Seconds before preparing another sandbox; None: until a request comes or ends.
+
+        Preparing takes CPU from the requests running on this machine, so while
+        one runs the pool refills only once it is down to half its size; a full
+        pool waits; a failing preparation backs off."""
+        if len(self.ready) >= self.size:
+            return None
+        if self.running and len(self.ready) >= (self.size + 1) // 2:
+            return None  # a worker's end wakes the loop (wake_w)
+        if self.prepare_failures:
+            return min(0.001 * 2 ** self.prepare_failures, 5.0)
+        return 0
 
     def shutdown(self) -> None:
         """Everything down: ready sandboxes destroyed, running ones killed and reaped."""
@@ -699,6 +752,12 @@ def main(argv: list[str]) -> int:
         first = PreparedSandbox(server.plan, server.restrictions)
         server.ready.append(first)
         first.wait_ready()
+        # What exists now is never garbage: keep the collector from touching (and so
+        # copying) those pages in every forked sandbox process.
+        gc.freeze()
+        # A worker waking for its request's end must not wait out the default 5 ms
+        # while the main thread holds the GIL preparing a sandbox.
+        sys.setswitchinterval(0.0005)
         server.send({"ready": True})
         server.loop()
     except BaseException as exc:
