@@ -7,23 +7,26 @@
                              PreparedSandboxes ready, hands each request to
                              one of them (a thread per running request, which
                              only reads and writes pipes and waits), refills
-    prepared sandbox         the launcher's own namespace child and pid 1
-                             (launcher.child_main); pid 1 has built the root
-                             and blocks in its `handover` on the request pipe
-    request                  pid 1 reads argv/env/cwd/files, writes the files
-                             into the work dir, forks the target as usual
+    prepared sandbox         the launcher's own namespace child, pid 1 and
+                             target (launcher.child_main): the root is built,
+                             the target has applied every restriction and
+                             blocks in its `handover` on the request pipe
+    request                  the target reads argv/env/cwd/files, writes the
+                             files into the work dir and execs; pid 1 reports
+                             the status once every process is gone, and the
+                             answer leaves before the namespaces are torn down
 
 Every sandbox serves exactly one request and is then destroyed, so nothing a
 request does (files, processes, mounts, its pid namespace) is seen by the next.
 
 Only the fork server's main thread forks, so no lock another thread holds is
 ever copied into a child half-taken. The server lives in a session of its own
-(a terminal's ^C is for the owner) and ends when its socket reads EOF: the
-owner closed the pool or died, even by SIGKILL. It does not use PDEATHSIG
-itself: the kernel ties that to the thread that forked, and a Pool created in
-a short-lived thread would then die with the thread. Each prepared sandbox
-does use it (die_with_parent, tied to the server's main thread), so a killed
-server takes its sandboxes along; slirp4netns follows its exit-fd's EOF.
+(a terminal's ^C is for the owner) and ends when its socket reads EOF (the
+owner closed the pool or died, even by SIGKILL) or when its PDEATHSIG comes
+and it finds itself re-parented (the owner died while a child of it keeps the
+socket open; _watch_owner). Each prepared sandbox has PDEATHSIG too
+(die_with_parent, tied to the server's main thread), so a killed server takes
+its sandboxes along; slirp4netns follows its exit-fd's EOF.
 
 Frames on the socket: 4-byte length + marshal (the plan travels once, pickled).
 """
@@ -45,6 +48,7 @@ from collections import deque
 
 from ..errors import ConfigError, JailpyError, SetupError, UnsupportedError
 from ..plan import Plan
+from ..linux import syscalls as sc
 from . import channel, launcher, limits, target
 from .init import KILL_ALL
 from .watchdog import Watchdog
@@ -180,10 +184,12 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         with theirs:
             self.process = subprocess.Popen(
-                [sys.executable, "-P", "-m", __name__, str(theirs.fileno()), str(size)],
+                [sys.executable, "-P", "-m", __name__, str(theirs.fileno()), str(size),
+                 str(os.getpid())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True)
         self.sock = ours
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
         self._pending: dict[int, "Future"] = {}
         self._next_id = 0
         self._closed = False
@@ -210,10 +216,14 @@ class ForkServer:
             self._next_id += 1
             request_id = self._next_id
             self._pending[request_id] = future
+        # A lock of its own: the reader thread must never wait behind a send that is
+        # itself waiting for the server, which may be waiting for the reader.
+        with self._send_lock:
             try:
                 self.sock.sendall(_frame(marshal.dumps({"id": request_id, **request})))
             except OSError as exc:
-                self._pending.pop(request_id, None)
+                with self._lock:
+                    self._pending.pop(request_id, None)
                 raise SetupError(f"the pool's fork server is gone: {exc.strerror}",
                                  origin="Pool") from exc
         return future
@@ -627,8 +637,10 @@ class Server:
         self.failed = 0
         self.prepare_failures = 0
         self.workers: list[threading.Thread] = []
-        #: A worker writes here when its request ended: the main loop may refill.
+        #: A worker writes here when its request ended (the main loop may refill), and
+        #: so does a signal (set_wakeup_fd): the owner may be gone.
         self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.owner_gone = False
 
     def send(self, answer: dict) -> None:
         with self.lock:
@@ -685,15 +697,12 @@ class Server:
         finally:
             sandbox.destroy()
             self.running.discard(sandbox)
-            try:
-                os.write(self.wake_w, b".")
-            except BlockingIOError:
-                pass  # the loop has wake-ups enough waiting
+            _wake(self.wake_w)
 
     def loop(self) -> None:
         """Requests first; refill when _refill_wait() says so."""
         buffered = b""
-        while True:
+        while not self.owner_gone:
             readable, _, _ = select.select([self.sock, self.wake_r], [], [], self._refill_wait())
             if not readable:
                 self.refill()
@@ -740,15 +749,42 @@ class Server:
             worker.join(10)
 
 
+def _watch_owner(server: Server, owner: int) -> None:
+    """The owner's death has a second sign besides the socket's EOF, which a child
+    the owner forked could keep from coming: PDEATHSIG. The kernel sends it when
+    the owner's thread that started this process ends, so the handler checks that
+    the owner process itself is gone (we were re-parented) before shutting down."""
+    def owner_gone(signum: int, frame: object) -> None:
+        if os.getppid() != owner:
+            server.owner_gone = True
+            # The C handler's wake-up byte may have been read before this flag was
+            # set; this one is read after it.
+            _wake(server.wake_w)
+
+    signal.signal(signal.SIGTERM, owner_gone)
+    signal.set_wakeup_fd(server.wake_w)
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != owner:  # gone before PDEATHSIG was armed
+        server.owner_gone = True
+
+
+def _wake(fd: int) -> None:
+    try:
+        os.write(fd, b".")
+    except BlockingIOError:
+        pass  # the reader has wake-ups enough waiting
+
+
 def main(argv: list[str]) -> int:
     sock = socket.socket(fileno=int(argv[0]))
-    size = int(argv[1])
+    size, owner = int(argv[1]), int(argv[2])
     frame = _read_frame(sock.recv)
     if frame is None:
         return 0
     server = None
     try:
         server = Server(sock, pickle.loads(frame), size)
+        _watch_owner(server, owner)
         first = PreparedSandbox(server.plan, server.restrictions)
         server.ready.append(first)
         first.wait_ready()
@@ -761,7 +797,10 @@ def main(argv: list[str]) -> int:
         server.send({"ready": True})
         server.loop()
     except BaseException as exc:
-        sock.sendall(_frame(marshal.dumps(channel.describe(exc))))
+        try:
+            sock.sendall(_frame(marshal.dumps(channel.describe(exc))))
+        except OSError:
+            pass  # the owner is gone
         return 1
     finally:
         if server is not None:

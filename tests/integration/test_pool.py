@@ -50,6 +50,30 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
+def _pool_processes(owner: int) -> list[int]:
+    """The fork server of the pool owned by `owner` and every sandbox process forked
+    from it (they keep its command line, whose last word is the owner's pid)."""
+    return [pid for pid in _processes_with("jailpy.runtime.pool")
+            if _cmdline(pid)[-1:] == [str(owner)]]
+
+
+def _alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie waiting for whoever adopted it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode().split("\0")[:-1]
+    except OSError:
+        return []
+
+
 def _sandbox_cgroups(server_pid: int) -> list[Path]:
     return [d for parent in CGROUP_PARENTS if parent.is_dir()
             for d in parent.glob(f"*/jailpy-{server_pid}-*")]
@@ -171,11 +195,12 @@ def test_a_misbehaving_request_ends_with_its_limit_and_spares_the_others(
                            'memory_max = "256M"\npids_max = 64\ntimeout = "20s"\n'
                            'kill_grace = "1s"\n', test_user)
     result = _python(jailpy, user_tmp, """
-        import json, sys, jailpy
+        import json, os, sys, jailpy
         from concurrent.futures import ThreadPoolExecutor
 
         bad = {
-            "forkbomb": (["sh", "-c", "f() { f | f & }; f; exec sleep 30"],
+            # one fork by the shell, before the bomb goes off; then nothing it does can fail
+            "forkbomb": (["sh", "-c", "(f() { f | f & }; f) & exec sleep 30"],
                          dict(timeout=2, pids=32)),
             "memory": (["python3", "-c", "b = []\\nwhile True: b.append(bytearray(1 << 20))"],
                        dict(memory=64 << 20)),
@@ -201,6 +226,7 @@ def test_a_misbehaving_request_ends_with_its_limit_and_spares_the_others(
             out["after"] = pool.run(["sh", "-c", "echo fine"]).stdout.decode()
             out["stats"] = pool.stats()
             out["server"] = pool._server.process.pid
+            out["owner"] = os.getpid()
         print(json.dumps(out))
     """, str(profile), timeout=120)
     assert result.returncode == 0, result.stderr
@@ -219,8 +245,9 @@ def test_a_misbehaving_request_ends_with_its_limit_and_spares_the_others(
     assert out["good"] == [f"{i}\n{i * 2}\n" for i in range(12)], out
     assert out["after"] == "fine\n", out
     assert out["stats"]["failed"] == 0, out
-    # close() (the with block) left no fork server and no cgroup behind
-    assert not os.path.exists(f"/proc/{out['server']}")
+    # close() (the with block) left no fork server, sandbox process or cgroup behind
+    assert not _alive(out["server"])
+    assert _pool_processes(out["owner"]) == []
     assert _sandbox_cgroups(out["server"]) == []
 
 
@@ -234,7 +261,7 @@ def test_sigkill_of_the_owner_leaves_nothing_behind(jailpy, user_tmp, test_user)
                            'mode = "slirp4netns"\nhost_loopback = true\n', test_user)
     script = user_tmp / "owner.py"
     script.write_text(textwrap.dedent(f"""
-        import json, socket, sys, threading, jailpy
+        import json, os, socket, sys, threading, time, jailpy
 
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
@@ -250,8 +277,14 @@ def test_sigkill_of_the_owner_leaves_nothing_behind(jailpy, user_tmp, test_user)
                           % listener.getsockname()[1]], timeout=10)
         threading.Thread(target=pool.run, args=(["sh", "-c", "sleep 300; : {marker}"],),
                          daemon=True).start()
+        # A child of the owner keeps the owner's end of the socket open, so its EOF
+        # cannot tell the fork server that the owner died: PDEATHSIG must.
+        holder = os.fork()
+        if holder == 0:
+            time.sleep(120)  # no exec: that would close the socket (close-on-exec)
+            os._exit(0)
         print(json.dumps({{"server": pool._server.process.pid, "fetch": fetch.stdout.decode(),
-                          "cgroup": fetch.cgroup}}), flush=True)
+                          "cgroup": fetch.cgroup, "holder": holder}}), flush=True)
         threading.Event().wait()
     """))
     script.chmod(0o644)
@@ -270,15 +303,19 @@ def test_sigkill_of_the_owner_leaves_nothing_behind(jailpy, user_tmp, test_user)
     assert helpers  # the running request's, and those of the ready sandboxes
     assert _sandbox_cgroups(server)
     python_owner = children(owner.pid)[0] if os.geteuid() == 0 else owner.pid
+    assert len(_pool_processes(python_owner)) >= 4  # the server, a sandbox's processes
     os.kill(python_owner, signal.SIGKILL)
     owner.wait(10)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (
-            os.path.exists(f"/proc/{server}") or _processes_with(marker)
-            or any(os.path.exists(f"/proc/{p}") for p in helpers) or _sandbox_cgroups(server)):
+            _pool_processes(python_owner) or _processes_with(marker)
+            or any(map(_alive, helpers)) or _sandbox_cgroups(server)):
         time.sleep(0.1)
-    assert not os.path.exists(f"/proc/{server}"), "the fork server outlived its owner"
-    assert _processes_with(marker) == []
-    assert [p for p in helpers if os.path.exists(f"/proc/{p}")] == []
+    try:
+        assert not _alive(server), "the fork server outlived its owner"
+    finally:
+        os.kill(first["holder"], signal.SIGKILL)
+    assert _processes_with(marker) == [] and _pool_processes(python_owner) == []
+    assert [p for p in helpers if _alive(p)] == []
     assert _sandbox_cgroups(server) == []
 
