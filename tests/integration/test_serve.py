@@ -121,6 +121,10 @@ def test_unix_socket_api_limits_queue_metrics_and_graceful_stop(jailpy, user_tmp
                                          "encoding": "base64"})
     assert (status, body["stdout"]) == (200, "/w==")
 
+    # a command the sandbox cannot find is the command's failure, answered like a run
+    status, body = run_request(connect, {"argv": ["no-such-command"]})
+    assert (status, body["exit_code"]) == (200, 127) and "not found" in body["stderr"], body
+
     # output beyond the server's --max-output is cut and flagged, and the run still answers
     status, body = run_request(connect, {"argv": ["sh", "-c", "head -c 5000 /dev/zero | tr '\\0' x"]})
     assert status == 200 and body["stdout_truncated"] is True and body["stdout"] == "x" * 1024
@@ -160,9 +164,9 @@ def test_unix_socket_api_limits_queue_metrics_and_graceful_stop(jailpy, user_tmp
 
     _, after = exchange(connect, "GET", "/metrics")
     ok = 'jailpy_requests_total{endpoint="/v1/run",status="200"}'
-    assert metric(after, ok) - metric(before, ok) == 4
+    assert metric(after, ok) - metric(before, ok) == 5
     assert metric(after, "jailpy_run_duration_seconds_count") - \
-        metric(before, "jailpy_run_duration_seconds_count") == 4
+        metric(before, "jailpy_run_duration_seconds_count") == 5
     for code in ("unknown_field", "invalid_field", "limit_too_high", "malformed_json",
                  "request_too_large", "queue_full"):
         assert metric(after, f'jailpy_request_failures_total{{code="{code}"}}') == 1, code
