@@ -54,7 +54,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install -q hatchling pytest hypothesis
 "$venv/bin/pip" install -q --no-build-isolation --force-reinstall --no-deps "$here"
-"$venv/bin/pip" install -q "$here"  # dependencies, if any are missing
+"$venv/bin/pip" install -q "$here[serve]"  # dependencies, if any are missing; the serve extra
 # The oldest click pyproject.toml allows, beside the venv (installed once: ~1 MB, ~2 s): the
 # tests put it first on PYTHONPATH to run the same installed jailpy with it.
 [ -d "$venv/click-oldest" ] ||

@@ -179,6 +179,39 @@ def check_cmd(as_json: bool, show_optional: bool) -> None:
     sys.exit(check.exit_status(rows))
 
 
+@main.command("serve")
+@click.option("-p", "--profile", default=None, metavar="NAME|FILE", shell_complete=_complete_profile,
+              help="The profile every request runs in (default: default).")
+@click.option("--listen", required=True, metavar="unix:PATH|HOST:PORT",
+              help="A Unix socket, or a TCP address (needs a token).")
+@click.option("--pool", "pool_size", type=click.IntRange(1, 256), default=4, show_default=True,
+              help="Sandboxes kept prepared ahead of requests.")
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=None,
+              help="Requests run at once (default: the pool size).")
+@click.option("--queue", type=click.IntRange(0, 100000), default=64, show_default=True,
+              help="Requests that may wait for a slot; beyond: 503 queue_full.")
+@click.option("--max-request", default="1M", show_default=True, metavar="SIZE",
+              help="Largest request body; beyond: 413.")
+@click.option("--max-output", default="1M", show_default=True, metavar="SIZE",
+              help="Most stdout (and stderr) kept per request; the rest is cut, flagged.")
+@click.option("--max-timeout", default="60s", show_default=True, metavar="DURATION",
+              help="Longest (and default) timeout of a request.")
+@click.option("--token-file", default=None, metavar="FILE",
+              help="Bearer token (file readable by its owner only); or $JAILPY_TOKEN.")
+@click.option("--socket-mode", default="0600", show_default=True, metavar="MODE",
+              help="Mode of the Unix socket.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for jailpy's own errors.")
+def serve_cmd(**opts: Any) -> None:
+    """Serve POST /v1/run over a warm pool of sandboxes (docs/serve.md).
+
+    Needs the optional extra: pip install 'jailpy[serve]'. SIGTERM stops it
+    gracefully: requests in flight finish, the socket is removed, exit 0.
+    """
+    from .serve import serve
+
+    serve(opts)
+
+
 @main.command("bwrap", add_help_option=False,
               context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("arguments", nargs=-1, type=click.UNPROCESSED)

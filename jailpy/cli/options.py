@@ -127,7 +127,7 @@ def split_rlimit_option(text: str, origin: str | None = None) -> tuple[str, str]
     return name.strip().lower(), value.strip()
 
 
-def _env_assignment(text: str, origin: str) -> tuple[str, str]:
+def env_assignment(text: str, origin: str) -> tuple[str, str]:
     """`-e NAME=VALUE` (docker's spelling) -> (name, value)."""
     name, sep, value = text.partition("=")
     if not sep or not name:
@@ -289,6 +289,10 @@ RUN_OPTIONS: list[Opt] = [
     Opt("profile", ("-p", "--profile"), "value",
         "Profile name or path to a .toml file (default: default).", metavar="NAME|FILE",
         group="profile", complete="profile"),
+    Opt("via", ("--via",), "value",
+        "Run on a `jailpy serve` server (unix:/PATH or http://HOST:PORT); its profile "
+        "applies. Token: $JAILPY_TOKEN or $JAILPY_TOKEN_FILE.", metavar="URL",
+        group="profile"),
     *_mount_rows(),
     Opt("size", ("--size",), "multi", "Size of the next --tmpfs (e.g. 64M).", metavar="SIZE",
         key="filesystem.mounts[].size", into="modifier"),
@@ -321,7 +325,7 @@ RUN_OPTIONS: list[Opt] = [
         metavar="NAME VALUE", key="environment.set", into="table", convert=_setenv),
     Opt("env", ("-e", "--env"), "multi",
         "Set an environment variable, docker's spelling of --setenv.", metavar="NAME=VALUE",
-        key="environment.set", into="table", convert=_env_assignment),
+        key="environment.set", into="table", convert=env_assignment),
     Opt("unsetenv", ("--unsetenv",), "multi", "Unset an environment variable.", metavar="NAME",
         key="environment.unset"),
     Opt("keep_env", ("--keep-env",), "multi",

@@ -42,6 +42,8 @@ def fail(err: JailpyError, debug: bool = False, sink: "Any" = None) -> "NoReturn
 def execute_run(opts: "dict[str, Any]", order: list[str], command: list[str]) -> "NoReturn":
     """Resolve the policy, run (or explain) the command, exit with its status."""
     debug = bool(opts.get("debug"))
+    if opts.get("via") is not None:
+        execute_via(opts, order, command)
     sink = overrides = None
     written: tuple[str, ...] = ()
     try:
@@ -94,6 +96,49 @@ def execute_run(opts: "dict[str, Any]", order: list[str], command: list[str]) ->
         from ..report.status import result_document
 
         sink.write(result_document(result))
+    exit_now(result.exit_code)
+
+
+#: What `--via` carries to the server, by option dest; every other option is refused,
+#: since the server's profile decides everything else (docs/serve.md).
+VIA_OPTIONS = ("via", "setenv", "env", "cwd", "timeout", "memory_max", "pids_max", "debug")
+
+
+def execute_via(opts: "dict[str, Any]", order: list[str], command: list[str]) -> "NoReturn":
+    """`jailpy run --via URL -- CMD`: one request to `jailpy serve`; its output on ours,
+    its exit status ours. Standard input is sent along unless it is a terminal."""
+    from ..client import Client
+    from .options import RUN_OPTIONS, env_assignment
+
+    debug = bool(opts.get("debug"))
+    try:
+        for dest in order:
+            if dest not in VIA_OPTIONS:
+                name = next(opt.name for opt in RUN_OPTIONS if opt.dest == dest)
+                raise JailpyError(f"{name} does not apply to a run on a server: the server's "
+                                  "profile decides", origin="--via",
+                                  hint="only -e/--setenv, --chdir, --timeout, --memory-max "
+                                       "and --pids-max travel with the request")
+        env = dict(env_assignment(item, f"-e {item}") for item in opts.get("env") or ())
+        env.update(dict(opts.get("setenv") or ()))
+        stdin = b"" if sys.stdin.isatty() else sys.stdin.buffer.read()
+        result = Client(opts["via"]).run(
+            command, env=env or None, stdin=stdin, cwd=opts.get("cwd"),
+            timeout=opts.get("timeout"), memory=opts.get("memory_max"),
+            pids=int(opts["pids_max"]) if opts.get("pids_max") is not None else None)
+    except JailpyError as err:
+        fail(err, debug)
+    except ValueError as err:
+        fail(JailpyError(str(err), origin="--pids-max"), debug)
+    except Exception as exc:  # a bug in jailpy: one line, details with --debug
+        fail(JailpyError(f"internal error: {exc!r}", hint="run with --debug and report this"),
+             debug)
+    sys.stdout.buffer.write(result.stdout)
+    sys.stderr.buffer.write(result.stderr)
+    for name in ("stdout", "stderr"):
+        if getattr(result, f"{name}_truncated"):
+            sys.stderr.write(f"jailpy: the server cut the command's {name} at its output "
+                             f"limit\n")
     exit_now(result.exit_code)
 
 

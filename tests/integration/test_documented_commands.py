@@ -12,6 +12,9 @@ what they name (a Makefile, my.toml, build.sh, the man page's profiles), except:
            but starts nothing; the behaviour itself has its own test (named)
   desktop  needs an X11/Wayland session or an installed browser: the desktop
            tests (tests/integration/test_desktop_*.py) cover these options
+  server   `jailpy serve` runs until SIGTERM: tests/integration/test_serve.py
+           starts it (as the test user, in a scratch socket directory), serves
+           requests through it and stops it
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import pytest
 
 from conftest import REPO, VENV
 
-RUN, EXPLAIN, DESKTOP = "run", "explain", "desktop"
+RUN, EXPLAIN, DESKTOP, SERVER = "run", "explain", "desktop", "server"
 
 #: command as documented -> how it is checked (and, for run, the exit status expected).
 HOW: dict[str, tuple[str, int | str]] = {
@@ -56,6 +59,8 @@ HOW: dict[str, tuple[str, int | str]] = {
     "jailpy profile show --origins default": (RUN, 0),
     "jailpy profile check my.toml": (RUN, 0),
     "jailpy run -p ./my.toml --explain -- make": (RUN, 0),
+    "jailpy serve -p default --listen unix:/run/jailpy/jailpy.sock --pool 4":
+        (SERVER, "test_serve.py"),
     # man/jailpy.1
     "jailpy run -- sh -c 'id; hostname'": (RUN, 0),
     "jailpy run -- bash":
@@ -189,7 +194,7 @@ CHANGES_RUN = ("cd project && jailpy run --changes -- "
                "sh -c 'echo new > src/made && echo x > top'")
 
 
-@pytest.mark.parametrize("command", [c for c in HOW if HOW[c][0] != DESKTOP])
+@pytest.mark.parametrize("command", [c for c in HOW if HOW[c][0] not in (DESKTOP, SERVER)])
 def test_documented_command(jailpy, scratch, command):
     how, expected = HOW[command]
     cwd = CWD.get(command)

@@ -26,7 +26,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "jailpy"
 #: import from its own part and from parts of a strictly lower rank; runtime
 #: and profile share a rank and must not import each other.
 RANKS = {
-    "__main__": 9, "cli": 8, "report": 7, "serve": 6, "api": 5,
+    "__main__": 9, "cli": 8, "report": 7, "client": 6, "api": 5,
     "runtime": 4, "profile": 4,
     "plan": 3,
     "policy": 2.5, "linux": 2,
