@@ -54,6 +54,12 @@ USER_DIRS = {"${DESKTOP}": "desktop", "${DOCUMENTS}": "documents",
 BOUND_SYSTEM = ("/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib64")
 #: Directories private-bin replaces (/bin and /sbin are symlinks into /usr).
 BIN_DIRS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/games")
+#: Directories private-lib replaces (/lib and /lib64 are symlinks into /usr).
+LIB_DIRS = ("/usr/lib", "/usr/lib64")
+#: The top-level symlinks of jailpy's `default` root: a path through one of them is
+#: the same file as the path it points to (hidden once, under /usr).
+ROOT_LINKS = {"/bin": "/usr/bin", "/sbin": "/usr/sbin", "/lib": "/usr/lib",
+              "/lib64": "/usr/lib64"}
 #: What a private /etc always has, besides the profile's list: the dynamic
 #: loader's cache and the user database every program looks itself up in.
 ETC_ESSENTIALS = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group",
@@ -83,7 +89,6 @@ UNSUPPORTED = {
     "netfilter": "no host firewall rules without privileges",
     "tracelog": "no LD_PRELOAD logging library",
     "machine-id": "the host's /etc/machine-id stays visible",
-    "private-lib": "/usr/lib stays visible read-only (library sets are not resolved)",
     "noexec": "no noexec remount of a single path",
     "writable-var": "/var is not bound", "writable-var-log": "/var/log is not bound",
     "writable-etc": "/etc is read-only", "writable-run-user": "the runtime dir is private",
@@ -262,6 +267,13 @@ def _under(path: str, directory: str) -> bool:
 
 
 @functools.lru_cache(maxsize=16384)
+def _sandbox_path(path: str) -> str:
+    """The path without the `default` root's top-level symlinks: /usr/bin/x for /bin/x."""
+    top = _top(path)
+    return ROOT_LINKS[top] + path[len(top):] if top in ROOT_LINKS else path
+
+
+@functools.lru_cache(maxsize=16384)
 def _top(path: str) -> str:
     """The top-level directory of an absolute path: /usr for /usr/share/x."""
     return "/" + path.split("/", 2)[1] if path.startswith("/") else path
@@ -348,7 +360,7 @@ def convert(path: str, home: str) -> Conversion:
     b = _Builder(path, read(path, home))
     handled = {"include", "ignore", "noblacklist", "nowhitelist", "blacklist",
                "blacklist-nolog", "whitelist", "mkdir", "mkfile", "read-only", "private",
-               "private-bin", "private-etc", "private-opt", "seccomp", "seccomp.drop",
+               "private-bin", "private-lib", "private-etc", "private-opt", "seccomp", "seccomp.drop",
                "memory-deny-write-execute", "protocol", "net", "caps.keep", "dbus-user",
                "dbus-system", "dbus-user.talk", "dbus-user.own", "dbus-user.see",
                "dbus-user.call", "dbus-user.broadcast", "dbus-system.talk",
@@ -422,16 +434,27 @@ def _home(b: _Builder) -> None:
 def _system_paths(b: _Builder) -> None:
     """Blacklists and whitelists outside home, against jailpy's `default` root."""
     unhidden = _Patterns({p for d in b.by("noblacklist") for p in jailpy_paths(d.argument)})
-    private_bin = bool(b.by("private-bin"))
+    replaced = [*(BIN_DIRS if b.by("private-bin") else ()),
+                *(LIB_DIRS if b.by("private-lib") else ())]
     for d in b.by("blacklist", "blacklist-nolog"):
-        for path in jailpy_paths(d.argument):
+        for path in dict.fromkeys(map(_sandbox_path, jailpy_paths(d.argument))):
             if _in_home(path) or _top(path) not in BOUND_SYSTEM:
                 continue  # not bound, so hidden
-            if private_bin and any(_under(path, bin_dir) for bin_dir in BIN_DIRS):
-                continue  # replaced by private-bin's own directory
-            if path not in unhidden:
-                b.note(d, "stays visible read-only: jailpy binds /usr, /etc, /opt whole")
-                break
+            if any(_under(path, directory) for directory in replaced):
+                continue  # private-bin / private-lib build that directory themselves
+            if path in unhidden:
+                continue
+            partly = [p for p in unhidden.paths if _is_glob(path) and fnmatch.fnmatch(p, path)]
+            if not partly:
+                b.mount({"hide": path}, d.origin)
+                continue
+            # A glob the profile un-hides part of: firejail hides the rest, as found
+            # when the sandbox starts; the conversion hides the rest found now.
+            b.note(d, "a glob partly un-hidden by noblacklist: the other matches are "
+                      "resolved on the converting machine")
+            for match in sorted(glob.glob(path)):
+                if match not in unhidden:
+                    b.mount({"hide": match}, d.origin)
     for d in b.by("whitelist", "whitelist-ro"):
         for path in jailpy_paths(d.argument):
             if not _in_home(path) and _top(path) in BOUND_SYSTEM:
@@ -445,24 +468,11 @@ def _system_paths(b: _Builder) -> None:
 
 
 def _private_dirs(b: _Builder) -> None:
-    """private-bin and private-etc: a tmpfs with only the listed entries bound."""
-    names = [(n.strip(), d) for d in b.by("private-bin") for n in d.argument.split(",")
-             if n.strip() and "/" not in n]
-    if names:
-        origin = b.by("private-bin")[0].origin
-        for bin_dir in BIN_DIRS:
-            if not os.path.isdir(bin_dir) or os.path.islink(bin_dir):
-                continue
-            # Left writable (it is the sandbox's own tmpfs), so `jailpy run --ro-bind`
-            # can still add a program to it.
-            b.mount({"tmpfs": bin_dir}, origin)
-            for name, d in names:
-                # A plain name is bound if present where the profile runs; a glob is
-                # resolved against this machine now (firejail resolves it at start-up).
-                found = sorted(glob.glob(os.path.join(bin_dir, name))) if _is_glob(name) \
-                    else [os.path.join(bin_dir, name)]
-                for path in found:
-                    b.mount({"ro-bind-try": path}, d.origin)
+    """private-bin, private-lib, private-etc and private-opt: a tmpfs with only the
+    listed entries bound."""
+    programs = _private_bin(b)
+    if b.by("private-lib"):
+        _private_lib(b, programs)
     for keyword, directory, essentials in (("private-etc", "/etc", ETC_ESSENTIALS),
                                            ("private-opt", "/opt", ())):
         entries = [(n.strip().strip("/"), d) for d in b.by(keyword)
@@ -480,6 +490,94 @@ def _private_dirs(b: _Builder) -> None:
                 b.note(d, f"{keyword} entry {name!r} is not a plain name")
             else:
                 b.mount({"ro-bind-try": f"{directory}/{name}"}, d.origin)
+
+
+def _private_bin(b: _Builder) -> list[str]:
+    """A tmpfs over each BIN_DIRS directory with the named programs bound; returns the
+    programs' host paths (private-lib resolves their libraries)."""
+    names = [(n.strip(), d) for d in b.by("private-bin") for n in d.argument.split(",")
+             if n.strip() and "/" not in n]
+    if not names:
+        return []
+    programs = []
+    origin = b.by("private-bin")[0].origin
+    for bin_dir in BIN_DIRS:
+        if not os.path.isdir(bin_dir) or os.path.islink(bin_dir):
+            continue
+        # Left writable (it is the sandbox's own tmpfs), so `jailpy run --ro-bind`
+        # can still add a program to it.
+        b.mount({"tmpfs": bin_dir}, origin)
+        for name, d in names:
+            # A plain name is bound if present where the profile runs; a glob is
+            # resolved against this machine now (firejail resolves it at start-up).
+            found = sorted(glob.glob(os.path.join(bin_dir, name))) if _is_glob(name) \
+                else [os.path.join(bin_dir, name)]
+            for path in found:
+                b.mount({"ro-bind-try": path}, d.origin)
+                programs.append(path)
+    return programs
+
+
+def _private_lib(b: _Builder, programs: list[str]) -> None:
+    """private-lib: a tmpfs over /usr/lib (and /usr/lib64) with only the libraries
+    the programs load bound, resolved now from their ELF headers (libraries.py):
+    the private-bin programs (or, without private-bin, the program named like the
+    profile, which firejail's private-lib follows), the entries listed, the
+    module directories of the libraries that load modules, and LIB_ALWAYS."""
+    from . import libraries
+
+    resolver = libraries.Resolver()
+    directives = b.by("private-lib")
+    origin = directives[0].origin
+    if not programs:
+        stem = os.path.basename(b.source).removesuffix(".profile")
+        programs = [p for p in (os.path.join(d, stem) for d in PATH_DIRS)
+                    if os.path.isfile(p)][:1]
+    lib_dirs = [d for d in dict.fromkeys(resolver.dirs) if any(
+        _under(_sandbox_path(d), top) for top in LIB_DIRS)]
+    bound: dict[str, str] = {}   # host path -> the origin of its bind
+    for name, d in ((n.strip(), d) for d in directives for n in d.argument.split(",")):
+        if not name:
+            continue
+        patterns = [name] if name.startswith("/") else [os.path.join(x, name)
+                                                         for x in lib_dirs]
+        matches = [m for pattern in patterns for m in sorted(glob.glob(pattern))]
+        if not matches:
+            b.note(d, f"private-lib entry {name!r} is not on this machine")
+        for match in matches:
+            bound.setdefault(match, d.origin)
+    listed = [p for p in bound if os.path.isfile(p)]
+    listed += [f for p in bound if os.path.isdir(p) for f in libraries.elf_files(p)]
+    found, missing = resolver.closure([*programs, *listed])
+    for directory in libraries.plugin_dirs(found):
+        bound.setdefault(directory, origin)
+        more, gone = resolver.closure(libraries.elf_files(directory))
+        found += more
+        missing += gone
+    for path in (*found, *LIB_ALWAYS):
+        bound.setdefault(path, origin)
+    for directive in directives[:1]:
+        for soname in dict.fromkeys(missing):
+            b.note(directive, f"library {soname} is not on this machine")
+    for lib_dir in LIB_DIRS:
+        if os.path.isdir(lib_dir) and not os.path.islink(lib_dir):
+            b.mount({"tmpfs": lib_dir}, origin)
+    directories = [_sandbox_path(p) for p in bound if os.path.isdir(p)]
+    for path, source in sorted(bound.items(), key=lambda item: _sandbox_path(item[0])):
+        dest = _sandbox_path(path)
+        if not any(_under(dest, top) for top in LIB_DIRS):
+            continue  # /usr/local/lib and the like stay as they are
+        if any(_under(dest, d) and dest != d for d in directories):
+            continue  # in a directory bound whole
+        if dest != path and os.path.exists(dest) and os.path.samefile(dest, path):
+            path = dest  # /lib is /usr/lib here too: one name for both
+        b.mount({"ro-bind-try": path} if dest == path else
+                {"ro-bind-try": path, "dest": dest}, source)
+
+
+#: What a private /usr/lib always has: the locales (data every program may load)
+#: and os-release (/etc/os-release links to it).
+LIB_ALWAYS = ("/usr/lib/locale", "/usr/lib/os-release")
 
 
 def _security(b: _Builder) -> None:

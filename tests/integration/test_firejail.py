@@ -73,11 +73,26 @@ def test_whole_corpus_converts_and_checks(tmp_path):
     assert (tmp_path / "firefox.toml").read_text().startswith("# jailpy profile converted")
 
 
+#: Files and directories firejail's disable-*.inc blacklist under /etc and /usr that
+#: exist on every test machine (scripts/setup.sh installs gcc; util-linux, passwd,
+#: adduser, dpkg and apt are always there).
+SYSTEM_FILES = ("/etc/default/useradd", "/etc/adduser.conf", "/usr/bin/gcc",
+                "/usr/bin/mount", "/usr/bin/su")
+SYSTEM_DIRS = ("/etc/cron.daily", "/etc/kernel")
+
+
 def _probe(config_dir: str) -> str:
+    """Prints, one line each: the secrets and the config dir visible or hidden, the
+    network interfaces, then each of SYSTEM_FILES readable or not and each of
+    SYSTEM_DIRS listed or empty."""
     checks = " ".join(f"~/{p}" for p in (*SECRETS, config_dir))
     return (f"for p in {checks}; do if ls -d $p >/dev/null 2>&1; then echo visible; "
             "else echo hidden; fi; done; "
-            "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' '")
+            "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' '; echo; "
+            f"for f in {' '.join(SYSTEM_FILES)}; do if cat $f >/dev/null 2>&1; "
+            "then echo readable; else echo unreadable; fi; done; "
+            f"for d in {' '.join(SYSTEM_DIRS)}; do if [ -n \"$(ls -A $d 2>/dev/null)\" ]; "
+            "then echo listed; else echo empty; fi; done")
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +142,12 @@ def test_same_view_as_firejail(app, jailpy, test_user, probe_home, user_tmp):
     assert fj[3] == "visible", f"firejail does not show ~/{APPS[app]}"
     assert jp[3] == "visible", f"~/{APPS[app]}: firejail shows it, jailpy hides it"
     assert jp[4] == fj[4], "network interfaces differ"
+    # The system files firejail blacklists are covered (`hide`), not left readable.
+    for path, seen_by_firejail, seen_by_jailpy in zip((*SYSTEM_FILES, *SYSTEM_DIRS),
+                                                      fj[5:], jp[5:]):
+        if seen_by_firejail in ("unreadable", "empty"):
+            assert seen_by_jailpy == seen_by_firejail, f"{path}: firejail hides it, jailpy not"
+    print(app, "firejail:", fj, "jailpy:", jp)  # the table in docs/firejail.md
 
 
 def test_shipped_conversions_are_exactly_the_listed_ones():
