@@ -52,8 +52,10 @@ USER_DIRS = {"${DESKTOP}": "desktop", "${DOCUMENTS}": "documents",
 #: What the shipped `default` profile binds from the host, read-only; every other
 #: top-level directory is simply not there (or a private tmpfs).
 BOUND_SYSTEM = ("/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib64")
-#: Directories private-bin replaces (/bin and /sbin are symlinks into /usr).
-BIN_DIRS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/games")
+#: Directories private-bin replaces: firejail's ${PATH} (/bin and /sbin are the
+#: `default` root's symlinks into /usr).
+BIN_DIRS = ("/usr/local/bin", "/usr/bin", "/usr/games", "/usr/local/games", "/usr/local/sbin",
+            "/usr/sbin")
 #: Directories private-lib replaces (/lib and /lib64 are symlinks into /usr).
 LIB_DIRS = ("/usr/lib", "/usr/lib64")
 #: The top-level symlinks of jailpy's `default` root: a path through one of them is
@@ -317,6 +319,7 @@ class _Builder:
         self.source = source
         self.directives = directives
         self.mounts: list[tuple[dict, str]] = []
+        self.mounted: set[tuple] = set()
         self.sections: dict[str, dict] = {}
         self.origins: dict[str, str] = {}
         self.notes: list[Note] = []
@@ -344,8 +347,10 @@ class _Builder:
         items.append(value)
 
     def mount(self, table: dict, origin: str) -> None:
-        if any(existing == table for existing, _ in self.mounts):
+        key = tuple(table.items())
+        if key in self.mounted:
             return
+        self.mounted.add(key)
         self.mounts.append((table, origin))
 
     def by(self, *keywords: str) -> list[Directive]:
@@ -379,6 +384,7 @@ def convert(path: str, home: str) -> Conversion:
         if d.keyword in ALREADY:
             continue
         b.note(d, UNSUPPORTED.get(d.keyword) or "unknown to the converter")
+    _drop_covered_hides(b)
     data: dict = {"description": _description(os.path.basename(path), b),
                   "extends": ["gui"]}
     if b.mounts:
@@ -390,6 +396,43 @@ def convert(path: str, home: str) -> Conversion:
         if name in b.sections:
             data[name] = b.sections[name]
     return Conversion(path, data, b.origins, b.notes)
+
+
+def _drop_covered_hides(b: _Builder) -> None:
+    """Drop each hide that another one covers already: /etc/ssh/* under /etc/ssh,
+    ${PATH}/gccgo under ${PATH}/gcc* (a hidden directory is empty, a glob covers
+    every match when the sandbox starts)."""
+    hidden = _covered(tuple(t["hide"] for t, _ in b.mounts if "hide" in t))
+    if hidden:
+        b.mounts = [(t, o) for t, o in b.mounts if t.get("hide") not in hidden]
+
+
+@functools.lru_cache(maxsize=64)
+def _covered(hides: tuple[str, ...]) -> frozenset[str]:
+    """The hides of `hides` that another one covers (most profiles share theirs, from
+    firejail's disable-*.inc: computed once per set)."""
+    plain = set(hides)
+    globs: dict[str, list] = {}
+    for pattern in hides:
+        if _is_glob(pattern):
+            parent, _, name = pattern.rpartition("/")
+            globs.setdefault(parent, []).append((pattern, _glob_match(name)[1]))
+
+    def covered(path: str) -> bool:
+        ancestor = path
+        while ancestor.count("/") > 1:
+            parent, _, name = ancestor.rpartition("/")
+            if ancestor != path and ancestor in plain:
+                return True
+            for pattern, match in globs.get(parent, ()):
+                # as the runtime matches: a leading dot only by a pattern with one
+                if pattern != path and match(name) and (
+                        not name.startswith(".") or pattern.rpartition("/")[2][:1] == "."):
+                    return True
+            ancestor = parent
+        return False
+
+    return frozenset(path for path in plain if covered(path))
 
 
 def _home(b: _Builder) -> None:
@@ -434,18 +477,17 @@ def _home(b: _Builder) -> None:
 def _system_paths(b: _Builder) -> None:
     """Blacklists and whitelists outside home, against jailpy's `default` root."""
     unhidden = _Patterns({p for d in b.by("noblacklist") for p in jailpy_paths(d.argument)})
-    replaced = [*(BIN_DIRS if b.by("private-bin") else ()),
-                *(LIB_DIRS if b.by("private-lib") else ())]
+    unhidden_system = [p for p in unhidden.paths if not _in_home(p)]
+    # private-bin / private-lib build these directories themselves
+    replaced = tuple(d + "/" for d in (*(BIN_DIRS if b.by("private-bin") else ()),
+                                       *(LIB_DIRS if b.by("private-lib") else ())))
     for d in b.by("blacklist", "blacklist-nolog"):
         for path in dict.fromkeys(map(_sandbox_path, jailpy_paths(d.argument))):
             if _in_home(path) or _top(path) not in BOUND_SYSTEM:
                 continue  # not bound, so hidden
-            if any(_under(path, directory) for directory in replaced):
-                continue  # private-bin / private-lib build that directory themselves
-            if path in unhidden:
+            if (path + "/").startswith(replaced) or path in unhidden:
                 continue
-            partly = [p for p in unhidden.paths if _is_glob(path) and fnmatch.fnmatch(p, path)]
-            if not partly:
+            if not (_is_glob(path) and any(_glob_match(path)[1](p) for p in unhidden_system)):
                 b.mount({"hide": path}, d.origin)
                 continue
             # A glob the profile un-hides part of: firejail hides the rest, as found
@@ -502,7 +544,12 @@ def _private_bin(b: _Builder) -> list[str]:
     programs = []
     origin = b.by("private-bin")[0].origin
     for bin_dir in BIN_DIRS:
-        if not os.path.isdir(bin_dir) or os.path.islink(bin_dir):
+        if os.path.islink(bin_dir):
+            continue
+        if not os.path.isdir(bin_dir):
+            # Not here: no mount point for a tmpfs in the read-only /usr; covered in
+            # case it exists where the profile runs.
+            b.mount({"hide": bin_dir}, origin)
             continue
         # Left writable (it is the sandbox's own tmpfs), so `jailpy run --ro-bind`
         # can still add a program to it.
@@ -526,7 +573,7 @@ def _private_lib(b: _Builder, programs: list[str]) -> None:
     module directories of the libraries that load modules, and LIB_ALWAYS."""
     from . import libraries
 
-    resolver = libraries.Resolver()
+    resolver = _resolver()
     directives = b.by("private-lib")
     origin = directives[0].origin
     if not programs:
@@ -573,6 +620,15 @@ def _private_lib(b: _Builder, programs: list[str]) -> None:
             path = dest  # /lib is /usr/lib here too: one name for both
         b.mount({"ro-bind-try": path} if dest == path else
                 {"ro-bind-try": path, "dest": dest}, source)
+
+
+@functools.lru_cache(maxsize=1)
+def _resolver():
+    """One library resolver per conversion run (--all reads the same libraries again
+    and again); it remembers what it read from each file."""
+    from .libraries import Resolver
+
+    return Resolver()
 
 
 #: What a private /usr/lib always has: the locales (data every program may load)

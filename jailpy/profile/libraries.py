@@ -150,6 +150,12 @@ class Resolver:
     def __init__(self) -> None:
         self.dirs = [*dict.fromkeys([*ld_so_conf(), *DEFAULT_DIRS])]
         self._elf: dict[str, Elf | None] = {}
+        self._real: dict[str, str] = {}
+
+    def realpath(self, path: str) -> str:
+        if path not in self._real:
+            self._real[path] = os.path.realpath(path)
+        return self._real[path]
 
     def elf(self, path: str) -> Elf | None:
         if path not in self._elf:
@@ -161,7 +167,7 @@ class Resolver:
         if "/" in soname:
             return soname if os.path.isfile(soname) else None
         loader = self.elf(loader_path)
-        origin = os.path.dirname(os.path.realpath(loader_path))
+        origin = os.path.dirname(self.realpath(loader_path))
         own = [d.replace("$ORIGIN", origin).replace("${ORIGIN}", origin)
                for d in (loader.search if loader else ())]
         for directory in (*own, *self.dirs):
@@ -179,7 +185,7 @@ class Resolver:
         seen: set[str] = set()
         while pending:
             path = pending.pop()
-            real = os.path.realpath(path)
+            real = self.realpath(path)
             if real in seen:
                 continue
             seen.add(real)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from desktop_apps import Desk, pdf_bytes
 from jailpy.profile import firejail
 
 pytestmark = pytest.mark.integration
@@ -148,6 +149,36 @@ def test_same_view_as_firejail(app, jailpy, test_user, probe_home, user_tmp):
         if seen_by_firejail in ("unreadable", "empty"):
             assert seen_by_jailpy == seen_by_firejail, f"{path}: firejail hides it, jailpy not"
     print(app, "firejail:", fj, "jailpy:", jp)  # the table in docs/firejail.md
+
+
+@needs_corpus
+def test_private_lib_conversion_runs_evince_with_only_its_libraries(test_user, user_tmp,
+                                                                    jailpy_bin):
+    """firejail's evince profile has private-bin and private-lib: the conversion
+    binds only what evince loads (read from the ELF headers when converting), and
+    evince still shows the PDF on Xvfb, while the rest of /usr/lib is gone."""
+    desk = Desk(test_user, user_tmp, jailpy_bin)
+    try:
+        out = user_tmp / "evince.toml"
+        converted = desk.jailpy(["profile", "import-firejail", "evince", "-o", str(out)])
+        assert converted.returncode == 0, converted.stderr
+        assert '{ tmpfs = "/usr/lib" }' in out.read_text()
+        pdf = desk.file("Documents/paper.pdf", pdf_bytes())
+        app = desk.start(["run", "-p", str(out), "--", "evince", str(pdf)], "evince")
+        assert desk.wait_title(r"^paper\.pdf$")
+        app.stop()
+        paths = {"/usr/lib/libreoffice": False, "/usr/lib/python3": False,
+                 "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0": False,
+                 "/usr/lib/x86_64-linux-gnu/gdk-pixbuf-2.0": True,
+                 "/lib64/ld-linux-x86-64.so.2": True}
+        shown = desk.jailpy(["run", "-p", str(out), "--ro-bind", "/usr/bin/sh", "/usr/bin/sh",
+                             "--", "sh", "-c", f"for p in {' '.join(paths)}; do "
+                             "test -e $p && echo $p; done; true"])
+        assert shown.returncode == 0, shown.stderr
+        assert set(shown.stdout.split()) == {p for p, seen in paths.items() if seen}
+        assert all(os.path.exists(p) for p in paths), "the host lacks a path checked"
+    finally:
+        desk.stop()
 
 
 def test_shipped_conversions_are_exactly_the_listed_ones():
