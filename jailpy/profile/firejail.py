@@ -497,16 +497,41 @@ def _system_paths(b: _Builder) -> None:
             for match in sorted(glob.glob(path)):
                 if match not in unhidden:
                     b.mount({"hide": match}, d.origin)
-    for d in b.by("whitelist", "whitelist-ro"):
-        for path in jailpy_paths(d.argument):
-            if not _in_home(path) and _top(path) in BOUND_SYSTEM:
-                continue  # visible read-only already, as firejail's whitelist makes it
-            if not _in_home(path):
-                b.note(d, "not bound: outside home jailpy binds only /usr, /etc, /opt and "
-                          "the desktop pieces")
+    _system_whitelists(b)
     for d in b.by("mkdir", "mkfile"):
         if not all(_in_home(p) for p in jailpy_paths(d.argument)):
             b.note(d, "directories outside home are not created")
+
+
+def _system_whitelists(b: _Builder) -> None:
+    """A whitelist under /usr/share, /usr/libexec, /opt... leaves only the whitelisted
+    entries in that directory, as firejail does: a tmpfs there with each entry bound
+    read-only (a glob resolved on the converting machine, as firejail resolves it
+    when the sandbox starts). Elsewhere outside home: noted."""
+    unlisted = {p for d in b.by("nowhitelist") for p in jailpy_paths(d.argument)}
+    by_dir: dict[str, list[tuple[str, Directive]]] = {}
+    for d in b.by("whitelist", "whitelist-ro"):
+        for path in map(_sandbox_path, jailpy_paths(d.argument)):
+            if _in_home(path) or path in unlisted:
+                continue
+            if _top(path) not in BOUND_SYSTEM:
+                b.note(d, "not bound: outside home jailpy binds only /usr, /etc, /opt and "
+                          "the desktop pieces")
+                continue
+            parts = path.split("/")
+            directory = "/".join(parts[:3] if parts[1] == "usr" else parts[:2])
+            if directory != path:
+                by_dir.setdefault(directory, []).append((path, d))
+    for directory, entries in by_dir.items():
+        origin = entries[0][1].origin
+        if os.path.isdir(directory) and not os.path.islink(directory):
+            b.mount({"tmpfs": directory}, origin)
+        else:  # no mount point for a tmpfs here: covered in case it exists there
+            b.mount({"hide": directory}, origin)
+            continue
+        for path, d in entries:
+            for match in sorted(glob.glob(path)) if _is_glob(path) else [path]:
+                b.mount({"ro-bind-try": match}, d.origin)
 
 
 def _private_dirs(b: _Builder) -> None:

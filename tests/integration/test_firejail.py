@@ -74,12 +74,13 @@ def test_whole_corpus_converts_and_checks(tmp_path):
     assert (tmp_path / "firefox.toml").read_text().startswith("# jailpy profile converted")
 
 
-#: Files and directories firejail's disable-*.inc blacklist under /etc and /usr that
-#: exist on every test machine (scripts/setup.sh installs gcc; util-linux, passwd,
-#: adduser, dpkg and apt are always there).
+#: Files and directories firejail may hide under /etc and /usr (disable-*.inc's
+#: blacklists; a whitelist of /usr/share leaves the rest out) that exist on every test
+#: machine (scripts/setup.sh installs gcc and man-db; util-linux, passwd, adduser, dpkg
+#: and apt are always there).
 SYSTEM_FILES = ("/etc/default/useradd", "/etc/adduser.conf", "/usr/bin/gcc",
                 "/usr/bin/mount", "/usr/bin/su")
-SYSTEM_DIRS = ("/etc/cron.daily", "/etc/kernel")
+SYSTEM_DIRS = ("/etc/cron.daily", "/etc/kernel", "/usr/share/man")
 
 
 def _probe(config_dir: str) -> str:
