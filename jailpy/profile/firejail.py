@@ -365,8 +365,8 @@ def convert(path: str, home: str) -> Conversion:
     b = _Builder(path, read(path, home))
     handled = {"include", "ignore", "noblacklist", "nowhitelist", "blacklist",
                "blacklist-nolog", "whitelist", "mkdir", "mkfile", "read-only", "private",
-               "private-bin", "private-lib", "private-etc", "private-opt", "seccomp", "seccomp.drop",
-               "memory-deny-write-execute", "protocol", "net", "caps.keep", "dbus-user",
+               "private-bin", "private-lib", "private-etc", "private-opt", "seccomp",
+               "seccomp.drop", "memory-deny-write-execute", "protocol", "net", "caps.keep", "dbus-user",
                "dbus-system", "dbus-user.talk", "dbus-user.own", "dbus-user.see",
                "dbus-user.call", "dbus-user.broadcast", "dbus-system.talk",
                "dbus-system.own", "dbus-system.see", "dbus-system.call",
