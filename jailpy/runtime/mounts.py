@@ -85,6 +85,8 @@ class RootBuilder:
         self.root = os.open("/newroot", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         #: (tmpfs upper, host upper dir) fds of size-limited overlays, for copy_out.
         self.copy_outs: list[tuple[int, int]] = []
+        #: Directory listings for the globs of hide ops (_listing).
+        self._listings: dict[str, tuple[str, ...]] = {}
 
     # -- path resolution -------------------------------------------------
 
@@ -474,14 +476,25 @@ class RootBuilder:
             return
         import fnmatch  # already imported by build_root, before the pivot
 
-        try:
-            with _fd(self.open_inside(parent or "/", os.O_RDONLY | os.O_DIRECTORY)) as dir_fd:
-                names = os.listdir(dir_fd)
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        for entry in sorted(fnmatch.filter(names, name)):
+        names = self._listing(parent or "/")
+        # Most names fail the text before the first wildcard: only the rest is matched.
+        prefix = name[:min(i for i in (name.find(ch) for ch in "*?[") if i >= 0)]
+        for entry in sorted(fnmatch.filter([n for n in names if n.startswith(prefix)], name)):
             if not entry.startswith(".") or name.startswith("."):  # as glob(3) matches
                 self._hide(f"{parent}/{entry}")
+
+    def _listing(self, directory: str) -> tuple[str, ...]:
+        """The names in a directory of the root, listed once per build: a profile
+        converted from firejail has dozens of globs in /usr/bin. Hides only cover
+        what is listed (or add an empty directory where one was missing), so an
+        earlier listing stays good for matching."""
+        if directory not in self._listings:
+            try:
+                with _fd(self.open_inside(directory, os.O_RDONLY | os.O_DIRECTORY)) as fd:
+                    self._listings[directory] = tuple(os.listdir(fd))
+            except (FileNotFoundError, NotADirectoryError):
+                self._listings[directory] = ()
+        return self._listings[directory]
 
     def _hide(self, path: str) -> None:
         """Cover one path (see _op_hide). A missing one (jailpy's own state not made
