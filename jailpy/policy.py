@@ -137,11 +137,12 @@ MOUNT_TABLE: dict[str, MountKind] = {row.name: row for row in (
     # The same, writable (bwrap's --bind-data): the file lives in the sandbox's scratch
     # tmpfs, so what was at dest, a host file too, is covered and never written.
     MountKind("bind-data", "", grants=(READ, WRITE), in_profiles=False),
-    # jailpy's own state (usercache.own_state), placed after every other op by the
-    # planner (plan/__init__.py): a directory covered by an empty read-only tmpfs
-    # (created first where a bind lets the sandbox create it), a file or directory
-    # bound read-only over itself.
-    MountKind("hide", "", in_profiles=False),  # mounts, grants nothing
+    # Covers what is at DEST with an empty, unreadable, read-only object; a glob in the
+    # last component covers each match (firejail's blacklist: profile/firejail.py).
+    # The planner also hides jailpy's own state with it (usercache.own_state), after
+    # every other op; a file or directory bound read-only over itself is `protect`.
+    MountKind("hide", "Cover DEST (a file, a directory, or a glob in its last part) "
+              "with an empty unreadable one."),  # mounts, grants nothing
     MountKind("protect", "", in_profiles=False, mounts=False),
 )}
 

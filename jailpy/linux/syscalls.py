@@ -167,10 +167,21 @@ class _OpenHow(ctypes.Structure):
                 ("resolve", ctypes.c_uint64)]
 
 
+#: How often openat2 is retried when its lookup raced with a mount or rename.
+OPENAT2_RETRIES = 64
+
+
 def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2). A RESOLVE_IN_ROOT / RESOLVE_BENEATH lookup that crosses ".." (a
+    symlink like /usr/bin/x -> ../lib/...) fails with EAGAIN when any mount or
+    rename happened on the system meanwhile (other sandboxes starting); the kernel
+    asks the caller to retry, which is done here a bounded number of times."""
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-    res = _syscall(NR["openat2"], ctypes.c_int(dirfd), _b(path), ctypes.byref(how),
-                   ctypes.c_size_t(ctypes.sizeof(how)))
+    for _ in range(OPENAT2_RETRIES):
+        res = _syscall(NR["openat2"], ctypes.c_int(dirfd), _b(path), ctypes.byref(how),
+                       ctypes.c_size_t(ctypes.sizeof(how)))
+        if res >= 0 or ctypes.get_errno() != errno.EAGAIN:
+            break
     return _check(res, "openat2", path)
 
 

@@ -185,6 +185,10 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         if caller.cwd and any(caller.cwd == p or caller.cwd.startswith(p.rstrip("/") + "/")
                               for p in changes.paths):
             explicit_cwd = explicit_cwd or caller.cwd
+    # A profile's `hide` wins over everything bound after it (the desktop pieces, the
+    # network files), as firejail's blacklist does: hides go last, before the guards.
+    mount_ops = (*(op for op in mount_ops if op.kind != "hide"),
+                 *(op for op in mount_ops if op.kind == "hide"))
     if policy.namespaces.mount:
         mount_ops += guard_ops(mount_ops, caller, written)
     helper = (policy.network.mode if policy.network.mode in HELPER_MODES and policy.namespaces.net

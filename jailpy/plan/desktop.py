@@ -147,7 +147,9 @@ class _Builder:
         self.host_runtime = env.get("XDG_RUNTIME_DIR") if env.get("XDG_RUNTIME_DIR", "") \
             .startswith("/") else None
         self.rt = f"/run/user/{uid_inside}"
-        self.prior = prior_ops
+        # A profile's hides are applied after the desktop pieces (plan/__init__.py):
+        # they decide nothing about what these see or bind.
+        self.prior = tuple(op for op in prior_ops if op.kind != "hide")
         self.ops: list[MountOp] = []
         self.out_env: dict[str, str] = {}
         self.notes: list[str] = []

@@ -71,6 +71,8 @@ def value(item: Any) -> str:
 def _comment(text: str | None) -> str:
     if not text:
         return ""
+    if text.isprintable():  # the usual case, and a subset of what the loop keeps
+        return "  # " + text
     safe = "".join(ch if ch == "\t" or (ord(ch) >= 0x20 and ord(ch) != 0x7F)
                    else f"\\u{ord(ch):04x}" for ch in text)
     return "  # " + safe

@@ -52,8 +52,16 @@ USER_DIRS = {"${DESKTOP}": "desktop", "${DOCUMENTS}": "documents",
 #: What the shipped `default` profile binds from the host, read-only; every other
 #: top-level directory is simply not there (or a private tmpfs).
 BOUND_SYSTEM = ("/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib64")
-#: Directories private-bin replaces (/bin and /sbin are symlinks into /usr).
-BIN_DIRS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/games")
+#: Directories private-bin replaces: firejail's ${PATH} (/bin and /sbin are the
+#: `default` root's symlinks into /usr).
+BIN_DIRS = ("/usr/local/bin", "/usr/bin", "/usr/games", "/usr/local/games", "/usr/local/sbin",
+            "/usr/sbin")
+#: Directories private-lib replaces (/lib and /lib64 are symlinks into /usr).
+LIB_DIRS = ("/usr/lib", "/usr/lib64")
+#: The top-level symlinks of jailpy's `default` root: a path through one of them is
+#: the same file as the path it points to (hidden once, under /usr).
+ROOT_LINKS = {"/bin": "/usr/bin", "/sbin": "/usr/sbin", "/lib": "/usr/lib",
+              "/lib64": "/usr/lib64"}
 #: What a private /etc always has, besides the profile's list: the dynamic
 #: loader's cache and the user database every program looks itself up in.
 ETC_ESSENTIALS = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group",
@@ -83,7 +91,6 @@ UNSUPPORTED = {
     "netfilter": "no host firewall rules without privileges",
     "tracelog": "no LD_PRELOAD logging library",
     "machine-id": "the host's /etc/machine-id stays visible",
-    "private-lib": "/usr/lib stays visible read-only (library sets are not resolved)",
     "noexec": "no noexec remount of a single path",
     "writable-var": "/var is not bound", "writable-var-log": "/var/log is not bound",
     "writable-etc": "/etc is read-only", "writable-run-user": "the runtime dir is private",
@@ -262,6 +269,13 @@ def _under(path: str, directory: str) -> bool:
 
 
 @functools.lru_cache(maxsize=16384)
+def _sandbox_path(path: str) -> str:
+    """The path without the `default` root's top-level symlinks: /usr/bin/x for /bin/x."""
+    top = _top(path)
+    return ROOT_LINKS[top] + path[len(top):] if top in ROOT_LINKS else path
+
+
+@functools.lru_cache(maxsize=16384)
 def _top(path: str) -> str:
     """The top-level directory of an absolute path: /usr for /usr/share/x."""
     return "/" + path.split("/", 2)[1] if path.startswith("/") else path
@@ -305,6 +319,7 @@ class _Builder:
         self.source = source
         self.directives = directives
         self.mounts: list[tuple[dict, str]] = []
+        self.mounted: set[tuple] = set()
         self.sections: dict[str, dict] = {}
         self.origins: dict[str, str] = {}
         self.notes: list[Note] = []
@@ -332,8 +347,10 @@ class _Builder:
         items.append(value)
 
     def mount(self, table: dict, origin: str) -> None:
-        if any(existing == table for existing, _ in self.mounts):
+        key = tuple(table.items())
+        if key in self.mounted:
             return
+        self.mounted.add(key)
         self.mounts.append((table, origin))
 
     def by(self, *keywords: str) -> list[Directive]:
@@ -348,8 +365,8 @@ def convert(path: str, home: str) -> Conversion:
     b = _Builder(path, read(path, home))
     handled = {"include", "ignore", "noblacklist", "nowhitelist", "blacklist",
                "blacklist-nolog", "whitelist", "mkdir", "mkfile", "read-only", "private",
-               "private-bin", "private-etc", "private-opt", "seccomp", "seccomp.drop",
-               "memory-deny-write-execute", "protocol", "net", "caps.keep", "dbus-user",
+               "private-bin", "private-lib", "private-etc", "private-opt", "seccomp",
+               "seccomp.drop", "memory-deny-write-execute", "protocol", "net", "caps.keep", "dbus-user",
                "dbus-system", "dbus-user.talk", "dbus-user.own", "dbus-user.see",
                "dbus-user.call", "dbus-user.broadcast", "dbus-system.talk",
                "dbus-system.own", "dbus-system.see", "dbus-system.call",
@@ -367,6 +384,7 @@ def convert(path: str, home: str) -> Conversion:
         if d.keyword in ALREADY:
             continue
         b.note(d, UNSUPPORTED.get(d.keyword) or "unknown to the converter")
+    _drop_covered_hides(b)
     data: dict = {"description": _description(os.path.basename(path), b),
                   "extends": ["gui"]}
     if b.mounts:
@@ -378,6 +396,43 @@ def convert(path: str, home: str) -> Conversion:
         if name in b.sections:
             data[name] = b.sections[name]
     return Conversion(path, data, b.origins, b.notes)
+
+
+def _drop_covered_hides(b: _Builder) -> None:
+    """Drop each hide that another one covers already: /etc/ssh/* under /etc/ssh,
+    ${PATH}/gccgo under ${PATH}/gcc* (a hidden directory is empty, a glob covers
+    every match when the sandbox starts)."""
+    hidden = _covered(tuple(t["hide"] for t, _ in b.mounts if "hide" in t))
+    if hidden:
+        b.mounts = [(t, o) for t, o in b.mounts if t.get("hide") not in hidden]
+
+
+@functools.lru_cache(maxsize=64)
+def _covered(hides: tuple[str, ...]) -> frozenset[str]:
+    """The hides of `hides` that another one covers (most profiles share theirs, from
+    firejail's disable-*.inc: computed once per set)."""
+    plain = set(hides)
+    globs: dict[str, list] = {}
+    for pattern in hides:
+        if _is_glob(pattern):
+            parent, _, name = pattern.rpartition("/")
+            globs.setdefault(parent, []).append((pattern, _glob_match(name)[1]))
+
+    def covered(path: str) -> bool:
+        ancestor = path
+        while ancestor.count("/") > 1:
+            parent, _, name = ancestor.rpartition("/")
+            if ancestor != path and ancestor in plain:
+                return True
+            for pattern, match in globs.get(parent, ()):
+                # as the runtime matches: a leading dot only by a pattern with one
+                if pattern != path and match(name) and (
+                        not name.startswith(".") or pattern.rpartition("/")[2][:1] == "."):
+                    return True
+            ancestor = parent
+        return False
+
+    return frozenset(path for path in plain if covered(path))
 
 
 def _home(b: _Builder) -> None:
@@ -422,47 +477,69 @@ def _home(b: _Builder) -> None:
 def _system_paths(b: _Builder) -> None:
     """Blacklists and whitelists outside home, against jailpy's `default` root."""
     unhidden = _Patterns({p for d in b.by("noblacklist") for p in jailpy_paths(d.argument)})
-    private_bin = bool(b.by("private-bin"))
+    unhidden_system = [p for p in unhidden.paths if not _in_home(p)]
+    # private-bin / private-lib build these directories themselves
+    replaced = tuple(d + "/" for d in (*(BIN_DIRS if b.by("private-bin") else ()),
+                                       *(LIB_DIRS if b.by("private-lib") else ())))
     for d in b.by("blacklist", "blacklist-nolog"):
-        for path in jailpy_paths(d.argument):
+        for path in dict.fromkeys(map(_sandbox_path, jailpy_paths(d.argument))):
             if _in_home(path) or _top(path) not in BOUND_SYSTEM:
                 continue  # not bound, so hidden
-            if private_bin and any(_under(path, bin_dir) for bin_dir in BIN_DIRS):
-                continue  # replaced by private-bin's own directory
-            if path not in unhidden:
-                b.note(d, "stays visible read-only: jailpy binds /usr, /etc, /opt whole")
-                break
-    for d in b.by("whitelist", "whitelist-ro"):
-        for path in jailpy_paths(d.argument):
-            if not _in_home(path) and _top(path) in BOUND_SYSTEM:
-                continue  # visible read-only already, as firejail's whitelist makes it
-            if not _in_home(path):
-                b.note(d, "not bound: outside home jailpy binds only /usr, /etc, /opt and "
-                          "the desktop pieces")
+            if (path + "/").startswith(replaced) or path in unhidden:
+                continue
+            if not (_is_glob(path) and any(_glob_match(path)[1](p) for p in unhidden_system)):
+                b.mount({"hide": path}, d.origin)
+                continue
+            # A glob the profile un-hides part of: firejail hides the rest, as found
+            # when the sandbox starts; the conversion hides the rest found now.
+            b.note(d, "a glob partly un-hidden by noblacklist: the other matches are "
+                      "resolved on the converting machine")
+            for match in sorted(glob.glob(path)):
+                if match not in unhidden:
+                    b.mount({"hide": match}, d.origin)
+    _system_whitelists(b)
     for d in b.by("mkdir", "mkfile"):
         if not all(_in_home(p) for p in jailpy_paths(d.argument)):
             b.note(d, "directories outside home are not created")
 
 
-def _private_dirs(b: _Builder) -> None:
-    """private-bin and private-etc: a tmpfs with only the listed entries bound."""
-    names = [(n.strip(), d) for d in b.by("private-bin") for n in d.argument.split(",")
-             if n.strip() and "/" not in n]
-    if names:
-        origin = b.by("private-bin")[0].origin
-        for bin_dir in BIN_DIRS:
-            if not os.path.isdir(bin_dir) or os.path.islink(bin_dir):
+def _system_whitelists(b: _Builder) -> None:
+    """A whitelist under /usr/share, /usr/libexec, /opt... leaves only the whitelisted
+    entries in that directory, as firejail does: a tmpfs there with each entry bound
+    read-only (a glob resolved on the converting machine, as firejail resolves it
+    when the sandbox starts). Elsewhere outside home: noted."""
+    unlisted = {p for d in b.by("nowhitelist") for p in jailpy_paths(d.argument)}
+    by_dir: dict[str, list[tuple[str, Directive]]] = {}
+    for d in b.by("whitelist", "whitelist-ro"):
+        for path in map(_sandbox_path, jailpy_paths(d.argument)):
+            if _in_home(path) or path in unlisted:
                 continue
-            # Left writable (it is the sandbox's own tmpfs), so `jailpy run --ro-bind`
-            # can still add a program to it.
-            b.mount({"tmpfs": bin_dir}, origin)
-            for name, d in names:
-                # A plain name is bound if present where the profile runs; a glob is
-                # resolved against this machine now (firejail resolves it at start-up).
-                found = sorted(glob.glob(os.path.join(bin_dir, name))) if _is_glob(name) \
-                    else [os.path.join(bin_dir, name)]
-                for path in found:
-                    b.mount({"ro-bind-try": path}, d.origin)
+            if _top(path) not in BOUND_SYSTEM:
+                b.note(d, "not bound: outside home jailpy binds only /usr, /etc, /opt and "
+                          "the desktop pieces")
+                continue
+            parts = path.split("/")
+            directory = "/".join(parts[:3] if parts[1] == "usr" else parts[:2])
+            if directory != path:
+                by_dir.setdefault(directory, []).append((path, d))
+    for directory, entries in by_dir.items():
+        origin = entries[0][1].origin
+        if os.path.isdir(directory) and not os.path.islink(directory):
+            b.mount({"tmpfs": directory}, origin)
+        else:  # no mount point for a tmpfs here: covered in case it exists there
+            b.mount({"hide": directory}, origin)
+            continue
+        for path, d in entries:
+            for match in sorted(glob.glob(path)) if _is_glob(path) else [path]:
+                b.mount({"ro-bind-try": match}, d.origin)
+
+
+def _private_dirs(b: _Builder) -> None:
+    """private-bin, private-lib, private-etc and private-opt: a tmpfs with only the
+    listed entries bound."""
+    programs = _private_bin(b)
+    if b.by("private-lib"):
+        _private_lib(b, programs)
     for keyword, directory, essentials in (("private-etc", "/etc", ETC_ESSENTIALS),
                                            ("private-opt", "/opt", ())):
         entries = [(n.strip().strip("/"), d) for d in b.by(keyword)
@@ -480,6 +557,108 @@ def _private_dirs(b: _Builder) -> None:
                 b.note(d, f"{keyword} entry {name!r} is not a plain name")
             else:
                 b.mount({"ro-bind-try": f"{directory}/{name}"}, d.origin)
+
+
+def _private_bin(b: _Builder) -> list[str]:
+    """A tmpfs over each BIN_DIRS directory with the named programs bound; returns the
+    programs' host paths (private-lib resolves their libraries)."""
+    names = [(n.strip(), d) for d in b.by("private-bin") for n in d.argument.split(",")
+             if n.strip() and "/" not in n]
+    if not names:
+        return []
+    programs = []
+    origin = b.by("private-bin")[0].origin
+    for bin_dir in BIN_DIRS:
+        if os.path.islink(bin_dir):
+            continue
+        if not os.path.isdir(bin_dir):
+            # Not here: no mount point for a tmpfs in the read-only /usr; covered in
+            # case it exists where the profile runs.
+            b.mount({"hide": bin_dir}, origin)
+            continue
+        # Left writable (it is the sandbox's own tmpfs), so `jailpy run --ro-bind`
+        # can still add a program to it.
+        b.mount({"tmpfs": bin_dir}, origin)
+        for name, d in names:
+            # A plain name is bound if present where the profile runs; a glob is
+            # resolved against this machine now (firejail resolves it at start-up).
+            found = sorted(glob.glob(os.path.join(bin_dir, name))) if _is_glob(name) \
+                else [os.path.join(bin_dir, name)]
+            for path in found:
+                b.mount({"ro-bind-try": path}, d.origin)
+                programs.append(path)
+    return programs
+
+
+def _private_lib(b: _Builder, programs: list[str]) -> None:
+    """private-lib: a tmpfs over /usr/lib (and /usr/lib64) with only the libraries
+    the programs load bound, resolved now from their ELF headers (libraries.py):
+    the private-bin programs (or, without private-bin, the program named like the
+    profile, which firejail's private-lib follows), the entries listed, the
+    module directories of the libraries that load modules, and LIB_ALWAYS."""
+    from . import libraries
+
+    resolver = _resolver()
+    directives = b.by("private-lib")
+    origin = directives[0].origin
+    if not programs:
+        stem = os.path.basename(b.source).removesuffix(".profile")
+        programs = [p for p in (os.path.join(d, stem) for d in PATH_DIRS)
+                    if os.path.isfile(p)][:1]
+    lib_dirs = [d for d in dict.fromkeys(resolver.dirs) if any(
+        _under(_sandbox_path(d), top) for top in LIB_DIRS)]
+    bound: dict[str, str] = {}   # host path -> the origin of its bind
+    for name, d in ((n.strip(), d) for d in directives for n in d.argument.split(",")):
+        if not name:
+            continue
+        patterns = [name] if name.startswith("/") else [os.path.join(x, name)
+                                                         for x in lib_dirs]
+        matches = [m for pattern in patterns for m in sorted(glob.glob(pattern))]
+        if not matches:
+            b.note(d, f"private-lib entry {name!r} is not on this machine")
+        for match in matches:
+            bound.setdefault(match, d.origin)
+    listed = [p for p in bound if os.path.isfile(p)]
+    listed += [f for p in bound if os.path.isdir(p) for f in libraries.elf_files(p)]
+    found, missing = resolver.closure([*programs, *listed])
+    for directory in libraries.plugin_dirs(found):
+        bound.setdefault(directory, origin)
+        more, gone = resolver.closure(libraries.elf_files(directory))
+        found += more
+        missing += gone
+    for path in (*found, *LIB_ALWAYS):
+        bound.setdefault(path, origin)
+    for directive in directives[:1]:
+        for soname in dict.fromkeys(missing):
+            b.note(directive, f"library {soname} is not on this machine")
+    for lib_dir in LIB_DIRS:
+        if os.path.isdir(lib_dir) and not os.path.islink(lib_dir):
+            b.mount({"tmpfs": lib_dir}, origin)
+    directories = [_sandbox_path(p) for p in bound if os.path.isdir(p)]
+    for path, source in sorted(bound.items(), key=lambda item: _sandbox_path(item[0])):
+        dest = _sandbox_path(path)
+        if not any(_under(dest, top) for top in LIB_DIRS):
+            continue  # /usr/local/lib and the like stay as they are
+        if any(_under(dest, d) and dest != d for d in directories):
+            continue  # in a directory bound whole
+        if dest != path and os.path.exists(dest) and os.path.samefile(dest, path):
+            path = dest  # /lib is /usr/lib here too: one name for both
+        b.mount({"ro-bind-try": path} if dest == path else
+                {"ro-bind-try": path, "dest": dest}, source)
+
+
+@functools.lru_cache(maxsize=1)
+def _resolver():
+    """One library resolver per conversion run (--all reads the same libraries again
+    and again); it remembers what it read from each file."""
+    from .libraries import Resolver
+
+    return Resolver()
+
+
+#: What a private /usr/lib always has: the locales (data every program may load)
+#: and os-release (/etc/os-release links to it).
+LIB_ALWAYS = ("/usr/lib/locale", "/usr/lib/os-release")
 
 
 def _security(b: _Builder) -> None:

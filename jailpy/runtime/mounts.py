@@ -37,6 +37,11 @@ _DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
 _PROC_READONLY = ("sys", "sysrq-trigger", "irq", "bus")
 
 
+def _is_glob(path: str) -> bool:
+    """A glob in the last component (hide's only place for one)."""
+    return any(ch in path.rpartition("/")[2] for ch in "*?[")
+
+
 def _fail(op: MountOp, what: str, exc: OSError | None = None) -> SetupError:
     detail = f"{what}: {os.strerror(exc.errno)}" if exc and exc.errno else what
     return SetupError(detail, origin=op.origin or f"{op.kind} {op.dest}")
@@ -84,6 +89,8 @@ class RootBuilder:
         #: private_parents (bwrap mode) derived from the op's mode (parent_mode).
         self.parent_mode = 0o755
         self.private_parents = False
+        #: Directory listings for the globs of hide ops (_listing).
+        self._listings: dict[str, tuple[str, ...]] = {}
 
     # -- path resolution -------------------------------------------------
 
@@ -449,50 +456,99 @@ class RootBuilder:
 
     def _op_ro_bind_data(self, op: MountOp) -> None:
         """Cover dest with a read-only file holding op.content (jailpy's generated
-        /etc/resolv.conf, /etc/hosts). The content lives in the scratch tmpfs, so
-        whatever is at dest, a host file bound read-write or a symlink, is covered
-        and never written. The scratch tmpfs stays alive as long as the bind does."""
+        /etc/resolv.conf, /etc/hosts). Whatever is at dest, a host file bound
+        read-write or a symlink, is covered and never written."""
         self._data_file(op, readonly=True)
 
     def _op_bind_data(self, op: MountOp) -> None:
+        """bwrap's --bind-data: the same, writable; the file lives in the scratch
+        tmpfs, so a host file at dest is covered, never written."""
         self._data_file(op, readonly=False)
 
     def _data_file(self, op: MountOp, readonly: bool) -> None:
-        name = "data" + op.dest.replace("/", "_")
-        mode = 0o644 if op.mode is None else op.mode
-        with _fd(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, mode)) as fd:
-            os.write(fd, (op.content or "").encode("utf-8", "surrogateescape"))
-            os.fchmod(fd, mode)
-        with _fd(os.open(name, os.O_PATH | os.O_CLOEXEC)) as src:
-            tree = sc.open_tree(src, "", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
-                                | sc.AT_EMPTY_PATH)
+        try:  # an existing file, or a symlink (covered itself, not followed)
+            dest_fd = self.open_inside(op.dest, os.O_PATH | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            dest_fd = self.ensure_file(op.dest)
+        if stat.S_ISDIR(os.fstat(dest_fd).st_mode):
+            os.close(dest_fd)
+            raise _fail(op, f"{op.dest} is a directory")
+        self._cover_with_file(dest_fd, "data" + op.dest.replace("/", "_"), op.content or "",
+                              0o644 if op.mode is None else op.mode, readonly)
+
+    def _cover_with_file(self, dest_fd: int, name: str, content: str, mode: int,
+                         readonly: bool = True) -> None:
+        """Attach a file of the scratch tmpfs (which lives as long as the bind does)
+        holding `content` over dest_fd, read-only unless asked; closes dest_fd."""
+        try:
+            with _fd(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, mode)) as fd:
+                os.write(fd, content.encode("utf-8", "surrogateescape"))
+                os.fchmod(fd, mode)
+            with _fd(os.open(name, os.O_PATH | os.O_CLOEXEC)) as src:
+                tree = sc.open_tree(src, "", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
+                                    | sc.AT_EMPTY_PATH)
+        except BaseException:
+            os.close(dest_fd)
+            raise
         try:
             sc.mount_setattr(tree, (sc.MOUNT_ATTR_RDONLY if readonly else 0) | sc.MOUNT_ATTR_NOSUID
                              | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC, recursive=False)
-            try:  # an existing file, or a symlink (covered itself, not followed)
-                dest_fd = self.open_inside(op.dest, os.O_PATH | os.O_NOFOLLOW)
-            except FileNotFoundError:
-                dest_fd = self.ensure_file(op.dest)
-            if stat.S_ISDIR(os.fstat(dest_fd).st_mode):
-                os.close(dest_fd)
-                raise _fail(op, f"{op.dest} is a directory")
         except BaseException:
             os.close(tree)
+            os.close(dest_fd)
             raise
         self._attach(tree, dest_fd)
 
     def _op_hide(self, op: MountOp) -> None:
-        """jailpy's own state: an empty read-only tmpfs over the directory. A missing
-        one is created where the sandbox could create it (inside a writable bind), so
-        it can never appear there; where even that fails, nothing inside can create
-        it either."""
+        """Cover DEST, as firejail's blacklist does: a directory with an empty read-only
+        tmpfs, any other file with an empty read-only file of mode 0 (opening it is
+        refused). Symlinks are followed inside the root, so the file they name is
+        covered. A glob in the last component covers each match found in the
+        sandbox's own view of the directory, now."""
+        parent, _, name = op.dest.rstrip("/").rpartition("/")
+        if not _is_glob(name):
+            self._hide(op.dest)
+            return
+        import fnmatch  # already imported by build_root, before the pivot
+
+        names = self._listing(parent or "/")
+        # Most names fail the text before the first wildcard: only the rest is matched.
+        prefix = name[:min(i for i in (name.find(ch) for ch in "*?[") if i >= 0)]
+        for entry in sorted(fnmatch.filter([n for n in names if n.startswith(prefix)], name)):
+            if not entry.startswith(".") or name.startswith("."):  # as glob(3) matches
+                self._hide(f"{parent}/{entry}")
+
+    def _listing(self, directory: str) -> tuple[str, ...]:
+        """The names in a directory of the root, listed once per build: a profile
+        converted from firejail has dozens of globs in /usr/bin. Hides only cover
+        what is listed (or add an empty directory where one was missing), so an
+        earlier listing stays good for matching."""
+        if directory not in self._listings:
+            try:
+                with _fd(self.open_inside(directory, os.O_RDONLY | os.O_DIRECTORY)) as fd:
+                    self._listings[directory] = tuple(os.listdir(fd))
+            except (FileNotFoundError, NotADirectoryError):
+                self._listings[directory] = ()
+        return self._listings[directory]
+
+    def _hide(self, path: str) -> None:
+        """Cover one path (see _op_hide). A missing one (jailpy's own state not made
+        yet) is created as a directory where the sandbox could create it (inside a
+        writable bind), so it can never appear there; where even that fails, nothing
+        inside can create it either."""
         try:
-            dest_fd = self.ensure_dir(op.dest, 0o700)
-        except OSError as exc:
-            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-                return
-            raise
+            dest_fd = self.open_inside(path)
+        except FileNotFoundError:
+            try:
+                dest_fd = self.ensure_dir(path, 0o700)
+            except OSError as exc:
+                if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR):
+                    return
+                raise
+        if not stat.S_ISDIR(os.fstat(dest_fd).st_mode):
+            self._cover_with_file(dest_fd, "hidden", "", 0)
+            return
         try:
             mount_fd = self._new_fs("tmpfs", {"mode": "0500", "size": "4k"},
                                     sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID
@@ -554,6 +610,10 @@ def build_root(ops: tuple[MountOp, ...], root_readonly: bool,
                private_parents: bool = False) -> list[tuple[int, int]]:
     """Create the sandbox root from ops and pivot into it (call in pid 1); returns
     the size-limited overlays' layers for copy_out once the sandbox is gone."""
+    if any(op.kind == "hide" and _is_glob(op.dest) for op in ops):
+        # _op_hide matches globs with fnmatch; imported now, while the host's
+        # stdlib is still this process's root (the pivot below leaves it behind).
+        import fnmatch  # noqa: F401
     try:
         builder = RootBuilder(new_pid_ns, nested)
         builder.private_parents = private_parents

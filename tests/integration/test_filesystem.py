@@ -114,6 +114,28 @@ def test_dir_file_chmod_and_symlink_ops(jailpy):
     assert lines[4] == "/usr/bin"
 
 
+def test_hide_covers_files_directories_globs_and_what_links_name(jailpy, user_tmp):
+    """--hide, as firejail's blacklist: a file becomes an empty unopenable one, a
+    directory an empty one, a glob covers each match, a symlink's target is covered
+    (so the file is hidden under every name), a missing path is nothing, and a
+    hide wins over an op listed after it."""
+    (user_tmp / "data").mkdir()
+    (user_tmp / "data" / "secret").write_text("s3cret")
+    os.symlink("data/secret", user_tmp / "link")
+    result = jailpy.sandbox(
+        "cat /etc/adduser.conf /w/link /w/data/secret; ls -A /etc/default /t/d;"
+        " ls -A /etc/cron.daily /etc/cron.weekly; ls -d /etc/hostname;"
+        " test -e /etc/nothing-here || echo missing",
+        "--ro-bind", str(user_tmp), "/w", "--tmpfs", "/t", "--hide", "/etc/adduser.conf",
+        "--hide", "/etc/default", "--hide", "/etc/cron*", "--hide", "/w/link",
+        "--hide", "/etc/nothing-here", "--hide", "/t/d", "--file", "shown", "/t/d/f")
+    # Each directory listed empty, under its heading (ls -A DIR... prints "DIR:").
+    assert result.stdout.split() == ["/etc/default:", "/t/d:", "/etc/cron.daily:",
+                                     "/etc/cron.weekly:", "/etc/hostname", "missing"], \
+        result.stdout + result.stderr
+    assert result.stderr.count("Permission denied") == 3, result.stderr
+
+
 def test_minimal_dev_and_devpts(jailpy):
     result = jailpy.sandbox(
         "ls /dev | tr '\\n' ' '; echo; echo x > /dev/null && echo null-ok; "
