@@ -53,9 +53,15 @@ def explain_sections(plan: Plan) -> list[tuple[str, list[str]]]:
     for name, soft, hard in limits.rlimits:
         lines.append(f"rlimit {name:<8} {_rlimit(name, soft)}:{_rlimit(name, hard)}    "
                      f"[{limits.origin_of('rlimits.' + name)}]")
+    read_only = bool(plan.quotas) and _proc_sys_read_only()
     for name, value in plan.quotas:
         origin = dict(limits.origins).get(f"quotas.{name}", "default")
-        lines.append(f"quota {name:<18} {value} in the sandbox's user namespace    [{origin}]")
+        where = "in the sandbox's user namespace"
+        if read_only:
+            where = ("NOT SET HERE: /proc/sys is read-only (skipped, with a warning)"
+                     if name in plan.default_quotas else
+                     "CANNOT APPLY HERE: /proc/sys is read-only (the run fails)")
+        lines.append(f"quota {name:<18} {value} {where}    [{origin}]")
     if limits.timeout is not None:
         lines.append(f"timeout        {limits.timeout:g}s, SIGTERM then SIGKILL after "
                      f"{limits.kill_grace:g}s; exit status 124    [{limits.origin_of('timeout')}]")
@@ -111,3 +117,12 @@ def checks() -> list[Check]:
                       if per_ns else "RLIMIT_NPROC counts every process of the host user "
                       "(kernel before 5.14)"))
     return rows
+
+
+def _proc_sys_read_only() -> bool:
+    """An outer sandbox or container mounted /proc/sys read-only (the quotas'
+    files are then read-only in every user namespace below it)."""
+    try:
+        return bool(os.statvfs("/proc/sys/user").f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

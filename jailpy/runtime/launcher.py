@@ -216,6 +216,7 @@ def _result(messages: list[dict], wait_status: int, usage, start: float, plan: P
         code = os.waitstatus_to_exitcode(wait_status)
         raise SetupError(f"the sandbox set-up process ended unexpectedly (status {code})",
                          origin="launcher", hint="run with --debug for details")
+    skipped = tuple(m["not_applied"] for m in messages if "not_applied" in m)
     sig = os.WTERMSIG(raw) if os.WIFSIGNALED(raw) else None
     code = 128 + sig if sig else os.WEXITSTATUS(raw)
     user, system = (usage.ru_utime, usage.ru_stime) if usage else (0.0, 0.0)
@@ -230,6 +231,7 @@ def _result(messages: list[dict], wait_status: int, usage, start: float, plan: P
         extra.update(timed_out=timed_out, ended_by=ended, limits_hit=hit,
                      peak_memory=stats.peak_memory if stats else None,
                      cgroup=limit_report.cgroup, limits_not_applied=limit_report.not_applied)
+    extra["limits_not_applied"] = skipped + extra.get("limits_not_applied", ())
     return Result(EXIT_TIMEOUT if timed_out else code, sig, time.monotonic() - start,
                   user, system, **extra)
 
@@ -358,7 +360,9 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
         os.close(lifeline)
         copy_outs: list[tuple[int, int]] = []
         if plan.quotas:
-            userns.set_quotas(plan.quotas)
+            skipped = userns.set_quotas(plan.quotas, plan.default_quotas)
+            if skipped:
+                channel.send(report_w, not_applied=skipped)
         if terminal is not None:
             terminal.detach()  # before the root is built: no /dev/console of the host's
         if plan.unshare_flags & sc.CLONE_NEWNET and not plan.outer_userns:

@@ -119,6 +119,38 @@ def test_profile_denying_mount_by_name_keeps_it_refused(attack, user_tmp, test_u
     assert result.returncode != 0 and "Operation not permitted" in result.stderr
 
 
+READ_ONLY_PROC_SYS = ("bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                     "--ro-bind", "/proc/sys", "/proc/sys", "--")
+
+
+def test_default_quotas_do_not_stop_a_run_under_a_read_only_proc_sys(attack, user_tmp,
+                                                                      test_user):
+    """Inside an outer sandbox whose /proc/sys is read-only (bwrap here; Docker, Podman
+    and Flatpak do the same), jailpy's default quotas cannot be written: the run goes
+    on with one warning (the outer namespace's quotas still count every object); a
+    quota the profile asks for fails the run with one line; "inherit" asks for none."""
+    jailpy = attack.jailpy
+    # --share-pid: a new procfs is refused there too (mounts over /proc, see test_check...)
+    script = "cat /proc/sys/user/max_inotify_instances"
+    result = jailpy.raw([*READ_ONLY_PROC_SYS, jailpy.binary, "run", "--share-pid", "--",
+                         "sh", "-c", script])
+    assert result.returncode == 0, result.stderr
+    warning = [line for line in result.stderr.splitlines() if "quotas" in line]
+    assert len(warning) == 1 and "inotify_instances = 32" in warning[0], result.stderr
+    assert "/proc/sys is read-only" in warning[0]
+    asked = _profile(user_tmp, test_user, "[limits]\nquotas = { inotify_instances = 8 }\n")
+    refused = jailpy.raw([*READ_ONLY_PROC_SYS, jailpy.binary, "run", "--share-pid", "-p",
+                          asked, "--", "true"])
+    assert refused.returncode == 125
+    assert refused.stderr.startswith("jailpy: limits.quotas.inotify_instances: cannot set")
+    assert "Traceback" not in refused.stderr
+    none = _profile(user_tmp, test_user, '[limits]\nquotas = { inotify_instances = "inherit",'
+                    ' inotify_watches = "inherit" }\n')
+    quiet = jailpy.raw([*READ_ONLY_PROC_SYS, jailpy.binary, "run", "--share-pid", "-p", none,
+                        "--", "true"])
+    assert quiet.returncode == 0 and "quotas" not in quiet.stderr, quiet
+
+
 # -- the outer sandbox still bounds the nested one --------------------------------------------
 
 
