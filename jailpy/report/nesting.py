@@ -7,6 +7,7 @@ docs/containers.md describes each case, its failure messages and its fix.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from .check import Check, read_value
@@ -37,13 +38,129 @@ def _status_fields() -> dict[str, str]:
 
 
 def _userns_row() -> Check:
+    """How deep in user namespaces jailpy runs and how many more levels it may nest.
+
+    A process cannot see the user namespaces above its own (NS_GET_PARENT stops at
+    the caller's, the uid map only relates it to its parent), so the depth is
+    counted from below: a throwaway child nests user namespaces until the kernel
+    refuses, and depth = MAX_USERNS_LEVEL - levels it made. The kernel answers
+    ENOSPC both at its depth limit and when a max_user_namespaces quota above is
+    used up; one level up, a second namespace needs the same quota but not the
+    extra depth, so when that one is refused too, the quota is what stopped the
+    count and the depth is only bounded. docs/containers.md."""
     uid_map = (read_value("/proc/self/uid_map") or "").split()
-    if tuple(uid_map) == _IDENTITY_MAP:
-        return Check("nesting", "user namespace", True, "the initial one (not nested)")
-    limit = read_value("/proc/sys/user/max_user_namespaces")
-    detail = (f"nested: inside a user namespace mapping {' '.join(uid_map) or '?'}; "
-              f"max_user_namespaces here {limit}")
-    return Check("nesting", "user namespace", True, detail)
+    initial = tuple(uid_map) == _IDENTITY_MAP
+    levels, stopped_by = _levels_left()
+    quotas = ", ".join(f"{name} {read_value(f'/proc/sys/user/max_{name}') or '?'}"
+                       for name in ("user_namespaces", "mnt_namespaces", "pid_namespaces"))
+    where = ("the initial user namespace" if initial else
+             f"nested: the uid map here is {' '.join(uid_map) or '?'}")
+    if initial:
+        depth = "depth 0"
+    elif stopped_by is None:
+        depth = f"depth {MAX_USERNS_LEVEL - levels}"
+    elif stopped_by == _QUOTA:
+        depth = f"depth at most {MAX_USERNS_LEVEL - levels}"
+    else:
+        depth = "depth unknown (at least 1)"
+    more = f"{levels} more levels allowed: " + (
+        f"the kernel nests at most {MAX_USERNS_LEVEL}" if stopped_by is None else stopped_by)
+    return Check("nesting", "user namespace", True,
+                 f"{depth}, {where}; {more}; quotas here: {quotas}")
+
+
+#: The deepest user namespace the kernel creates: the initial one is level 0 and a
+#: new one is refused (ENOSPC) when its parent is deeper than 32
+#: (kernel/user_namespace.c, create_user_ns); 33 below the initial one, measured.
+MAX_USERNS_LEVEL = 33
+_QUOTA = "then a max_user_namespaces quota above this namespace refused (ENOSPC)"
+
+
+def _levels_left() -> tuple[int, str | None]:
+    """(levels, what stopped the count: None for the kernel's depth limit)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os.close(read_end)
+        try:
+            levels, stopped_by = _descend()
+            os.write(write_end, f"{levels} {stopped_by or ''}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = pipe.read().decode()
+    os.waitpid(pid, 0)
+    count, _, stopped_by = answer.partition(" ")
+    if not count.isdigit():
+        return 0, "the count failed"
+    return int(count), stopped_by or None
+
+
+def _descend() -> tuple[int, str | None]:
+    """Nest user namespaces in this process until refused, leaving a process
+    behind in each level (to try the second namespace one level up)."""
+    from ..linux import syscalls as sc
+
+    holders: list[tuple[int, int]] = []
+    levels = 0
+    try:
+        while levels <= MAX_USERNS_LEVEL:
+            holders.append(_holder(sc))
+            try:
+                _enter_user_namespace(sc)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    return levels, (f"then unshare(CLONE_NEWUSER) is refused here "
+                                    f"({os.strerror(exc.errno or 0)}: a seccomp filter, a "
+                                    "sysctl or an LSM)")
+                break
+            levels += 1
+        if levels == 0:
+            return 0, ("unshare(CLONE_NEWUSER) is refused with ENOSPC (the depth limit or a "
+                       "quota above)")
+        return levels, None if _sibling_allowed(holders.pop(-2)) else _QUOTA
+    finally:
+        for pid, ask in holders:
+            os.close(ask)
+            os.waitpid(pid, 0)
+
+
+def _holder(sc) -> tuple[int, int]:
+    """A child left in the current user namespace: told "t", it tries to create
+    one more there and exits 0 if it could; at EOF it just exits."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            os.dup2(read_end, 3)  # keep nothing else: the other pipes must see EOF
+            os.closerange(4, 1 << 20)
+            if os.read(3, 1) == b"t":
+                sc.unshare(sc.CLONE_NEWUSER)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(read_end)
+    return pid, write_end
+
+
+def _sibling_allowed(holder: tuple[int, int]) -> bool:
+    pid, ask = holder
+    os.write(ask, b"t")
+    _, status = os.waitpid(pid, 0)
+    os.close(ask)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def _enter_user_namespace(sc) -> None:
+    """One level down, mapping the current ids to root there (so the next may follow)."""
+    uid, gid = os.geteuid(), os.getegid()
+    sc.unshare(sc.CLONE_NEWUSER)
+    for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"),
+                       ("gid_map", f"0 {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
 
 
 def _procfs_row() -> Check:

@@ -87,12 +87,17 @@ def test_jailpy_inside_jailpy_default_profile(attack):
 
 
 def test_three_levels_deep(attack):
+    """Three jailpy sandboxes, one inside the other; `jailpy check` in the second
+    counts its user namespace depth (2) and the levels the kernel still allows."""
     jailpy = attack.jailpy.binary
-    result = nested(attack, jailpy, "run", "--allow-nesting", "--", jailpy, "run",
-                    "--allow-nesting", "--", jailpy, "run", "--", "sh", "-c",
-                    "readlink /proc/self/ns/user; grep Seccomp_filters /proc/self/status")
+    innermost = f"{jailpy} run -- sh -c 'grep Seccomp_filters /proc/self/status'"
+    result = nested(attack, jailpy, "run", "--allow-nesting", "--", "sh", "-c",
+                    f"{jailpy} check --json; {innermost}")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[-1] == "4"   # one filter per level, each adds its own
+    rows, end = json.JSONDecoder().raw_decode(result.stdout)
+    assert result.stdout[end:].split() == ["Seccomp_filters:", "3"]  # one filter per level
+    depth = {row["feature"]: row["detail"] for row in rows}["user namespace"]
+    assert depth.startswith("depth 2, nested") and "31 more levels allowed" in depth, depth
 
 
 def _profile(user_tmp, test_user, text: str) -> str:
@@ -232,9 +237,15 @@ def test_check_describes_the_sandbox_it_runs_in(attack):
     assert plain["new procfs"]["status"] == "MISSING"
     assert "mounts over /proc/bus, /proc/irq, /proc/sys" in plain["new procfs"]["detail"]
     assert nesting["new procfs"]["status"] == "ok"
+    assert plain["user namespace"]["detail"].startswith("depth unknown (at least 1), nested")
+    assert "0 more levels allowed: then unshare(CLONE_NEWUSER) is refused here (Operation " \
+        "not permitted" in plain["user namespace"]["detail"]
+    assert nesting["user namespace"]["detail"].startswith("depth 1, nested")
+    assert "32 more levels allowed" in nesting["user namespace"]["detail"]
     for found in (plain, nesting):
-        assert found["user namespace"]["detail"].startswith("nested")
         assert found["seccomp filter in force"]["detail"].startswith("yes")
         assert found["no_new_privs"]["detail"].startswith("already set")
     outside = json.loads(attack.jailpy.run(["check", "--json"]).stdout)
-    assert {row["feature"]: row["detail"] for row in outside}["no_new_privs"].startswith("not")
+    details = {row["feature"]: row["detail"] for row in outside}
+    assert details["no_new_privs"].startswith("not")
+    assert details["user namespace"].startswith("depth 0, the initial user namespace; 33 more")
