@@ -173,7 +173,8 @@ def _procfs_row() -> Check:
                      "a user namespace here can mount a procfs of its own", needed=_wants_proc)
     detail = failure + (f"; /proc here has mounts over {', '.join(covered)}" if covered else "")
     hint = ("run the outer sandbox with a bare /proc (jailpy --allow-nesting, bwrap --proc, "
-            "docker/podman --security-opt systempaths=unconfined) or share its pid "
+            "docker --security-opt systempaths=unconfined, podman --security-opt "
+            "unmask=ALL) or share its pid "
             "namespace (--share-pid) so the outer /proc is bound instead")
     if failure.startswith("unshare"):
         hint = ("namespaces are refused here (a seccomp filter, a sysctl or an LSM): inside "

@@ -372,7 +372,7 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
             copy_outs = mounts.build_root(plan.mount_ops, plan.root_readonly, plan.new_pid_ns,
                                           plan.nested)
         if plan.hostname is not None:
-            sc.sethostname(plan.hostname)
+            _set_hostname(plan.hostname)
         if terminal is not None:
             terminal.provide()
         if not plan.new_pid_ns:
@@ -395,6 +395,20 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
     except BaseException as exc:
         channel.send_error(report_w, exc)
         os._exit(EXIT_JAILPY_FAILURE)
+
+
+def _set_hostname(name: str) -> None:
+    """The sandbox's own UTS namespace may still be refused its name by a seccomp
+    filter jailpy inherits (Podman's and Docker's default profiles refuse
+    sethostname in nested namespaces): say which setting to drop."""
+    try:
+        sc.sethostname(name)
+    except OSError as exc:
+        raise SetupError(f"sethostname failed: {os.strerror(exc.errno or 0)}",
+                         origin="process.hostname",
+                         hint="a seccomp filter of an outer container may refuse sethostname "
+                              "(jailpy check: seccomp filter in force): share its UTS "
+                              "namespace (--share-uts) or see docs/containers.md") from exc
 
 
 def _not_found(argv0: str) -> str:
