@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from .check import Check
+from .nesting import proc_sys_read_only
 from ..plan import Plan
 from ..policy import Limits
 from ..runtime import cgroups
@@ -53,7 +54,7 @@ def explain_sections(plan: Plan) -> list[tuple[str, list[str]]]:
     for name, soft, hard in limits.rlimits:
         lines.append(f"rlimit {name:<8} {_rlimit(name, soft)}:{_rlimit(name, hard)}    "
                      f"[{limits.origin_of('rlimits.' + name)}]")
-    read_only = bool(plan.quotas) and _proc_sys_read_only()
+    read_only = bool(plan.quotas) and proc_sys_read_only()
     for name, value in plan.quotas:
         origin = dict(limits.origins).get(f"quotas.{name}", "default")
         where = "in the sandbox's user namespace"
@@ -118,11 +119,3 @@ def checks() -> list[Check]:
                       "(kernel before 5.14)"))
     return rows
 
-
-def _proc_sys_read_only() -> bool:
-    """An outer sandbox or container mounted /proc/sys read-only (the quotas'
-    files are then read-only in every user namespace below it)."""
-    try:
-        return bool(os.statvfs("/proc/sys/user").f_flag & os.ST_RDONLY)
-    except OSError:
-        return False

@@ -26,7 +26,73 @@ def explain_sections(plan) -> list[tuple[str, list[str]]]:
 
 def checks() -> list[Check]:
     status = _status_fields()
-    return [_userns_row(), _procfs_row(), _seccomp_row(status), _no_new_privs_row(status)]
+    return [_userns_row(), _procfs_row(), _proc_sys_row(), _hostname_row(),
+            _seccomp_row(status), _no_new_privs_row(status)]
+
+
+def proc_sys_read_only() -> bool:
+    """An outer sandbox or container mounted /proc/sys read-only (the quotas'
+    files are then read-only in every user namespace below it)."""
+    try:
+        return bool(os.statvfs("/proc/sys/user").f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _proc_sys_row() -> Check:
+    if not proc_sys_read_only():
+        return Check("nesting", "/proc/sys/user", True,
+                     "writable: each sandbox sets its own quotas (limits.quotas)")
+    return Check("nesting", "/proc/sys/user", True,
+                 "read-only (an outer sandbox or container): jailpy's default quotas are "
+                 "skipped with a warning; a quota a profile sets fails the run")
+
+
+def _hostname_row() -> Check:
+    """Whether a new UTS namespace may be named here (Podman's and Docker's default
+    seccomp profiles refuse sethostname even there)."""
+    from ..linux import syscalls as sc
+
+    def new_uts() -> None:
+        sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWUTS)
+
+    def name_one() -> None:
+        new_uts()
+        sc.sethostname("jailpy")
+
+    refused = _in_child(new_uts)
+    if refused is not None:
+        return Check("nesting", "hostname", False, "not tried: unshare(user, uts) failed: "
+                     f"{os.strerror(refused)}", needed=_wants_hostname)
+    error = _in_child(name_one)
+    if error is None:
+        return Check("nesting", "hostname", True, "a new UTS namespace can be named here",
+                     needed=_wants_hostname)
+    return Check("nesting", "hostname", False,
+                 f"sethostname in a new user+UTS namespace failed: {os.strerror(error)}",
+                 "share the UTS namespace (--share-uts), or lift the outer filter "
+                 "(docs/containers.md)", needed=_wants_hostname)
+
+
+def _wants_hostname(plan) -> bool:
+    return plan.hostname is not None
+
+
+def _in_child(action) -> int | None:
+    """Run action in a throwaway child: None if it worked, else the errno."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 255
+        try:
+            action()
+            code = 0
+        except OSError as exc:
+            code = exc.errno or 255
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return None if code == 0 else code
 
 
 def _status_fields() -> dict[str, str]:
