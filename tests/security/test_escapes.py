@@ -18,7 +18,6 @@ import shutil
 import socket
 import subprocess
 import time
-import uuid
 
 import pytest
 
