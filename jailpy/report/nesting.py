@@ -270,27 +270,17 @@ def _procfs_probe() -> str | None:
     """None if a new user+mount+pid namespace can mount a procfs, else why not."""
     from ..linux import syscalls as sc
 
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 255
-        try:
-            sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWNS | sc.CLONE_NEWPID)
-            inner = os.fork()
-            if inner == 0:
-                try:
-                    sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
-                    sc.mount("proc", "/proc", "proc", sc.MS_NOSUID | sc.MS_NODEV)
-                    os._exit(0)
-                except OSError as exc:
-                    os._exit(100 + (exc.errno or 1))
-            _, status = os.waitpid(inner, 0)
-            code = os.waitstatus_to_exitcode(status)
-        except OSError as exc:
-            code = exc.errno or 1
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
+    def mount_proc() -> None:  # the new pid namespace's first process
+        sc.mount(None, "/", None, sc.MS_REC | sc.MS_SLAVE)
+        sc.mount("proc", "/proc", "proc", sc.MS_NOSUID | sc.MS_NODEV)
+
+    def in_new_namespaces() -> None:
+        sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWNS | sc.CLONE_NEWPID)
+        refused = _in_child(mount_proc)
+        if refused is not None:
+            os._exit(100 + refused)
+
+    code = _in_child(in_new_namespaces) or 0
     if code == 0:
         return None
     if code > 100:

@@ -469,3 +469,47 @@ def test_escape_suite_from_inside_the_nesting_tree(attack, escape_fixtures):
     assert held["outside"] > 32 and held["outer"] == 32, held
     assert 0 < held["inner"] <= 32 and 0 < held["userns"] <= 32, held
     assert os.listdir(fx.ro) == []
+
+
+# -- inside a container ----------------------------------------------------------------------
+
+
+def test_jailpy_inside_rootless_podman(attack, user_tmp, test_user):
+    """Rootless Podman (runc; the test user's subordinate ids) with its default
+    settings: `jailpy check` names what the container refuses (a procfs under its
+    masked /proc, sethostname by its seccomp profile, a read-only /proc/sys) and the
+    default profile runs once those are shared (docs/containers.md, "Inside Podman")."""
+    import shutil
+    from pathlib import Path
+
+    if not (shutil.which("podman") and shutil.which("runc")):
+        pytest.skip("podman and runc are not installed (scripts/setup.sh installs them)")
+    rootfs, state = user_tmp / "rootfs", user_tmp / "podman"
+    for name in ("usr", "etc", "opt", "tmp", "proc", "dev", "sys", "run", "var/tmp"):
+        (rootfs / name).mkdir(parents=True)
+    for name in ("bin", "sbin", "lib", "lib64"):
+        (rootfs / name).symlink_to(f"usr/{name}")
+    (rootfs / "tmp").chmod(0o1777)
+    (state / "run").mkdir(parents=True)
+    (state / "run").chmod(0o700)
+    subprocess.run(["chown", "-R", f"{test_user.uid}:{test_user.gid}", str(user_tmp)],
+                   check=True)
+    jailpy = attack.jailpy.binary
+    venv = str(Path(jailpy).parent.parent)
+    podman = ["env", f"XDG_RUNTIME_DIR={state / 'run'}", "podman", "--root",
+              str(state / "storage"), "--runroot", str(state / "runroot"), "--storage-driver",
+              "vfs", "--runtime", "runc", "run", "--rm", "--network", "none",
+              "-v", "/usr:/usr:ro", "-v", "/etc:/etc:ro", "-v", f"{venv}:{venv}:ro",
+              "--rootfs", str(rootfs)]
+    script = (f"cd /; {jailpy} check | grep -E '^(ok|MISSING) +nesting'; {jailpy} run -- true; "
+              f"echo status=$?; {jailpy} run --share-pid --share-uts -- echo works")
+    result = attack.jailpy.raw([*podman, "sh", "-c", script], timeout=120)
+    rows = {line.split(":")[0].split("nesting")[1].strip(): line
+            for line in result.stdout.splitlines() if "nesting" in line}
+    assert rows["user namespace"].startswith("ok         nesting    user namespace: depth 1, "
+                                             "nested"), result
+    assert rows["new procfs"].startswith("MISSING") and "/proc/sys" in rows["new procfs"]
+    assert "read-only" in rows["/proc/sys/user"]
+    assert rows["hostname"].startswith("MISSING")
+    assert result.stdout.split()[-2:] == ["status=125", "works"], result
+    assert "limits.quotas inotify_instances = 32" in result.stderr
