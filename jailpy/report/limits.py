@@ -61,7 +61,7 @@ def explain_sections(plan: Plan) -> list[tuple[str, list[str]]]:
         if read_only:
             where = ("NOT SET HERE: /proc/sys is read-only (skipped, with a warning)"
                      if name in plan.default_quotas else
-                     "CANNOT APPLY HERE: /proc/sys is read-only (the run fails)")
+                     "UNAVAILABLE here: /proc/sys is read-only (the run fails)")
         lines.append(f"quota {name:<18} {value} {where}    [{origin}]")
     if limits.timeout is not None:
         lines.append(f"timeout        {limits.timeout:g}s, SIGTERM then SIGKILL after "

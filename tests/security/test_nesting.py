@@ -146,6 +146,11 @@ def test_default_quotas_do_not_stop_a_run_under_a_read_only_proc_sys(attack, use
                           asked, "--", "true"])
     assert refused.returncode == 125
     assert refused.stderr.startswith("jailpy: limits.quotas.inotify_instances: cannot set")
+    explained = jailpy.raw([*READ_ONLY_PROC_SYS, jailpy.binary, "run", "--share-pid", "-p",
+                            asked, "--explain", "--", "true"]).stdout
+    assert "quota inotify_instances  8 UNAVAILABLE here: /proc/sys is read-only" in \
+        explained.split("[cannot apply on this machine]")[1]
+    assert "quota inotify_watches    16384 NOT SET HERE" in explained
     assert "Traceback" not in refused.stderr
     none = _profile(user_tmp, test_user, '[limits]\nquotas = { inotify_instances = "inherit",'
                     ' inotify_watches = "inherit" }\n')
