@@ -8,6 +8,7 @@ docs/containers.md describes each case, its failure messages and its fix.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 
 from .check import Check, read_value
@@ -51,6 +52,23 @@ def _proc_sys_row() -> Check:
 def _hostname_row() -> Check:
     """Whether a new UTS namespace may be named here (Podman's and Docker's default
     seccomp profiles refuse sethostname even there)."""
+    refused, error = _hostname_probe()
+    if refused is not None:
+        return Check("nesting", "hostname", False, "not tried: unshare(user, uts) failed: "
+                     f"{os.strerror(refused)}", needed=_wants_hostname)
+    if error is None:
+        return Check("nesting", "hostname", True, "a new UTS namespace can be named here",
+                     needed=_wants_hostname)
+    return Check("nesting", "hostname", False,
+                 f"sethostname in a new user+UTS namespace failed: {os.strerror(error)}",
+                 "share the UTS namespace (--share-uts), or lift the outer filter "
+                 "(docs/containers.md)", needed=_wants_hostname)
+
+
+@functools.cache
+def _hostname_probe() -> tuple[int | None, int | None]:
+    """(errno of unshare(user, uts), errno of sethostname there); once per process,
+    like _levels_left."""
     from ..linux import syscalls as sc
 
     def new_uts() -> None:
@@ -61,17 +79,7 @@ def _hostname_row() -> Check:
         sc.sethostname("jailpy")
 
     refused = _in_child(new_uts)
-    if refused is not None:
-        return Check("nesting", "hostname", False, "not tried: unshare(user, uts) failed: "
-                     f"{os.strerror(refused)}", needed=_wants_hostname)
-    error = _in_child(name_one)
-    if error is None:
-        return Check("nesting", "hostname", True, "a new UTS namespace can be named here",
-                     needed=_wants_hostname)
-    return Check("nesting", "hostname", False,
-                 f"sethostname in a new user+UTS namespace failed: {os.strerror(error)}",
-                 "share the UTS namespace (--share-uts), or lift the outer filter "
-                 "(docs/containers.md)", needed=_wants_hostname)
+    return refused, None if refused is not None else _in_child(name_one)
 
 
 def _wants_hostname(plan) -> bool:
@@ -142,8 +150,13 @@ MAX_USERNS_LEVEL = 33
 _QUOTA = "then a max_user_namespaces quota above this namespace refused (ENOSPC)"
 
 
+@functools.cache
 def _levels_left() -> tuple[int, str | None]:
-    """(levels, what stopped the count: None for the kernel's depth limit)."""
+    """(levels, what stopped the count: None for the kernel's depth limit).
+
+    Counted once per process (a program calling `jailpy run --explain` in-process
+    many times, like the fuzz tests, pays once): the answer only changes when this
+    process enters another user namespace, which jailpy's own process never does."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
