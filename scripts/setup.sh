@@ -27,6 +27,9 @@ packages=(
   # `gio launch`: starts a menu entry the way a desktop menu does.
   libglib2.0-bin
   pipx bash-completion man-db zsh fish python3-hatchling python3-build
+  # jailpy inside a rootless container (tests/security/test_nesting.py): bookworm's
+  # crun refuses hybrid cgroup v1 hosts, so the test runs podman with runc.
+  podman runc
 )
 missing=()
 for p in "${packages[@]}"; do

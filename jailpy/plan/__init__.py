@@ -66,6 +66,10 @@ class Plan(Record):
     limits: Limits = Limits()
     #: (name, value) for /proc/sys/user/max_<name> in the sandbox's user namespace.
     quotas: tuple[tuple[str, int], ...] = ()
+    #: The names in quotas that are jailpy's defaults, not the profile's: where an
+    #: outer sandbox or container made /proc/sys read-only they are skipped with
+    #: a warning; a quota the profile asked for fails the run (docs/limits.md).
+    default_quotas: tuple[str, ...] = ()
     network: Network = Network()
     #: The helper that connects the sandbox's network namespace (a HELPER_MODES
     #: entry: slirp4netns, pasta), None when nothing is started.
@@ -220,6 +224,7 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         landlock=derive_landlock(policy, mount_ops),
         limits=policy.limits,
         quotas=policy.limits.quotas if policy.namespaces.user else (),
+        default_quotas=_default_quotas(policy.limits),
         network=policy.network,
         network_helper=helper,
         outer_userns=helper is not None and policy.namespaces.user and not ident.map_all,
@@ -237,6 +242,12 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         userns_disabled=policy.process.userns_disabled,
         check_userns_disabled=policy.process.check_userns_disabled,
     )
+
+
+def _default_quotas(limits: Limits) -> tuple[str, ...]:
+    """Quotas no profile layer set (limits.origins names every one that did)."""
+    given = dict(limits.origins)
+    return tuple(name for name, _ in limits.quotas if f"quotas.{name}" not in given)
 
 
 def _terminal(policy: Policy, caller: Caller) -> bool:

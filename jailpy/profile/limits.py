@@ -130,6 +130,9 @@ def limits_policy(merged: "Merged") -> Limits:
             raise ConfigError(f"unknown quota {name!r}", origin=where,
                               hint=suggest(name, USER_QUOTAS) or
                               f"known: {', '.join(USER_QUOTAS)}")
+        if value == "inherit":  # nothing of its own: the namespaces above still count it
+            quotas.pop(name, None)
+            continue
         if not 0 <= value <= 2**31 - 1:
             raise ConfigError(f"{name} must be between 0 and 2147483647, got {value}",
                               origin=where)

@@ -163,8 +163,8 @@ RLIMITS = ("table of limits (N, \"SOFT:HARD\" or [soft, hard])",
            lambda v: isinstance(v, dict) and all(
                _is_int(x) or isinstance(x, (str, list)) for x in v.values()))
 
-QUOTAS = ("table of counts (name = N)",
-          lambda v: isinstance(v, dict) and all(_is_int(x) for x in v.values()))
+QUOTAS = ("table of counts (name = N or \"inherit\")",
+          lambda v: isinstance(v, dict) and all(_is_int(x) or x == "inherit" for x in v.values()))
 
 
 def _f(kind: tuple, doc: str) -> Field:
@@ -268,7 +268,8 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
         "quotas": _f(QUOTAS, "Per-user kernel quotas inside the sandbox's user namespace "
                      "(/proc/sys/user/max_NAME): inotify_instances (default 32), "
                      "inotify_watches (default 16384), fanotify_groups, fanotify_marks, "
-                     "user_namespaces, mnt_namespaces, ... ."),
+                     "user_namespaces, mnt_namespaces, ... ; \"inherit\": write none, only "
+                     "the namespaces above bound it."),
     },
     "workspace": {
         "path": _f(STR, "Directory bound read-write and used as the working directory; "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from .check import Check
+from .nesting import proc_sys_read_only
 from ..plan import Plan
 from ..policy import Limits
 from ..runtime import cgroups
@@ -53,9 +54,15 @@ def explain_sections(plan: Plan) -> list[tuple[str, list[str]]]:
     for name, soft, hard in limits.rlimits:
         lines.append(f"rlimit {name:<8} {_rlimit(name, soft)}:{_rlimit(name, hard)}    "
                      f"[{limits.origin_of('rlimits.' + name)}]")
+    read_only = bool(plan.quotas) and proc_sys_read_only()
     for name, value in plan.quotas:
         origin = dict(limits.origins).get(f"quotas.{name}", "default")
-        lines.append(f"quota {name:<18} {value} in the sandbox's user namespace    [{origin}]")
+        where = "in the sandbox's user namespace"
+        if read_only:
+            where = ("NOT SET HERE: /proc/sys is read-only (skipped, with a warning)"
+                     if name in plan.default_quotas else
+                     "UNAVAILABLE here: /proc/sys is read-only (the run fails)")
+        lines.append(f"quota {name:<18} {value} {where}    [{origin}]")
     if limits.timeout is not None:
         lines.append(f"timeout        {limits.timeout:g}s, SIGTERM then SIGKILL after "
                      f"{limits.kill_grace:g}s; exit status 124    [{limits.origin_of('timeout')}]")
@@ -111,3 +118,4 @@ def checks() -> list[Check]:
                       if per_ns else "RLIMIT_NPROC counts every process of the host user "
                       "(kernel before 5.14)"))
     return rows
+

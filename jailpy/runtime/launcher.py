@@ -245,6 +245,7 @@ def result_of(messages: list[dict], wait_status: int, usage, start: float, plan:
         code = os.waitstatus_to_exitcode(wait_status)
         raise SetupError(f"the sandbox set-up process ended unexpectedly (status {code})",
                          origin="launcher", hint="run with --debug for details")
+    skipped = tuple(m["not_applied"] for m in messages if "not_applied" in m)
     sig = os.WTERMSIG(raw) if os.WIFSIGNALED(raw) else None
     code = 128 + sig if sig else os.WEXITSTATUS(raw)
     user, system = (usage.ru_utime, usage.ru_stime) if usage else (0.0, 0.0)
@@ -259,6 +260,7 @@ def result_of(messages: list[dict], wait_status: int, usage, start: float, plan:
         extra.update(timed_out=timed_out, ended_by=ended, limits_hit=hit,
                      peak_memory=stats.peak_memory if stats else None,
                      cgroup=limit_report.cgroup, limits_not_applied=limit_report.not_applied)
+    extra["limits_not_applied"] = skipped + extra.get("limits_not_applied", ())
     return Result(EXIT_TIMEOUT if timed_out else code, sig, time.monotonic() - start,
                   user, system, **extra)
 
@@ -421,7 +423,9 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
         os.close(lifeline)
         copy_outs: list[tuple[int, int]] = []
         if plan.quotas:
-            userns.set_quotas(plan.quotas)
+            skipped = userns.set_quotas(plan.quotas, plan.default_quotas)
+            if skipped:
+                channel.send(report_w, not_applied=skipped)
         if terminal is not None:
             terminal.detach()  # before the root is built: no /dev/console of the host's
         if plan.unshare_flags & sc.CLONE_NEWNET and not plan.outer_userns:
@@ -435,7 +439,7 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
             copy_outs = mounts.build_root(plan.mount_ops, plan.root_readonly, plan.new_pid_ns,
                                           plan.nested, plan.private_parents)
         if plan.hostname is not None:
-            sc.sethostname(plan.hostname)
+            _set_hostname(plan.hostname)
         locks = _lock_files(plan.lock_files)  # noqa: F841  held (open) while pid 1 lives
         if plan.userns_fd_after is not None:
             userns.join(plan.userns_fd_after, "--userns2")
@@ -512,6 +516,20 @@ def _lock_files(paths: tuple[str, ...]) -> list[int]:
             raise SetupError(f"cannot lock {path}: {exc.strerror}",
                              origin=f"--lock-file {path}") from exc
     return held
+
+
+def _set_hostname(name: str) -> None:
+    """The sandbox's own UTS namespace may still be refused its name by a seccomp
+    filter jailpy inherits (Podman's and Docker's default profiles refuse
+    sethostname in nested namespaces): say which setting to drop."""
+    try:
+        sc.sethostname(name)
+    except OSError as exc:
+        raise SetupError(f"sethostname failed: {os.strerror(exc.errno or 0)}",
+                         origin="process.hostname",
+                         hint="a seccomp filter of an outer container may refuse sethostname "
+                              "(jailpy check: seccomp filter in force): share its UTS "
+                              "namespace (--share-uts) or see docs/containers.md") from exc
 
 
 def _not_found(argv0: str) -> str:

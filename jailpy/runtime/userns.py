@@ -118,10 +118,15 @@ def check_nesting_disabled(option: str) -> None:
                      origin=option)
 
 
-def set_quotas(quotas: tuple[tuple[str, int], ...]) -> None:
+def set_quotas(quotas: tuple[tuple[str, int], ...], defaults: tuple[str, ...] = ()) -> str | None:
     """Write the sandbox's own per-user quotas (/proc/sys/user/max_*), which belong
     to the user namespace of the writer: call with the namespace's capabilities,
-    before /proc is replaced."""
+    before /proc is replaced.
+
+    An outer sandbox or container may have made /proc/sys read-only (Docker,
+    Podman, Flatpak, bwrap --ro-bind /proc/sys): jailpy's own defaults are then
+    skipped, and the returned line says so; a quota the profile set fails."""
+    skipped = []
     for name, value in quotas:
         path = f"/proc/sys/user/max_{name}"
         try:
@@ -131,8 +136,23 @@ def set_quotas(quotas: tuple[tuple[str, int], ...]) -> None:
             finally:
                 os.close(fd)
         except OSError as exc:
+            if exc.errno == errno.EROFS and name in defaults:
+                skipped.append(f"{name} = {value}")
+                continue
+            hint = (READ_ONLY_HINT if exc.errno == errno.EROFS else None)
             raise SetupError(f"cannot set {path} to {value}: {exc.strerror}",
-                             origin=f"limits.quotas.{name}") from exc
+                             origin=f"limits.quotas.{name}", hint=hint) from exc
+    if not skipped:
+        return None
+    return (f"limits.quotas {', '.join(skipped)} (defaults): /proc/sys is read-only here "
+            "(an outer sandbox or container); the quotas of the namespaces above still apply")
+
+
+#: Why a quota the profile asked for cannot be written inside an outer sandbox.
+READ_ONLY_HINT = ("an outer sandbox or container made /proc/sys read-only: start it with a "
+                  "writable one (jailpy --allow-nesting, podman --security-opt unmask=ALL, "
+                  "docker --security-opt systempaths=unconfined) or set the quota to "
+                  "\"inherit\" (docs/containers.md)")
 
 
 def check_full_range(uid: int, gid: int) -> tuple[SubordinateRange, SubordinateRange]:

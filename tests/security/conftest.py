@@ -14,7 +14,9 @@ import platform
 import shutil
 import signal
 import subprocess
+import socket
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,3 +171,18 @@ def victim(test_user):
     for proc in procs:
         proc.kill()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def host_listeners():
+    """An abstract unix socket and a TCP socket on 127.0.0.1, listening on the host."""
+    name = f"jailpy-test-{uuid.uuid4().hex[:8]}"
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind("\0" + name)
+    unix.listen(8)
+    tcp = socket.socket()
+    tcp.bind(("127.0.0.1", 0))
+    tcp.listen(8)
+    yield name, tcp.getsockname()[1]
+    unix.close()
+    tcp.close()

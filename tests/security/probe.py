@@ -324,6 +324,31 @@ def chroot(path: str) -> None:
     guarded(lambda: os.chroot(path) or "chrooted")
 
 
+def read(path: str) -> None:
+    def do():
+        with open(path) as f:
+            return f.read(64)
+    guarded(do)
+
+
+def umount_all() -> None:
+    """Detach every mount point, deepest first, to reveal what is under them:
+    reports how many the kernel let go."""
+    with open("/proc/self/mountinfo") as f:
+        points = sorted({line.split()[4] for line in f}, key=len, reverse=True)
+    gone = sum(libc.syscall(ctypes.c_long(NR["umount2"]), p.encode(), ctypes.c_int(2)) == 0
+               for p in points)
+    out(True, gone)
+
+
+def inotify_hog() -> None:
+    """How many inotify instances this process can hold (bounded)."""
+    held = 0
+    while held < 10000 and libc.inotify_init() >= 0:
+        held += 1
+    out(True, held)
+
+
 def env() -> None:
     out(True, dict(os.environ))
 
@@ -342,6 +367,26 @@ def status() -> None:
 def kill_outside(pid: str) -> None:
     """Signal a process; used with a shared pid namespace to test Landlock scoping."""
     guarded(lambda: os.kill(int(pid), signal.SIGCONT) or "signalled")
+
+
+def batch(cases: str) -> None:
+    """Several probes in one interpreter (a JSON list of argv lists): each runs in a
+    child of its own, between "@N" and "@status CODE" lines (128+N for signal N), so
+    a probe killed by seccomp ends only itself. A program path runs as is."""
+    for number, argv in enumerate(json.loads(cases)):
+        print(f"@{number}", flush=True)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                if argv[0].startswith("/"):
+                    os.execv(argv[0], argv)
+                globals()[argv[0].replace("-", "_")](*argv[1:])
+                sys.stdout.flush()
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        print(f"@status {code}", flush=True)
 
 
 if __name__ == "__main__":

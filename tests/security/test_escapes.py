@@ -18,7 +18,6 @@ import shutil
 import socket
 import subprocess
 import time
-import uuid
 
 import pytest
 
@@ -320,21 +319,6 @@ def test_unshare_command_fails_inside(jailpy):
 
 
 # -- network ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def host_listeners():
-    """An abstract unix socket and a TCP socket on 127.0.0.1, listening on the host."""
-    name = f"jailpy-test-{uuid.uuid4().hex[:8]}"
-    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    unix.bind("\0" + name)
-    unix.listen(8)
-    tcp = socket.socket()
-    tcp.bind(("127.0.0.1", 0))
-    tcp.listen(8)
-    yield name, tcp.getsockname()[1]
-    unix.close()
-    tcp.close()
 
 
 def test_host_abstract_unix_socket(attack, host_listeners):

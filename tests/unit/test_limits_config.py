@@ -102,6 +102,23 @@ def test_bad_limits_name_the_key(tmp_path, text, message):
     assert "p.toml: " in str(err.value)
 
 
+def test_quotas_defaults_inherit_and_what_may_be_skipped(tmp_path):
+    """jailpy's default quotas are the ones the runtime may skip where /proc/sys is
+    read-only; a quota the profile names never is; "inherit" writes none."""
+    (tmp_path / "home").mkdir()
+    plain = build_plan(_policy(tmp_path, ""), ["true"], _caller(tmp_path, tmp_path))
+    assert plain.quotas == (("inotify_instances", 32), ("inotify_watches", 16384))
+    assert plain.default_quotas == ("inotify_instances", "inotify_watches")
+    policy = _policy(tmp_path, '[limits]\nquotas = { inotify_instances = 8, '
+                     'inotify_watches = "inherit", user_namespaces = 5 }\n')
+    plan = build_plan(policy, ["true"], _caller(tmp_path, tmp_path))
+    assert plan.quotas == (("inotify_instances", 8), ("user_namespaces", 5))
+    assert plan.default_quotas == ()
+    with pytest.raises(ConfigError) as err:
+        _policy(tmp_path, '[limits]\nquotas = { inotify_watches = "none" }\n')
+    assert 'name = N or "inherit"' in str(err.value) and "limits.quotas" in str(err.value)
+
+
 def _caller(tmp_path: Path, cwd: Path) -> Caller:
     return Caller(os.getuid(), os.getgid(), {"HOME": str(tmp_path / "home")}, str(cwd))
 
