@@ -77,6 +77,8 @@ class Result(Record):
     limits_not_applied: tuple[str, ...] = ()
     #: `--changes`: the run directory holding what the command wrote (docs/overlays.md).
     changes_run: str | None = None
+    #: network.mode = "proxy": the egress proxy's counts (runtime/egress.py summary()).
+    egress: "dict | None" = None
 
 
 def launch(plan: Plan, sessions: tuple["HostSession", ...] = (),
