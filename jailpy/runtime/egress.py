@@ -376,9 +376,11 @@ class Proxy:
                     _hello_after(conn, request.rest)
                 fields["sni"] = sni
                 _check_sni(host, sni)
-                upstream.sendall(hello)
+                first = hello
             else:
-                upstream.sendall(_origin_request(request, host) + request.rest)
+                first = _origin_request(request, host) + request.rest
+            upstream.sendall(first)
+            fields["sent"] += len(first)
         except BaseException:
             upstream.close()
             raise
