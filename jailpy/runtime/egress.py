@@ -236,14 +236,13 @@ def read_client_hello(conn: socket.socket) -> tuple[bytes, str | None]:
 
 
 def _handshake_bytes(data: bytes) -> bytes:
-    """The handshake-layer bytes of the complete TLS records at the start of data."""
+    """The handshake-layer bytes of the TLS records at the start of data (of the
+    last one, what has arrived so far)."""
     out, offset = b"", 0
     while offset + 5 <= len(data):
         if data[offset] != 0x16:
             raise Refused(400, "TLS record other than handshake before the ClientHello")
         length = int.from_bytes(data[offset + 3:offset + 5], "big")
-        if offset + 5 + length > len(data):
-            break
         out += data[offset + 5:offset + 5 + length]
         offset += 5 + length
     return out
