@@ -331,6 +331,29 @@ class Proxy:
                 continue
             threading.Thread(target=self.handle, args=(conn, peer), daemon=True).start()
 
+    def drain(self) -> None:
+        """Log what is still in the listen backlog once the sandbox has ended (a
+        client that connected before we accepted), with the name and port of the
+        request it sent, if any; nothing of it is forwarded any more."""
+        self.listener.setblocking(False)  # serve() stops at the next empty accept too
+        while True:
+            try:
+                conn, peer = self.listener.accept()
+            except OSError:
+                return
+            attempt = Attempt(f"{peer[0]}:{peer[1]}")
+            attempt.fields["reason"] = "the sandbox ended before the proxy served it"
+            with conn:
+                conn.setblocking(False)
+                try:
+                    head = conn.recv(MAX_HEAD).partition(b"\r\n\r\n")[0]
+                    request = parse_request(head, b"")
+                    attempt.fields.update(method=request.method, name=request.host.lower(),
+                                          port=request.port)
+                except (OSError, Refused):
+                    pass
+            self.record(attempt)
+
     def handle(self, conn: socket.socket, peer: tuple) -> None:
         attempt = Attempt(f"{peer[0]}:{peer[1]}")
         upstream = None
@@ -524,6 +547,7 @@ def main(argv: list[str]) -> int:
     lifeline = config["lifeline_fd"]
     while os.read(lifeline, 1):
         pass
+    proxy.drain()
     listener.shutdown(socket.SHUT_RDWR)
     deadline = time.monotonic() + 1.0  # let connections the sandbox's end closed log
     while proxy.active and time.monotonic() < deadline:

@@ -382,6 +382,7 @@ def _make_listener(target_pid: int, channel: "object") -> None:
             fd = os.open(f"/proc/{target_pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
             sc.setns(fd, flag)
             os.close(fd)
+        sc.bring_up_loopback()  # up already, unless pid 1 is still to do it (--map-all)
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.bind(("127.0.0.1", PROXY_PORT))
         listener.listen(128)

@@ -222,3 +222,27 @@ def test_random_host_text_is_a_name_an_address_or_an_error(text):
         return
     assert host == host.lower() and not host.endswith(".")
     assert is_ip or all(c.isalnum() or c in "-_." for c in host)
+
+
+def test_connections_left_in_the_backlog_are_logged_not_forwarded():
+    """The sandbox ended before the proxy accepted: each attempt still gets a line."""
+    import json
+    import os
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    log_r, log_w = os.pipe()
+    proxy = egress.Proxy(listener, AllowList([parse_host_rule("pypi.org")]),
+                         egress.Resolver(""), log_w)
+    with socket.create_connection(listener.getsockname()) as client:
+        client.sendall(b"CONNECT pypi.org:443 HTTP/1.1\r\n\r\n")
+    socket.create_connection(listener.getsockname()).close()
+    proxy.drain()
+    os.close(log_w)
+    with os.fdopen(log_r) as f:
+        lines = [json.loads(line) for line in f]
+    listener.close()
+    assert [(e["name"], e["port"], e["decision"]) for e in lines] == [
+        ("pypi.org", 443, "denied"), (None, None, "denied")]
+    assert lines[0]["reason"] == "the sandbox ended before the proxy served it"
+    assert proxy.summary()["denied"] == 2 and proxy.summary()["sent"] == 0
