@@ -4,12 +4,13 @@
 
 started by runtime/network.py (EgressProxy), never by hand. It inherits:
 
-    listen     a TCP socket listening on 127.0.0.1:PROXY_PORT INSIDE the
-               sandbox's network namespace (made there by a short-lived child
-               that joined it): the sandbox's only way out. The proxy itself
-               stays in the host's namespaces, so its upstream connections
-               and its name lookups are the host's.
-    lifeline   a pipe; EOF (jailpy closed it, or died) means "stop now"
+    control    a Unix socket on which jailpy sends, once the sandbox's
+               namespaces exist, a TCP socket listening on 127.0.0.1:PROXY_PORT
+               INSIDE the sandbox's network namespace (made there by a
+               short-lived child that joined it): the sandbox's only way out.
+               The proxy itself stays in the host's namespaces, so its
+               upstream connections and its name lookups are the host's. EOF
+               on it (jailpy closed it, or died) means "stop now".
     summary    a memfd the supervisor reads after we exit (--json-status)
     log        optional: JSON lines, one per connection attempt
 
@@ -538,22 +539,27 @@ def _reply(conn: socket.socket, status: int, reason: str) -> None:
 
 def main(argv: list[str]) -> int:
     config = json.loads(argv[1])
-    listener = socket.socket(fileno=config["listen_fd"])
+    control = socket.socket(fileno=config["control_fd"])
+    # The listening socket arrives once the sandbox's namespace exists; EOF instead
+    # means the run ended before that (a set-up failure): nothing to serve.
+    _, fds, _, _ = socket.recv_fds(control, 16, 1)
+    if not fds:
+        return 0
+    listener = socket.socket(fileno=fds[0])
     rules = [parse_host_rule(spec) for spec in config["allow_hosts"]]
     proxy = Proxy(listener, AllowList(rules), Resolver(os.environ.get(TEST_RESOLVE_VARIABLE)),
                   config.get("log_fd"))
     threading.Thread(target=proxy.serve, daemon=True).start()
-    # The lifeline: EOF when jailpy closes it at the end of the run, or dies.
-    lifeline = config["lifeline_fd"]
-    while os.read(lifeline, 1):
+    # The control socket is the lifeline: EOF when jailpy closes it at the end of the
+    # run, or dies.
+    while control.recv(16):
         pass
     proxy.drain()
     listener.shutdown(socket.SHUT_RDWR)
     deadline = time.monotonic() + 1.0  # let connections the sandbox's end closed log
     while proxy.active and time.monotonic() < deadline:
         time.sleep(0.02)
-    summary = json.dumps(proxy.summary()).encode()
-    os.pwrite(config["summary_fd"], summary, 0)
+    os.pwrite(config["summary_fd"], json.dumps(proxy.summary()).encode(), 0)
     return 0
 
 

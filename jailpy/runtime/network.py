@@ -31,6 +31,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import _signal as signal  # the C module: `signal` would import enum
 
 from ..errors import SetupError
 from ..linux import syscalls as sc
@@ -283,18 +284,38 @@ class EgressProxy(NetworkHelper):
     socket, so the sandbox keeps loopback only and no route. A child of ours joins
     the namespace (the user namespace around the sandbox's that owns it, then the
     network namespace), binds 127.0.0.1:PROXY_PORT there, hands the socket over
-    and exits; the proxy, which never joins anything, accepts on it. Connections
-    wait in the listen backlog until the proxy is up, so start() does not wait for
-    it. The lifeline pipe stops it; PDEATHSIG covers a jailpy killed outright.
+    and exits; the proxy, which never joins anything, accepts on it.
+
+    The proxy is started by prepare(), before the sandbox is forked, so that its
+    interpreter starts while the sandbox is being built; start() sends it the
+    listening socket over its control socket (SCM_RIGHTS). Connections wait in
+    the listen backlog until it accepts, so nothing waits for it. The control
+    socket is also its lifeline: closing it (stop(), or the kernel when jailpy
+    dies) stops it; PDEATHSIG covers a jailpy killed outright.
     """
 
     name = "egress proxy"
 
     def __init__(self, binary: str, network: "Network") -> None:
+        import json
+        import socket
+
         super().__init__(binary, network)
         self.summary: dict | None = None
-        self.summary_fd = -1
         self.log_fd = self._open_log(network.egress_log)
+        self.summary_fd = os.memfd_create("jailpy-egress-summary", os.MFD_CLOEXEC)
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        config = {"control_fd": theirs.fileno(), "summary_fd": self.summary_fd,
+                  "allow_hosts": list(network.allow_hosts),
+                  "log_fd": self.log_fd if self.log_fd >= 0 else None}
+        keep = tuple(fd for fd in (theirs.fileno(), self.summary_fd, self.log_fd) if fd >= 0)
+        try:
+            self.spawn([binary, "-I", "-m", "jailpy.runtime.egress", json.dumps(config)], keep)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            theirs.close()
 
     @property
     def origin(self) -> str:
@@ -315,21 +336,24 @@ class EgressProxy(NetworkHelper):
                              origin="network.egress_log / --egress-log") from None
 
     def start(self, target_pid: int) -> None:
-        import json
+        import socket
 
         listener = self._listen_inside(target_pid)
-        lifeline_r, lifeline_w = os.pipe2(os.O_CLOEXEC)
-        self.summary_fd = os.memfd_create("jailpy-egress-summary", os.MFD_CLOEXEC)
-        config = {"listen_fd": listener, "lifeline_fd": lifeline_r,
-                  "summary_fd": self.summary_fd, "allow_hosts": list(self.network.allow_hosts),
-                  "log_fd": self.log_fd if self.log_fd >= 0 else None}
-        keep = tuple(fd for fd in (listener, lifeline_r, self.summary_fd, self.log_fd) if fd >= 0)
         try:
-            self.spawn([self.binary, "-I", "-m", "jailpy.runtime.egress", json.dumps(config)],
-                       keep, lifeline=lifeline_w)
+            socket.send_fds(self.control, [b"listen"], [listener])
+        except OSError as exc:  # the proxy is gone: say what it printed
+            raise self.died() if self.pid is not None else SetupError(
+                f"the egress proxy is not running: {exc.strerror}", origin=self.origin)
         finally:
             os.close(listener)
-            os.close(lifeline_r)
+
+    def _terminate(self) -> None:
+        """Closing the control socket is the proxy's signal to stop."""
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        elif self.pid is not None:
+            os.kill(self.pid, signal.SIGTERM)
 
     def _listen_inside(self, target_pid: int) -> int:
         """A TCP socket listening on 127.0.0.1:PROXY_PORT in target_pid's network
