@@ -97,6 +97,27 @@ def test_the_plan_points_programs_at_the_proxy_and_guards_the_log():
                for op in plan.mount_ops)
 
 
+def test_explain_lists_each_rule_with_its_ports_and_the_log():
+    from jailpy.report.network import explain_sections
+
+    network = Network(mode="proxy", allow_hosts=("pypi.org", "*.pythonhosted.org",
+                                                 "github.com:443"), egress_log="-")
+    [(_, lines)] = explain_sections(build_plan(Policy(network=network), ["true"], CALLER))
+    assert lines[0].startswith("mode        proxy -- own network namespace, loopback only, "
+                               "no route and no resolver")
+    assert lines[2:] == ["allow       pypi.org, ports 80 and 443",
+                         "allow       any name below pythonhosted.org, ports 80 and 443",
+                         "allow       github.com, port 443", "log         stderr"]
+
+
+def test_the_shipped_pypi_profile_allows_the_index_only():
+    from jailpy.api import load_policy
+
+    network = load_policy("ci-build-pypi", caller=CALLER).network
+    assert network.mode == "proxy"
+    assert network.allow_hosts == ("pypi.org", "files.pythonhosted.org")
+
+
 # --- request heads ------------------------------------------------------------------
 
 
@@ -200,7 +221,7 @@ def test_what_is_not_a_client_hello_is_refused(data, reason):
         egress.read_client_hello(_Feed(data))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=600), st.integers(1, 64))
 def test_random_bytes_never_break_the_parsers(data, step):
     """Whatever the sandbox sends, the parsers answer or refuse; nothing else."""
@@ -213,7 +234,7 @@ def test_random_bytes_never_break_the_parsers(data, step):
             pass
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.text(max_size=80))
 def test_random_host_text_is_a_name_an_address_or_an_error(text):
     try:
