@@ -40,7 +40,8 @@ import sys
 import threading
 import time
 
-from ..plan.network import HostRule, canonical_host, parse_host_rule, split_host_port
+from ..plan.network import (DEFAULT_PORTS, HostRule, canonical_host, parse_host_rule,
+                            split_host_port)
 
 #: Largest request head (request line and headers) and TLS ClientHello we read.
 MAX_HEAD = 16 * 1024
@@ -73,6 +74,8 @@ class Refused(Exception):
 
 
 class AllowList:
+    """network.allow_hosts, asked about each request's host and port."""
+
     def __init__(self, rules: list[HostRule]) -> None:
         self.rules = rules
 
@@ -87,7 +90,7 @@ class AllowList:
         if is_ip:
             raise Refused(403, "IP literal not in allow_hosts")
         if any(rule.admits(host, r_port) for rule in self.rules
-               for r_port in ((rule.port,) if rule.port else (80, 443))):
+               for r_port in ((rule.port,) if rule.port else DEFAULT_PORTS)):
             raise Refused(403, f"port {port} not allowed for this host")
         raise Refused(403, "host not in allow_hosts")
 
@@ -212,7 +215,7 @@ def _authority(text: str, default_port: int | None) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def read_client_hello(conn: socket.socket) -> tuple[bytes, str | None]:
+def read_client_hello(conn: "socket.socket | _Prefixed") -> tuple[bytes, str | None]:
     """(the bytes read, the SNI host name or None): whole TLS records until the
     ClientHello handshake message is complete (it may span records)."""
     data = b""
@@ -395,8 +398,7 @@ class Proxy:
             if request.method == "CONNECT":
                 conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 attempt.tunnel_open = True
-                hello, sni = read_client_hello(conn) if not request.rest else \
-                    _hello_after(conn, request.rest)
+                hello, sni = read_client_hello(_Prefixed(conn, request.rest))
                 fields["sni"] = sni
                 _check_sni(host, sni)
                 first = hello
@@ -452,20 +454,18 @@ class Proxy:
             return {**self.totals, "hosts": self.hosts, "hosts_left_out": self.hosts_left_out}
 
 
-def _hello_after(conn: socket.socket, early: bytes) -> tuple[bytes, str | None]:
-    """A client that sent its ClientHello before our 200 reply (allowed by RFC 9110
-    for an optimistic client): parse from what we already hold."""
-    class Prefixed:
-        def __init__(self) -> None:
-            self.pending = early
+class _Prefixed:
+    """A socket whose first bytes were already read with the request head: a client
+    may send its ClientHello before our 200 (an optimistic client)."""
 
-        def recv(self, size: int) -> bytes:
-            if self.pending:
-                data, self.pending = self.pending[:size], self.pending[size:]
-                return data
-            return conn.recv(size)
+    def __init__(self, conn: socket.socket, early: bytes) -> None:
+        self.conn, self.pending = conn, early
 
-    return read_client_hello(Prefixed())  # type: ignore[arg-type]
+    def recv(self, size: int) -> bytes:
+        if not self.pending:
+            return self.conn.recv(size)
+        data, self.pending = self.pending[:size], self.pending[size:]
+        return data
 
 
 def _check_sni(host: str, sni: str | None) -> None:

@@ -194,6 +194,12 @@ def test_sni_is_read_from_a_real_client_hello(step):
     assert egress.read_client_hello(_Feed(_client_hello(None)))[1] is None
 
 
+def test_a_client_hello_sent_with_the_connect_request_is_read_too():
+    hello = _client_hello("pypi.org")
+    reader = egress._Prefixed(_Feed(hello[10:]), hello[:10])
+    assert egress.read_client_hello(reader) == (hello, "pypi.org")
+
+
 def test_sni_must_match_the_connect_name():
     egress._check_sni("files.pythonhosted.org", "FILES.pythonhosted.org.")
     egress._check_sni("10.0.0.1", None)  # an address: clients send no SNI
