@@ -127,8 +127,9 @@ def _allow_hosts(net: "dict[str, Any]", origins: Origins, mode: str,
         if mode != PROXY_MODE:
             raise ConfigError(f"network.allow_hosts needs network.mode = {PROXY_MODE!r}, but "
                               f"the mode is {mode!r} ({mode_origin})", origin=origin,
-                              hint="use --allow-host (it selects the proxy mode) or set "
-                              f"network.mode = \"{PROXY_MODE}\"")
+                              hint=f"use --net {PROXY_MODE} (or network.mode = "
+                              f"\"{PROXY_MODE}\"); --allow-host selects it unless --net "
+                              "names another mode")
         if rule not in rules:
             rules.append(rule)
     return tuple(rules)
