@@ -7,7 +7,6 @@ the origin (profile file and key, or CLI option) of the value at fault.
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..plan.network import parse_host_rule
 from ..policy import HELPER_MODES, PROXY_MODE, Network, Origins, PortMapping
 
 TYPE_CHECKING = False
@@ -116,7 +115,11 @@ def _allow_hosts(net: "dict[str, Any]", origins: Origins, mode: str,
     """network.allow_hosts, each entry checked and in its canonical spelling; only
     the proxy mode can honour them (any other mode would give more, or nothing)."""
     rules: list[str] = []
-    for i, spec in enumerate(net.get("allow_hosts", ())):
+    if not net.get("allow_hosts"):
+        return ()
+    from ..plan.network import parse_host_rule  # not on the start-up path of other modes
+
+    for i, spec in enumerate(net["allow_hosts"]):
         origin = origins.item("network.allow_hosts", i)
         try:
             rule = str(parse_host_rule(spec))
