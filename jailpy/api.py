@@ -92,10 +92,13 @@ class Sandbox:
                                     else _both(relay.attach, on_started))
             if plan.changes is not None:
                 result = result.replace(changes_run=plan.changes.run_dir)
-            return result
         finally:
             for session in reversed(sessions):
                 session.close()
+        # The egress proxy's counts exist once it has stopped, i.e. after close().
+        egress = next((s.egress_summary for s in sessions
+                       if getattr(s, "egress_summary", None) is not None), None)
+        return result if egress is None else result.replace(egress=egress)
 
 
 def _both(first: "Callable[[int], None]", then: "Callable[[int], None]"

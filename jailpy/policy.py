@@ -165,8 +165,11 @@ NAMESPACES: dict[str, int] = {
 #: network.mode values (--net MODE), each with the package that ships its user-mode
 #: helper; a mode with a helper gets it started by the supervisor (docs/network.md).
 NETWORK_MODES: dict[str, str | None] = {
-    "none": None, "host": None, "slirp4netns": "slirp4netns", "pasta": "passt",
+    "none": None, "host": None, "slirp4netns": "slirp4netns", "pasta": "passt", "proxy": None,
 }
+#: The mode whose only way out is jailpy's own egress proxy, by host name
+#: (network.allow_hosts; runtime/egress.py, docs/network.md "Egress by name").
+PROXY_MODE = "proxy"
 #: Modes that need a user-mode network helper started by the supervisor.
 HELPER_MODES = tuple(mode for mode, package in NETWORK_MODES.items() if package)
 #: The Debian/Ubuntu/Fedora package that ships each helper (for error hints).
@@ -424,6 +427,11 @@ class Network(Sourced):
     allow_connect_tcp: tuple[int, ...] | None = None
     allow_bind_tcp: tuple[int, ...] | None = None
     best_effort: bool = False
+    #: network.mode = "proxy": the host names (NAME, *.SUFFIX, [:PORT]) the proxy lets
+    #: through, in their canonical spelling (profile/network.py).
+    allow_hosts: tuple[str, ...] = ()
+    #: Where the proxy logs every connection attempt as JSON lines ("-": stderr).
+    egress_log: str | None = None
     #: (key, origin) of the port rules: the option or profile item that set them.
     origins: tuple[tuple[str, str], ...] = ()
     _section = "network"

@@ -197,6 +197,11 @@ def _absolute(path: str, origin: str) -> str:
     return path if path.startswith("/") else os.path.abspath(path)
 
 
+def _log_path(path: str, origin: str) -> str:
+    """A log file like any command-line path; '-' stays stderr."""
+    return path if path == "-" else _absolute(path, origin)
+
+
 def _mount_op(kind: "MountKind", is_try: bool) -> "Callable[[Any, str], dict[str, str]]":
     """A converter from an option's arguments to one filesystem.mounts table; the
     host source and the destination, when relative, are taken from the caller's
@@ -350,7 +355,8 @@ RUN_OPTIONS: list[Opt] = [
     Opt("pass_fds", ("--pass-fd",), "multi", "Keep file descriptor N open in the sandbox.",
         type=int, metavar="N", group="identity"),
     Opt("net_mode", ("--net",), "value",
-        "Network: none (default, loopback only), host, slirp4netns or pasta.", metavar="MODE",
+        "Network: none (default, loopback only), host, slirp4netns, pasta or proxy.",
+        metavar="MODE",
         key="network.mode", complete="network"),
     Opt("publish", ("--publish",), "multi",
         "Publish a sandbox port on the host: [HOST_ADDR:]HOST_PORT:SANDBOX_PORT[/tcp|/udp] "
@@ -359,6 +365,17 @@ RUN_OPTIONS: list[Opt] = [
     Opt("host_loopback", ("--host-loopback",), "switch",
         "Let the sandbox reach the host's 127.0.0.1 at 10.0.2.2 (default off).",
         off="--no-host-loopback", key="network.host_loopback"),
+    # --allow-host means --net proxy unless --net says otherwise (a contradiction
+    # profile/network.py then reports).
+    Opt("allow_hosts", ("--allow-host",), "multi",
+        "Let the sandbox reach NAME (or *.DOMAIN, an IP; optional :PORT, default 80 and "
+        "443) through jailpy's egress proxy, and nothing else (implies --net proxy).",
+        metavar="NAME[:PORT]", key="network.allow_hosts",
+        implies={"network.mode": "proxy"}),
+    Opt("egress_log", ("--egress-log",), "value",
+        "Log every connection attempt through the egress proxy as JSON lines to FILE "
+        "('-': stderr).", metavar="FILE", key="network.egress_log", complete="path",
+        convert=_log_path),
     Opt("allow_connect_tcp", ("--allow-connect-tcp",), "multi",
         "Allow outgoing TCP connections only to this port (repeatable; Landlock).",
         type=int, metavar="PORT", key="network.allow_connect_tcp"),

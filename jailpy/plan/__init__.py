@@ -21,8 +21,8 @@ import os
 from ..errors import ConfigError
 from ..linux import syscalls as sc
 # Caller is re-exported: `from jailpy.plan import Caller` is how callers build one.
-from ..policy import (BIND_KINDS, HELPER_MODES, NAMESPACES, Caller, Limits,  # noqa: F401
-                      MountOp, Network, Policy, SeccompPolicy)
+from ..policy import (BIND_KINDS, HELPER_MODES, NAMESPACES, PROXY_MODE,  # noqa: F401
+                      Caller, Limits, MountOp, Network, Policy, SeccompPolicy)
 from ..record import Record
 from .landlock import LandlockRules, derive as derive_landlock
 
@@ -72,10 +72,11 @@ class Plan(Record):
     default_quotas: tuple[str, ...] = ()
     network: Network = Network()
     #: The helper that connects the sandbox's network namespace (a HELPER_MODES
-    #: entry: slirp4netns, pasta), None when nothing is started.
+    #: entry: slirp4netns, pasta; or PROXY_MODE: jailpy's egress proxy), None when
+    #: nothing is started.
     network_helper: str | None = None
     #: The network namespace belongs to a user namespace around the sandbox's own,
-    #: with the caller as id 0 (slirp4netns, pasta; see runtime/launcher.py).
+    #: with the caller as id 0 (slirp4netns, pasta, the proxy; runtime/launcher.py).
     outer_userns: bool = False
     #: Desktop pieces (plan/desktop.py); their ops and env are already part of
     #: mount_ops and env, this keeps the host-side specs and notes.
@@ -189,14 +190,21 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         if caller.cwd and any(caller.cwd == p or caller.cwd.startswith(p.rstrip("/") + "/")
                               for p in changes.paths):
             explicit_cwd = explicit_cwd or caller.cwd
+    helper = (policy.network.mode
+              if policy.network.mode in (*HELPER_MODES, PROXY_MODE) and policy.namespaces.net
+              else None)
+    if helper == PROXY_MODE:
+        from .network import proxy_environment
+
+        env.update(proxy_environment())
+        if policy.network.egress_log not in (None, "-"):
+            written += (policy.network.egress_log,)
     # A profile's `hide` wins over everything bound after it (the desktop pieces, the
     # network files), as firejail's blacklist does: hides go last, before the guards.
     mount_ops = (*(op for op in mount_ops if op.kind != "hide"),
                  *(op for op in mount_ops if op.kind == "hide"))
     if policy.namespaces.mount:
         mount_ops += guard_ops(mount_ops, caller, written)
-    helper = (policy.network.mode if policy.network.mode in HELPER_MODES and policy.namespaces.net
-              else None)
     return Plan(
         profile=policy.name,
         argv=tuple(argv),
@@ -330,7 +338,7 @@ def guard_ops(ops: tuple[MountOp, ...], caller: Caller, written: tuple[str, ...]
 
 def _network_files(policy: Policy, ops: tuple[MountOp, ...]) -> tuple[MountOp, ...]:
     """Generated /etc/resolv.conf and /etc/hosts when a network helper is used."""
-    if policy.network.mode not in HELPER_MODES:
+    if policy.network.mode not in (*HELPER_MODES, PROXY_MODE):
         return ()
     from .network import generated_files
 

@@ -7,7 +7,7 @@ the origin (profile file and key, or CLI option) of the value at fault.
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..policy import HELPER_MODES, Network, Origins, PortMapping
+from ..policy import HELPER_MODES, PROXY_MODE, Network, Origins, PortMapping
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -89,6 +89,16 @@ def network_from_profile(net: "dict[str, Any]", origins: "dict[str, Any]") -> Ne
                           f"but the mode is 'none' ({mode_origin})",
                           origin=origins.of("network.host_loopback"),
                           hint="add --net slirp4netns (or drop host_loopback)")
+    allow_hosts = _allow_hosts(net, origins, mode, mode_origin)
+    egress_log = net.get("egress_log")
+    if egress_log is not None and mode != PROXY_MODE:
+        raise ConfigError(f"network.egress_log needs network.mode = {PROXY_MODE!r}, but the "
+                          f"mode is {mode!r} ({mode_origin})",
+                          origin=origins.of("network.egress_log"),
+                          hint="add --allow-host NAME (or --net proxy)")
+    if egress_log is not None and egress_log != "-" and not egress_log.startswith("/"):
+        raise ConfigError(f"network.egress_log must be an absolute path or '-' (stderr), not "
+                          f"{egress_log!r}", origin=origins.of("network.egress_log"))
     connect = net.get("allow_connect_tcp")
     bind = net.get("allow_bind_tcp")
     rule_origins = tuple((key, origins.of(f"network.{key}"))
@@ -96,4 +106,33 @@ def network_from_profile(net: "dict[str, Any]", origins: "dict[str, Any]") -> Ne
     return Network(mode=mode, host_loopback=host_loopback, publish=publish,
                    allow_connect_tcp=None if connect is None else tuple(connect),
                    allow_bind_tcp=None if bind is None else tuple(bind),
-                   best_effort=net.get("best_effort", False), origins=rule_origins)
+                   best_effort=net.get("best_effort", False), allow_hosts=allow_hosts,
+                   egress_log=egress_log, origins=rule_origins)
+
+
+def _allow_hosts(net: "dict[str, Any]", origins: Origins, mode: str,
+                 mode_origin: str) -> tuple[str, ...]:
+    """network.allow_hosts, each entry checked and in its canonical spelling; only
+    the proxy mode can honour them (any other mode would give more, or nothing)."""
+    rules: list[str] = []
+    if not net.get("allow_hosts"):
+        return ()
+    from ..plan.network import parse_host_rule  # not on the start-up path of other modes
+
+    for i, spec in enumerate(net["allow_hosts"]):
+        origin = origins.item("network.allow_hosts", i)
+        try:
+            rule = str(parse_host_rule(spec))
+        except ValueError as exc:
+            raise ConfigError(f"bad host {exc}", origin=origin,
+                              hint="expected NAME, *.DOMAIN or an IP address, with an "
+                              "optional :PORT, e.g. pypi.org or github.com:443") from None
+        if mode != PROXY_MODE:
+            raise ConfigError(f"network.allow_hosts needs network.mode = {PROXY_MODE!r}, but "
+                              f"the mode is {mode!r} ({mode_origin})", origin=origin,
+                              hint=f"use --net {PROXY_MODE} (or network.mode = "
+                              f"\"{PROXY_MODE}\"); --allow-host selects it unless --net "
+                              "names another mode")
+        if rule not in rules:
+            rules.append(rule)
+    return tuple(rules)

@@ -250,6 +250,11 @@ SCHEMA: dict[str, dict[str, Field] | Field] = {
         "allow_bind_tcp": _f(PORTS, "Only these TCP ports may be bound (Landlock)."),
         "best_effort": _f(BOOL, "Run without the port rules when the kernel cannot enforce "
                           "them, instead of failing."),
+        "allow_hosts": _f(STRS, "network.mode = \"proxy\": the host names the egress proxy "
+                          "lets through: NAME, *.DOMAIN or an IP address, optional :PORT "
+                          "(default ports 80 and 443)."),
+        "egress_log": _f(STR, "network.mode = \"proxy\": log every connection attempt as a "
+                         "JSON line to this host file (\"-\": stderr)."),
     },
     "limits": {
         "rlimits": _f(RLIMITS, "rlimits by name (as, data, nofile, nproc, cpu, fsize, core, "

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ..linux.landlock import abi_version
 from ..linux.syscalls import CLONE_NEWNET
-from ..plan.network import (DNS_ADDRESS, HOST_ADDRESS, MTU, PREFIX_LENGTH, SANDBOX_ADDRESS,
-                            uses_port_rules)
-from ..policy import HELPER_MODES, HELPER_PACKAGES
+from ..plan.network import (DEFAULT_PORTS, DNS_ADDRESS, HOST_ADDRESS, MTU, PREFIX_LENGTH,
+                            PROXY_URL, SANDBOX_ADDRESS, parse_host_rule, uses_port_rules)
+from ..policy import HELPER_MODES, HELPER_PACKAGES, PROXY_MODE
 from ..runtime.network import TUN_PATH, TUN_HINT, check_tun, find_helper, ipv6_available
 from .check import Check
 
@@ -26,6 +26,8 @@ def explain_sections(plan: "Plan") -> list[tuple[str, list[str]]]:
                  "and can listen on the host's ports"]
     elif mode == "none":
         lines = ["mode        none -- own network namespace, loopback only"]
+    elif mode == PROXY_MODE:
+        lines = _proxy_lines(plan)
     else:
         lines = [f"mode        {mode} -- user-mode NAT by {mode} ({HELPER_PACKAGES[mode]}), started "
                  "by jailpy and stopped with the sandbox",
@@ -48,6 +50,26 @@ def explain_sections(plan: "Plan") -> list[tuple[str, list[str]]]:
             lines.append(f"tcp {what:<8}only ports {allowed} (Landlock, "
                          f"{'best effort' if network.best_effort else 'required'})")
     return [("network", lines)]
+
+
+def _proxy_lines(plan: "Plan") -> list[str]:
+    network = plan.network
+    lines = ["mode        proxy -- own network namespace, loopback only, no route and no "
+             f"resolver; jailpy's egress proxy at {PROXY_URL} inside (HTTP_PROXY, "
+             "HTTPS_PROXY, ALL_PROXY) reaches only the hosts below, resolved on the host",
+             "carries     http:// requests, and CONNECT for TLS whose SNI names the same host"]
+    for spec in network.allow_hosts:
+        rule = parse_host_rule(spec)
+        ports = (" and ".join(map(str, DEFAULT_PORTS)) if rule.port is None else str(rule.port))
+        what = ("any name below " + rule.pattern[2:] if rule.pattern.startswith("*.")
+                else rule.pattern)
+        lines.append(f"allow       {what}, port{'s' if rule.port is None else ''} {ports}")
+    if not network.allow_hosts:
+        lines.append("allow       nothing: every attempt is refused (and logged)")
+    log = network.egress_log
+    lines.append("log         " + ("none (the --json-status summary only)" if log is None
+                                   else "stderr" if log == "-" else log))
+    return lines
 
 
 def checks() -> list[Check]:
@@ -79,6 +101,21 @@ def checks() -> list[Check]:
                       None if ok else "needs Linux 6.7+ with Landlock enabled, or "
                       "network.best_effort = true",
                       lambda plan: uses_port_rules(plan.network) and not plan.network.best_effort))
+    rows.append(_proxy_check())
     rows.append(Check("network", "IPv6 in slirp4netns", True,
                       "enabled" if ipv6_available() else "off (IPv6 disabled on this host)"))
     return rows
+
+
+def _proxy_check() -> Check:
+    """The egress proxy is jailpy's own module run by this interpreter: it needs
+    only to be importable (a broken install is the one way it can be missing)."""
+    import importlib.util
+    import sys
+
+    found = importlib.util.find_spec("jailpy.runtime.egress") is not None
+    return Check("network", "egress proxy (network.mode = proxy)", found,
+                 f"ready ({sys.executable} -m jailpy.runtime.egress)" if found
+                 else "jailpy.runtime.egress is missing from this installation",
+                 None if found else "reinstall jailpy",
+                 lambda plan: plan.network.mode == PROXY_MODE)

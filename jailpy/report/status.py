@@ -34,7 +34,7 @@ def _empty(exit_code: int) -> dict[str, Any]:
             "signal": None, "signal_name": None, "timed_out": False, "ended_by": None,
             "limits_hit": [], "wall_time": None, "user_time": None, "system_time": None,
             "peak_memory": None, "max_rss": None, "cgroup": None, "limits_not_applied": [],
-            "error": None}
+            "egress": None, "error": None}
 
 
 def result_document(result: Result) -> dict[str, Any]:
@@ -45,7 +45,7 @@ def result_document(result: Result) -> dict[str, Any]:
                wall_time=round(result.wall_time, 6), user_time=round(result.user_time, 6),
                system_time=round(result.system_time, 6), peak_memory=result.peak_memory,
                max_rss=result.max_rss, cgroup=result.cgroup,
-               limits_not_applied=list(result.limits_not_applied))
+               limits_not_applied=list(result.limits_not_applied), egress=result.egress)
     return doc
 
 

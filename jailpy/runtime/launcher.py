@@ -83,6 +83,8 @@ class Result(Record):
     stderr: bytes | None = None
     stdout_truncated: bool = False
     stderr_truncated: bool = False
+    #: network.mode = "proxy": the egress proxy's counts (runtime/egress.py summary()).
+    egress: "dict | None" = None
 
 
 def launch(plan: Plan, sessions: tuple["HostSession", ...] = (),

@@ -30,10 +30,14 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
+import _signal as signal  # the C module: `signal` would import enum
 
 from ..errors import SetupError
-from ..plan.network import DNS_ADDRESS, HOST_ADDRESS, MTU, PREFIX_LENGTH, SANDBOX_ADDRESS
-from ..policy import HELPER_PACKAGES
+from ..linux import syscalls as sc
+from ..plan.network import (DNS_ADDRESS, HOST_ADDRESS, MTU, PREFIX_LENGTH, PROXY_PORT,
+                            SANDBOX_ADDRESS)
+from ..policy import HELPER_PACKAGES, PROXY_MODE
 from ..plan.desktop import session_base
 from . import rundir
 from .helper import READY_TIMEOUT, HelperProcess
@@ -103,7 +107,13 @@ class NetworkSession:
     def __init__(self, plan: "Plan") -> None:
         mode = plan.network_helper
         assert mode is not None
-        self.helper = HELPERS[mode](require_helper(mode), plan.network)
+        binary = sys.executable if mode == PROXY_MODE else require_helper(mode)
+        self.helper = HELPERS[mode](binary, plan.network)
+
+    @property
+    def egress_summary(self) -> "dict | None":
+        """The proxy's counts once it has stopped (--json-status), else None."""
+        return getattr(self.helper, "summary", None)
 
     def host_step(self, pid: int) -> None:
         self.helper.start(pid)
@@ -266,9 +276,153 @@ class Pasta(NetworkHelper):
                              f"{data.strip().decode(errors='replace')!r})", origin=self.origin)
 
 
-#: The helper of each network mode that needs one (every HELPER_MODES entry): a new
-#: helper is one NetworkHelper subclass and one line here.
-HELPERS: dict[str, type[NetworkHelper]] = {"slirp4netns": Slirp4netns, "pasta": Pasta}
+class EgressProxy(NetworkHelper):
+    """network.mode = "proxy": jailpy's own proxy (runtime/egress.py) in a process of
+    its own on the host, serving a socket that listens inside the sandbox.
+
+    Nothing is attached to the sandbox's network namespace but that one listening
+    socket, so the sandbox keeps loopback only and no route. A child of ours joins
+    the namespace (the user namespace around the sandbox's that owns it, then the
+    network namespace), binds 127.0.0.1:PROXY_PORT there, hands the socket over
+    and exits; the proxy, which never joins anything, accepts on it.
+
+    The proxy is started by prepare(), before the sandbox is forked, so that its
+    interpreter starts while the sandbox is being built; start() sends it the
+    listening socket over its control socket (SCM_RIGHTS). Connections wait in
+    the listen backlog until it accepts, so nothing waits for it. The control
+    socket is also its lifeline: closing it (stop(), or the kernel when jailpy
+    dies) stops it; PDEATHSIG covers a jailpy killed outright.
+    """
+
+    name = "egress proxy"
+
+    def __init__(self, binary: str, network: "Network") -> None:
+        import json
+        import socket
+
+        super().__init__(binary, network)
+        self.summary: dict | None = None
+        self.log_fd = self._open_log(network.egress_log)
+        self.summary_fd = os.memfd_create("jailpy-egress-summary", os.MFD_CLOEXEC)
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        config = {"control_fd": theirs.fileno(), "summary_fd": self.summary_fd,
+                  "allow_hosts": list(network.allow_hosts),
+                  "log_fd": self.log_fd if self.log_fd >= 0 else None}
+        keep = tuple(fd for fd in (theirs.fileno(), self.summary_fd, self.log_fd) if fd >= 0)
+        try:
+            self.spawn([binary, "-I", "-m", "jailpy.runtime.egress", json.dumps(config)], keep)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            theirs.close()
+
+    @property
+    def origin(self) -> str:
+        return f"network.mode = {PROXY_MODE}"
+
+    def _open_log(self, path: str | None) -> int:
+        """Opened before anything is forked, so a bad path fails early; never through
+        a symbolic link (the sandbox may be able to plant one in a shared dir)."""
+        if path is None:
+            return -1
+        if path == "-":
+            return os.dup(2)
+        try:
+            return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                           | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise SetupError(f"cannot open the egress log {path}: {exc.strerror}",
+                             origin="network.egress_log / --egress-log") from None
+
+    def start(self, target_pid: int) -> None:
+        import socket
+
+        listener = self._listen_inside(target_pid)
+        try:
+            socket.send_fds(self.control, [b"listen"], [listener])
+        except OSError as exc:  # the proxy is gone: say what it printed
+            raise self.died() if self.pid is not None else SetupError(
+                f"the egress proxy is not running: {exc.strerror}", origin=self.origin)
+        finally:
+            os.close(listener)
+
+    def _terminate(self) -> None:
+        """Closing the control socket is the proxy's signal to stop."""
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        elif self.pid is not None:
+            os.kill(self.pid, signal.SIGTERM)
+
+    def _listen_inside(self, target_pid: int) -> int:
+        """A TCP socket listening on 127.0.0.1:PROXY_PORT in target_pid's network
+        namespace, made by a child of ours that joins it (setns needs a
+        single-threaded process, and a process that joined cannot come back)."""
+        import socket
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with ours, theirs:
+            pid = os.fork()
+            if pid == 0:
+                _make_listener(target_pid, theirs)
+            theirs.close()
+            ours.settimeout(READY_TIMEOUT)
+            try:
+                message, fds, _, _ = socket.recv_fds(ours, 512, 1)
+            except OSError as exc:
+                message, fds = f"no answer: {exc}".encode(), []
+            os.waitpid(pid, 0)
+        if not fds:
+            raise SetupError("cannot open the egress proxy's port in the sandbox: "
+                             + message.decode(errors="replace"), origin=self.origin)
+        return fds[0]
+
+    def stop(self) -> None:
+        """Stop the proxy (it writes its summary first), then read the summary."""
+        super().stop()
+        if self.summary_fd >= 0:
+            import json
+
+            data = os.pread(self.summary_fd, 1 << 20, 0)
+            os.close(self.summary_fd)
+            self.summary_fd = -1
+            try:
+                self.summary = json.loads(data) if data else None
+            except ValueError:
+                self.summary = None
+        if self.log_fd >= 0:
+            os.close(self.log_fd)
+            self.log_fd = -1
+
+
+def _make_listener(target_pid: int, channel: "object") -> None:
+    """In a forked child: join the sandbox's network namespace, listen, hand the
+    socket over on `channel`; never returns."""
+    import socket
+
+    try:
+        for kind, flag in (("user", sc.CLONE_NEWUSER), ("net", sc.CLONE_NEWNET)):
+            fd = os.open(f"/proc/{target_pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+            sc.setns(fd, flag)
+            os.close(fd)
+        sc.bring_up_loopback()  # up already, unless pid 1 is still to do it (--map-all)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", PROXY_PORT))
+        listener.listen(128)
+        socket.send_fds(channel, [b"ok"], [listener.fileno()])  # type: ignore[arg-type]
+        os._exit(0)
+    except BaseException as exc:  # noqa: BLE001 - the parent words the error
+        try:
+            channel.send(str(exc).encode()[:500])  # type: ignore[attr-defined]
+        finally:
+            os._exit(1)
+
+
+#: The helper of each network mode that needs one (every HELPER_MODES entry, and
+#: the proxy mode): a new helper is one NetworkHelper subclass and one line here.
+HELPERS: dict[str, type[NetworkHelper]] = {"slirp4netns": Slirp4netns, "pasta": Pasta,
+                                           PROXY_MODE: EgressProxy}
 
 
 # --- small host-side utilities ------------------------------------------------------

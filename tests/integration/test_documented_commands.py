@@ -51,6 +51,10 @@ HOW: dict[str, tuple[str, int | str]] = {
     "jailpy run --allow-connect-tcp 443 --net pasta -- ./client":
         (EXPLAIN, "./client is a placeholder: test_network.py covers port rules"),
     "jailpy run --net host -- ...": (EXPLAIN, "... is a placeholder"),
+    "jailpy run -p ci-build --allow-host pypi.org --allow-host files.pythonhosted.org -- "
+    "pip install -t vendor requests":
+        (EXPLAIN, "the Internet: test_egress.py runs pip in ci-build through the proxy "
+                  "against a local index"),
     "jailpy run --x11 -- xeyes": (DESKTOP, "X11"),
     "jailpy run --x11-untrusted -- xeyes": (DESKTOP, "X11"),
     "jailpy run --dbus-talk org.freedesktop.Notifications -- notify-send hi": (DESKTOP, "D-Bus"),
@@ -103,6 +107,8 @@ HOW: dict[str, tuple[str, int | str]] = {
 #: not contain HOME, which here is the scratch directory).
 CWD = {"jailpy run -p ci-build --json-status build.json -- make test": "project",
        "jailpy run --changes -- npx prettier --write .": "project",
+       "jailpy run -p ci-build --allow-host pypi.org --allow-host files.pythonhosted.org -- "
+       "pip install -t vendor requests": "project",
        "jailpy run --workspace . --timeout 10m --rlimit nofile=1024 --memory-max 2G -- "
        "./build.sh": "project"}
 

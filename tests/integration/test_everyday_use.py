@@ -280,7 +280,7 @@ def test_zsh_completion_at_a_terminal(jailpy, test_user, user_tmp):
         terminal.expect(f"\nzsh-ready\n.*{re.escape(PROMPT)}")
         offers = functools.partial(_zsh_offers, terminal)
         assert {"run", "check", "completion", "profile"} <= set(offers("jailpy "))
-        assert offers("jailpy run --net ") == ["none", "host", "slirp4netns", "pasta"]
+        assert offers("jailpy run --net ") == ["none", "host", "slirp4netns", "pasta", "proxy"]
         assert offers("jailpy run --cap-keep CAP_NET_B") == ["CAP_NET_BIND_SERVICE",
                                                              "CAP_NET_BROADCAST"]
         assert "@network-io" in offers("jailpy run --seccomp-deny @net")

@@ -312,7 +312,7 @@ def test_cpu_rlimit_sends_sigxcpu_then_sigkill(jailpy):
 def test_json_status_for_exit_signal_and_errors(jailpy, user_tmp):
     keys = {"version", "exit_code", "command_exit_code", "signal", "signal_name", "timed_out",
             "ended_by", "limits_hit", "wall_time", "user_time", "system_time", "peak_memory",
-            "max_rss", "cgroup", "limits_not_applied", "error"}
+            "max_rss", "cgroup", "limits_not_applied", "egress", "error"}
     normal = jailpy.sandbox("exit 3", "--json-status", str(user_tmp / "s.json"))
     assert normal.returncode == 3
     doc = json.loads((user_tmp / "s.json").read_text())

@@ -28,7 +28,8 @@ _BY_METAVAR = {"SRC": "/usr", "DEST": "/mnt", "TARGET": "/usr/bin", "TEXT": "hel
                "SYSCALL|@GROUP": "@mount", "ACTION": "kill-process", "DURATION": "10m",
                "FILE|-": "-", "SPEC": "8080:80", "NAME=MODE": "downloads=rw",
                "NAME=SOFT[:HARD]": "nofile=64:128", "UPPER": "/tmp/up", "WORK": "/tmp/work",
-               "NAME=VALUE": "LANG=C.UTF-8", "URL": "unix:/run/jailpy.sock"}
+               "NAME=VALUE": "LANG=C.UTF-8", "URL": "unix:/run/jailpy.sock",
+               "NAME[:PORT]": "pypi.org:443", "FILE": "/tmp/egress.jsonl"}
 _BY_DEST = {"net_mode": "slirp4netns", "hostname": "box", "argv0": "app", "cwd": "/work",
             "cpus": "1.5", "app_dir": "/home/app", "memory_swap_max": "0"}
 #: A second, different value, for repeated options.

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from jailpy.errors import SetupError
-from jailpy.plan.network import HELPER_MODES
+from jailpy.plan.network import HELPER_MODES, PROXY_MODE
 from jailpy.runtime import helper
 from jailpy.runtime.network import HELPERS
 
@@ -19,7 +19,7 @@ class _Shell(helper.HelperProcess):
 
 
 def test_every_helper_mode_has_a_helper_class():
-    assert set(HELPERS) == set(HELPER_MODES)
+    assert set(HELPERS) == {*HELPER_MODES, PROXY_MODE}
     assert all(issubclass(cls, helper.HelperProcess) for cls in HELPERS.values())
 
 

@@ -54,4 +54,4 @@ def test_namespaces_are_one_vocabulary():
 
 def test_network_modes_are_one_vocabulary():
     assert Network().mode in NETWORK_MODES
-    assert schema.SCHEMA["network"]["mode"].doc == "none, host, slirp4netns or pasta."
+    assert schema.SCHEMA["network"]["mode"].doc == "none, host, slirp4netns, pasta or proxy."
