@@ -54,13 +54,6 @@ def permissive_layer(cwd: str, writable: tuple[str, ...], log_dir: str):
     return Layer(doc, "jailpy learn (the permissive variant)")
 
 
-def _known_syscalls(names: set[str]) -> tuple[set[str], set[str]]:
-    from ..runtime.seccomp import native_syscalls
-
-    native = native_syscalls()
-    return names & native, names - native
-
-
 def execute_learn(base: str | None, output: str | None, merge: str | None,
                   writable: tuple[str, ...], command: list[str]) -> int:
     """The whole `jailpy learn`; returns the exit status."""
@@ -80,6 +73,10 @@ def execute_learn(base: str | None, output: str | None, merge: str | None,
         earlier, earlier_base = learn.read_learned(merge)
         base = base or earlier_base
     base = base or "default"
+    from ..profile.loader import is_path
+
+    if is_path(base):  # the learned profile may be read from anywhere
+        base = os.path.abspath(base)
     strace = shutil.which("strace")
     if strace is None:
         raise ConfigError("strace is not installed; jailpy learn runs the command under it",
@@ -108,8 +105,11 @@ def execute_learn(base: str | None, output: str | None, merge: str | None,
                               hint="is ptrace allowed here? see docs/learn.md") from exc
     finally:
         shutil.rmtree(log_dir, ignore_errors=True)
-    known, unknown = _known_syscalls(seen.syscalls)
-    seen.syscalls = known
+    from ..runtime.seccomp import native_syscalls
+
+    native = native_syscalls()
+    unknown = seen.syscalls - native
+    seen.syscalls &= native
     if unknown:
         seen.skip(f"syscall names libseccomp does not know ({', '.join(sorted(unknown))})")
     home = os.path.realpath(os.environ.get("HOME") or "/")
@@ -121,14 +121,12 @@ def execute_learn(base: str | None, output: str | None, merge: str | None,
     if earlier is not None:
         earlier.update(learned)
         learned = earlier
-    text = learn.document(learned, base, protected, base_policy.network.mode)
+    text = learn.document(learned, base, protected, base_policy.network.mode, native)
     _write(target, text)
     binds = sum(1 for line in text.splitlines() if "bind = " in line)
-    allowed = len(learned.syscalls | set(learn.EXEC_AND_EXIT))
-    from ..runtime.seccomp import native_syscalls
-
+    allowed = text.split("\n[seccomp]", 1)[-1].count("  # ")
     _say(f"wrote {target}: {binds} binds, {allowed} of this kernel's "
-         f"{len(native_syscalls())} syscalls allowed, network "
+         f"{len(native)} syscalls allowed, network "
          f"{'ports ' + str(sorted(learned.tcp_connect)) if learned.inet_used else 'none'}")
     _say(f"verifying: {shlex.join(command)} under {target}")
     checked = Sandbox(load_policy(os.path.abspath(target))).run(command, forward_signals=True)

@@ -392,6 +392,8 @@ class Learned:
         self.tcp_connect: set[int] = set()
         self.tcp_bind: set[int] = set()
         self.inet_used = False
+        #: Whether the command created files (open with O_CREAT counts).
+        self.created = False
         self.notes: list[str] = []
         self.runs: list[str] = []
 
@@ -411,6 +413,7 @@ class Learned:
         self.tcp_connect |= other.tcp_connect
         self.tcp_bind |= other.tcp_bind
         self.inet_used = self.inet_used or other.inet_used
+        self.created = self.created or other.created
         self.notes += [n for n in other.notes if n not in self.notes]
         self.runs += other.runs
 
@@ -500,6 +503,7 @@ def learn(seen: Observations, base_ops, learn_ops, protected: tuple[str, ...],
     out.syscalls = names - default_denied
     out.tcp_connect, out.tcp_bind = set(seen.tcp_connect), set(seen.tcp_bind) - {0}
     out.inet_used = bool(seen.addresses)
+    out.created = any("create" in accesses for accesses in seen.paths.values())
     for path in sorted(seen.tried_write)[:20]:
         out.notes.append(f"tried to write {os.fsdecode(path)!r}, read-only while learning "
                          "(learn --writable PATH to let it)")
@@ -579,12 +583,41 @@ EXEC_AND_EXIT = ("execve", "exit", "exit_group", "rt_sigreturn", "brk", "mmap", 
                  "write")
 
 
+#: Calls that do the same thing in another form: libc picks one by version and
+#: architecture, so a profile allowing one allows the others.
+COMPANIONS = (
+    ("open", "openat"), ("stat", "lstat", "newfstatat", "statx", "fstat"),
+    ("access", "faccessat", "faccessat2"), ("readlink", "readlinkat"), ("mkdir", "mkdirat"),
+    ("unlink", "unlinkat", "rmdir"), ("rename", "renameat", "renameat2"),
+    ("chmod", "fchmodat", "fchmod"), ("dup2", "dup3"), ("pipe", "pipe2"), ("poll", "ppoll"),
+    ("select", "pselect6"), ("epoll_wait", "epoll_pwait"),
+)
+#: A program that creates files removes them on its error paths (a lock file it
+#: gives up): creating implies the remove calls.
+_CREATING = ("creat", "mkdir", "mkdirat", "rename", "renameat", "renameat2", "link", "linkat")
+
+
+def companions(observed: set[str], created: bool) -> dict[str, str]:
+    """Calls allowed besides the observed ones, each with why."""
+    extra: dict[str, str] = {}
+    for family in COMPANIONS:
+        seen = sorted(set(family) & observed)
+        for name in family:
+            if seen and name not in observed:
+                extra[name] = f"another form of {seen[0]}"
+    if created or observed & set(_CREATING):
+        for name in ("unlink", "unlinkat"):
+            if name not in observed:
+                extra[name] = "the command creates files, so it may remove them"
+    return extra
+
+
 def _escape(path: str) -> str:
     return path.replace("$", "$$")  # profile strings expand ${VARS}; $$ is one dollar
 
 
 def document(learned: Learned, base: str, protected: tuple[str, ...],
-             base_network: str) -> str:
+             base_network: str, native: set[str]) -> str:
     """The TOML text of a learned profile, with a comment on every line saying why."""
     from ..plan.seccomp import EXEC_MINIMUM
     from .emit import dumps
@@ -610,10 +643,12 @@ def document(learned: Learned, base: str, protected: tuple[str, ...],
         if not any(_under(link, bound) for bound in needs):
             add({"symlink": _escape(target), "dest": _escape(link)},
                 "a symlink the command went through")
-    allowed = sorted(learned.syscalls | set(EXEC_MINIMUM) | set(EXEC_AND_EXIT))
+    extra = {name: why for name, why in companions(learned.syscalls, learned.created).items()
+             if name in native}  # "open" is no syscall on aarch64
+    allowed = sorted(learned.syscalls | set(EXEC_MINIMUM) | set(EXEC_AND_EXIT) | set(extra))
     for i, name in enumerate(allowed):
         notes[f"seccomp.allow[{i}]"] = ("observed" if name in learned.syscalls
-                                        else "what exec and exit need")
+                                        else extra.get(name, "what exec and exit need"))
     tried = sorted(learned.tried_denied)
     for i, name in enumerate(tried):
         notes[f"seccomp.deny[{i}]"] = "the command tried it; in @default, so it stays denied"
@@ -621,10 +656,12 @@ def document(learned: Learned, base: str, protected: tuple[str, ...],
     if learned.inet_used:
         network["mode"] = base_network
         notes["network.mode"] = "the command used inet sockets (the base's mode)"
-        network["allow_connect_tcp"] = sorted(learned.tcp_connect)
-        notes["network.allow_connect_tcp"] = "the TCP ports the command connected to"
-        network["allow_bind_tcp"] = sorted(learned.tcp_bind)
-        notes["network.allow_bind_tcp"] = "the TCP ports the command bound"
+        for key, ports, verb in (("allow_connect_tcp", learned.tcp_connect, "connected to"),
+                                 ("allow_bind_tcp", learned.tcp_bind, "bound")):
+            network[key] = sorted(ports)
+            notes[f"network.{key}"] = f"no TCP port {verb}: none allowed"
+            for i in range(len(ports)):
+                notes[f"network.{key}[{i}]"] = f"the command {verb} it"
     else:
         network["mode"] = "none"
         notes["network.mode"] = "the command connected and bound no inet socket"
