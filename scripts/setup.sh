@@ -27,6 +27,8 @@ packages=(
   # `gio launch`: starts a menu entry the way a desktop menu does.
   libglib2.0-bin
   pipx bash-completion man-db zsh fish python3-hatchling python3-build
+  # `jailpy learn` runs the command under strace (docs/learn.md).
+  strace
 )
 missing=()
 for p in "${packages[@]}"; do

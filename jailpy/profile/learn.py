@@ -612,6 +612,12 @@ def companions(observed: set[str], created: bool) -> dict[str, str]:
     return extra
 
 
+def _one_line(text: str) -> str:
+    """Text for a comment line: control characters (a newline in a command) escaped."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
+
+
 def _escape(path: str) -> str:
     return path.replace("$", "$$")  # profile strings expand ${VARS}; $$ is one dollar
 
@@ -677,8 +683,8 @@ def document(learned: Learned, base: str, protected: tuple[str, ...],
     header = [MARKER, "", COLLAPSE_RULE,
               "environment variables: not observable by tracing syscalls (getenv reads "
               "memory); the base's environment rules apply", ""]
-    header += [f"run: {run}" for run in learned.runs]
-    header += [f"note: {note}" for note in learned.notes]
+    header += [f"run: {_one_line(run)}" for run in learned.runs]
+    header += [f"note: {_one_line(note)}" for note in learned.notes]
     text = dumps(doc, comments=notes.get, header=header)
     return text
 
