@@ -200,7 +200,7 @@ def bwrap_cmd(arguments: tuple[str, ...]) -> None:
               help="Add this run's observations to a profile learn wrote before.")
 @click.option("--writable", multiple=True, metavar="DIR",
               help="Also writable while learning (the working directory always is).")
-@click.option("--debug", is_flag=True, hidden=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks for jailpy's own errors.")
 @click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
 def learn_cmd(base: str | None, output: str | None, merge: str | None,
               writable: tuple[str, ...], debug: bool, command: tuple[str, ...]) -> None:

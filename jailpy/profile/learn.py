@@ -605,6 +605,10 @@ def companions(observed: set[str], created: bool) -> dict[str, str]:
         for name in family:
             if seen and name not in observed:
                 extra[name] = f"another form of {seen[0]}"
+    if "clone3" in observed and "clone" not in observed:
+        # the learned profile answers clone3 with ENOSYS (the base's @namespaces guard
+        # cannot read clone3's flags), so libc falls back to clone
+        extra["clone"] = "clone3 gets ENOSYS in a sandbox; libc falls back to clone"
     if created or observed & set(_CREATING):
         for name in ("unlink", "unlinkat"):
             if name not in observed:
