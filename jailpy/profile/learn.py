@@ -79,6 +79,7 @@ _PATH_CALLS: dict[str, tuple[tuple[int, int | None, str], ...]] = {
     "openat2": ((1, 0, "open"),),
 }
 _OPEN_FLAGS = {"open": 1, "openat": 2, "openat2": 2}
+_ACCESS_MODE = {"access": 1, "faccessat": 2, "faccessat2": 2}
 _WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_TRUNC", "O_APPEND")
 
 
@@ -229,6 +230,8 @@ class TraceReader:
                 continue
             if not path.startswith(b"/"):  # an fd that is no file (pipe:[...], socket:[...])
                 continue
+            if name in _ACCESS_MODE and "W_OK" in args[_ACCESS_MODE[name]]:
+                access = "write"  # asks whether it may write: the answer must stay yes
             if access == "open":
                 flags = args[_OPEN_FLAGS.get(name, 1)] if name != "creat" else "O_CREAT"
                 access = ("create" if "O_CREAT" in flags else
