@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
 
-from _common import JAILPY, as_user, median_times, user_env
+from _common import JAILPY, USER, as_user, median_times, user_env
 
 STRACE = ["strace", "-f", "-qq", "-xx", "-y", "-s", "128", "-o", "/dev/null"]
 
 
 def project(files: int) -> str:
-    root = tempfile.mkdtemp(prefix="jailpy-bench-learn-", dir="/var/tmp")
+    """The C project, in the user's home: firejail --build hides /tmp and /var/tmp."""
+    home = user_env()["HOME"]
+    root = tempfile.mkdtemp(prefix="jailpy-bench-learn-", dir=home)
     objects = []
     for i in range(files):
         with open(os.path.join(root, f"m{i}.c"), "w") as f:
@@ -39,9 +42,10 @@ def project(files: int) -> str:
         f.write("int main(void) { return 0; }\n")
     with open(os.path.join(root, "Makefile"), "w") as f:
         f.write(f"prog: main.o {' '.join(objects)}\n\tgcc -o $@ $^\n")
-    os.chmod(root, 0o777)
-    for name in os.listdir(root):
-        os.chmod(os.path.join(root, name), 0o666)
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam(USER)
+        for path in [root, *(os.path.join(root, name) for name in os.listdir(root))]:
+            os.chown(path, owner.pw_uid, owner.pw_gid)
     return root
 
 
