@@ -69,7 +69,7 @@ def main() -> None:
         }
         if shutil.which("firejail"):
             commands["firejail --build"] = [
-                "sh", "-c", clean + f"firejail --build={root}/fj.profile make -s"]
+                "sh", "-c", clean + f"rm -f fj.profile; firejail --build={root}/fj.profile make -s"]
         times = median_times(commands, args.runs, env, cwd=root)
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -33,17 +33,21 @@ _FRESH_KINDS = ("tmpfs", "proc", "dev", "mqueue")
 _DESKTOP_SOCKETS = (("/tmp/.X11-unix/", "X11"), ("/wayland-", "Wayland"), ("/bus", "D-Bus"),
                     ("/pulse/", "PulseAudio"), ("/pipewire-", "PipeWire"))
 
-_LINE = re.compile(r"(\d+) +(.*)")
-_RESUMED = re.compile(r"<\.\.\. ([a-z0-9_]+) resumed>(.*)")
-_CALL = re.compile(r"([a-z_][a-z0-9_]*)\((.*)\) += (.*)")
-_NAME = re.compile(r"([a-z_][a-z0-9_]*)\(")
-_HEX = re.compile(r'"((?:\\x[0-9a-f]{2})*)"(\.\.\.)?')
-_DECORATED = re.compile(r"(AT_FDCWD|-?\d+)<((?:\\x[0-9a-f]{2})*)>")
-_RETURN = re.compile(r"(-?\d+|0x[0-9a-f]+|\?)(?:<((?:\\x[0-9a-f]{2})*)>)?(?: ([A-Z][A-Z0-9_]*))?")
-_PORT = re.compile(r"sin6?_port=htons\((\d+)\)")
-_FAMILY = re.compile(r"sa_family=(AF_[A-Z0-9]+)")
-_SUN_PATH = re.compile(r'sun_path=(@?)"((?:\\x[0-9a-f]{2})*)"')
-_INET_ADDR = re.compile(r'(?:inet_addr\(|inet_pton\(AF_INET6, )"((?:\\x[0-9a-f]{2})*)"')
+#: strace -xx text: only \xHH escapes, so a quote or bracket inside never ends it.
+_ESCAPED = r"((?:\\x[0-9a-f]{2})*)"
+_LINE, _RESUMED, _CALL, _NAME, _HEX, _DECORATED, _RETURN, _PORT, _FAMILY, _SUN_PATH, \
+    _INET_ADDR = (re.compile(pattern) for pattern in (
+        r"(\d+) +(.*)",                                        # PID  rest
+        r"<\.\.\. ([a-z0-9_]+) resumed>(.*)",
+        r"([a-z_][a-z0-9_]*)\((.*)\) += (.*)",                   # name(args) = result
+        r"([a-z_][a-z0-9_]*)\(",
+        '"' + _ESCAPED + r'"(\.\.\.)?',                          # a string, maybe cut short
+        r"(AT_FDCWD|-?\d+)<" + _ESCAPED + ">",                   # fd<path>
+        r"(-?\d+|0x[0-9a-f]+|\?)(?:<" + _ESCAPED + r">)?(?: ([A-Z][A-Z0-9_]*))?",
+        r"sin6?_port=htons\((\d+)\)",
+        r"sa_family=(AF_[A-Z0-9]+)",
+        r'sun_path=(@?)"' + _ESCAPED + '"',
+        r'(?:inet_addr\(|inet_pton\(AF_INET6, )"' + _ESCAPED + '"'))
 _SOCKET_INODE = re.compile(r"socket:\[(\d+)\]")
 
 # How each path-taking syscall is read: (path argument, dirfd argument or None, access).
@@ -537,8 +541,9 @@ def _scratch(out: Learned, base: BaseView, path: str, kind: str, accesses: set[s
                 out.tmpfs.setdefault(candidate, "scratch space written while learning")
                 return
     elif kind in ("proc", "dev"):
-        out.tmpfs.pop(f"/{kind}", None)
-        out.notes.append(f"the base has no {kind} at /{kind}; the command used {path!r}")
+        note = f"the base has no {kind} mount at /{kind}, which the command used"
+        if note not in out.notes:
+            out.notes.append(note)
 
 
 def _collapse(needs: dict[str, str], why: dict[str, str], protected: tuple[str, ...]) -> None:

@@ -225,3 +225,29 @@ def test_learned_profile_runs_the_workload_and_nothing_else(jailpy, test_user, u
     assert syscalls < kernel / 3, (syscalls, kernel)
     print(f"\n{workload}: {binds} binds, {syscalls} of {kernel} syscalls allowed; "
           f"attacks: {result}")
+
+
+def test_bad_input_is_one_line_and_125(jailpy, user_tmp, test_user):
+    """No output file, a --merge file learn did not write, an unknown base, a directory
+    that does not exist: one line naming the option, status 125, no traceback."""
+    mine = as_user_file(user_tmp / "mine.toml", 'extends = ["default"]\n', test_user)
+    cases = {("learn", "--", "true"): "-o OUT.toml or --merge OUT.toml",
+             ("learn", "--merge", str(mine), "--", "true"): "was not written by jailpy learn",
+             ("learn", "-p", "no-such-profile", "-o", "x.toml", "--", "true"): "no-such-profile",
+             ("learn", "--writable", str(user_tmp / "absent"), "-o", "x.toml", "--", "true"):
+                 "--writable"}
+    for argv, needle in cases.items():
+        result = jailpy.run(list(argv))
+        assert result.returncode == 125, (argv, result.stderr)
+        assert needle in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
+
+
+def test_a_run_that_ends_differently_is_reported(jailpy, user_tmp):
+    """The check compares exit statuses: a command that finds the learn run's own log
+    directory exits 0 while learning and 1 under the learned profile."""
+    result = jailpy.run(["learn", "-o", str(user_tmp / "odd.toml"), "--", "sh", "-c",
+                         "test -e /tmp/.jailpy-learn"], cwd=user_tmp)
+    assert result.returncode == 1, result.stderr
+    assert "NOT verified: exit 1 under the learned profile, 0 while learning" in result.stderr
+    assert (user_tmp / "odd.toml").exists()
