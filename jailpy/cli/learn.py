@@ -123,8 +123,11 @@ def execute_learn(base: str | None, output: str | None, merge: str | None,
         learned = earlier
     text = learn.document(learned, base, protected, base_policy.network.mode, native)
     _write(target, text)
-    binds = sum(1 for line in text.splitlines() if "bind = " in line)
-    allowed = text.split("\n[seccomp]", 1)[-1].count("  # ")
+    import tomllib
+
+    written = tomllib.loads(text)
+    binds = sum(1 for op in written["filesystem"]["mounts"] if {"bind", "ro-bind"} & set(op))
+    allowed = len(written["seccomp"]["allow"])
     _say(f"wrote {target}: {binds} binds, {allowed} of this kernel's "
          f"{len(native)} syscalls allowed, network "
          f"{'ports ' + str(sorted(learned.tcp_connect)) if learned.inet_used else 'none'}")
