@@ -134,6 +134,9 @@ MOUNT_TABLE: dict[str, MountKind] = {row.name: row for row in (
     # A read-only file with generated `content` bound over `dest` (/etc/resolv.conf for a
     # network helper: plan/network.py).
     MountKind("ro-bind-data", "", grants=(READ,), in_profiles=False),
+    # The same, writable (bwrap's --bind-data): the file lives in the sandbox's scratch
+    # tmpfs, so what was at dest, a host file too, is covered and never written.
+    MountKind("bind-data", "", grants=(READ, WRITE), in_profiles=False),
     # jailpy's own state (usercache.own_state), placed after every other op by the
     # planner (plan/__init__.py): a directory covered by an empty read-only tmpfs
     # (created first where a bind lets the sandbox create it), a file or directory
@@ -283,6 +286,9 @@ class MountOp(Record):
     lower: tuple[str, ...] = ()
     upper: str | None = None
     work: str | None = None
+    #: bwrap's --bind-fd: `source` is the path of this fd (open in the caller, passed
+    #: on); the bind fails unless the object opened at `source` is the fd's.
+    source_fd: int | None = None
     origin: str = ""
 
 
@@ -310,11 +316,39 @@ class Process(Record):
     #: visible inside; then PWD names where the command starts (bwrap's rule:
     #: `jailpy bwrap` sets the caller's cwd and $HOME).
     cwd_fallback: tuple[str, ...] = ()
+    #: bwrap's --as-pid-1: the command itself is pid 1 of the new pid namespace.
+    as_pid_1: bool = False
+    #: bwrap's --lock-file: paths inside the sandbox that pid 1 read-locks (fcntl)
+    #: while the sandbox lives.
+    lock_files: tuple[str, ...] = ()
+    #: bwrap's --block-fd: once the sandbox is built, wait for data (or EOF) on this
+    #: fd before the command starts.
+    block_fd: int | None = None
+    #: bwrap mode: pid 1 becomes dumpable again once it holds no capability, so the
+    #: caller can read /proc/PID/ns of the child-pid --info-fd reports (as bwrap's
+    #: pid 1 is an ordinary process of the user; docs/bwrap.md).
+    init_visible: bool = False
+    #: bwrap's --userns FD / --pidns FD: join the namespace open at FD (in the caller)
+    #: instead of making one (Namespaces then says user = False); --userns2 FD: switch
+    #: to that user namespace once the root is built (docs/bwrap.md). Kept here, not
+    #: in Namespaces, whose fields are the namespace kinds.
+    userns_fd: int | None = None
+    pidns_fd: int | None = None
+    userns_fd_after: int | None = None
+    #: bwrap's --disable-userns: nothing inside may create a user namespace (the
+    #: sandbox's max_user_namespaces is 1 and it runs in a nested user namespace,
+    #: which cannot raise that limit); --assert-userns-disabled: fail unless
+    #: creating one inside fails.
+    userns_disabled: bool = False
+    check_userns_disabled: bool = False
 
 
 class Filesystem(Record):
     ops: tuple[MountOp, ...] = ()
     root_readonly: bool = True
+    #: bwrap's rule for the parent directories an op creates: 0755 less the group's
+    #: or others' bits the op's own mode lacks (runtime/mounts.py parent_mode).
+    private_parents: bool = False
 
 
 class Capabilities(Record):

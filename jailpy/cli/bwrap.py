@@ -138,7 +138,7 @@ def usage_text() -> str:
     return "".join(lines)
 
 
-def _read_fd(text: str, option: str) -> bytes:
+def _read_fd(text: str, option: str, what: str = "from fd") -> bytes:
     """Everything readable from fd `text` (then closed, as bwrap does)."""
     fd = _fd_number(text, option)
     chunks = []
@@ -149,7 +149,7 @@ def _read_fd(text: str, option: str) -> bytes:
                 break
             chunks.append(chunk)
     except OSError as exc:
-        raise BwrapError(f"Can't read from fd {fd}: {exc.strerror}") from exc
+        raise BwrapError(f"Can't read {what}: {exc.strerror}") from exc
     finally:
         try:
             os.close(fd)
@@ -166,12 +166,23 @@ def _fd_number(text: str, option: str) -> int:
 
 def _octal(text: str, option: str) -> int:
     try:
-        mode = int(text, 8)
+        mode = int(text, 8) if text.isascii() and text.isdigit() else -1
     except ValueError:
         mode = -1
     if mode < 0 or mode > 0o7777:
-        raise BwrapError(f"Permissions {text} are not valid")
+        raise BwrapError(f"{option} takes an octal argument <= 07777")
     return mode
+
+
+#: bwrap refuses a tmpfs larger than SIZE_MAX / 2.
+_MAX_TMPFS_BYTES = (1 << 64) // 2 - 1
+#: Options whose value only the last occurrence sets (bwrap warns about the others).
+_LAST_ONE_WINS = {"--chdir", "--exec-label", "--file-label", "--sync-fd", "--block-fd",
+                  "--userns-block-fd", "--info-fd", "--json-status-fd", "--seccomp",
+                  "--userns", "--userns2", "--pidns", "--uid", "--gid", "--hostname"}
+#: The ops --perms may qualify, and the one --size may.
+_TAKES_PERMS = {"--tmpfs", "--dir", "--file", "--bind-data", "--ro-bind-data"}
+_OVERLAYS = {"--overlay": 1, "--tmp-overlay": 1, "--ro-overlay": 2}
 
 
 class Request:
@@ -183,6 +194,7 @@ class Request:
         self.env_cleared = False
         self.namespaces: set[str] = set()
         self.share_net = False
+        self.user_try = False
         self.uid: int | None = None
         self.gid: int | None = None
         self.hostname: str | None = None
@@ -196,8 +208,15 @@ class Request:
         self.info_fd: int | None = None
         self.json_status_fd: int | None = None
         self.sync_fd: int | None = None
-        self.block_fds: list[int] = []
+        self.block_fd: int | None = None
+        self.userns_block_fd: int | None = None
+        self.userns_fd: int | None = None
+        self.userns2_fd: int | None = None
+        self.pidns_fd: int | None = None
+        self.disable_userns = False
+        self.assert_userns_disabled = False
         self.lock_files: list[str] = []
+        self.warnings: list[str] = []
         self.command: list[str] = []
 
 
@@ -210,7 +229,7 @@ def parse(argv: list[str], env: dict[str, str]) -> Request:
     perms: int | None = None
     size: int | None = None
     overlay_srcs: list[str] = []
-    saw_seccomp = False
+    seen: set[str] = set()
     depth = 0
     i = 0
     while i < len(args):
@@ -227,6 +246,9 @@ def parse(argv: list[str], env: dict[str, str]) -> Request:
         if len(values) < arity:
             raise BwrapError(f"{option} takes {_count(arity)}")
         i += 1 + arity
+        if option in _LAST_ONE_WINS and option in seen:
+            request.warnings.append(f"Only the last {option} option will take effect")
+        seen.add(option)
         if option == "--help":
             sys.stdout.write(usage_text())
             sys.exit(0)
@@ -237,17 +259,19 @@ def parse(argv: list[str], env: dict[str, str]) -> Request:
             depth += 1
             if depth > 5:  # bwrap refuses deeper nesting too
                 raise BwrapError("Exceeded maximum number of nested --args")
-            data = _read_fd(values[0], option)
+            data = _read_fd(values[0], option, "--args data")
             spliced = [os.fsdecode(part) for part in data.split(b"\0")]
             if spliced and spliced[-1] == "":
                 spliced.pop()
             args[i:i] = spliced
         elif option == "--unshare-all":
             request.namespaces |= {"ipc", "pid", "net", "uts", "cgroup"}
+            request.user_try = True
         elif option == "--share-net":
             request.share_net = True
         elif option in ("--unshare-user", "--unshare-user-try"):
             request.namespaces.add("user")
+            request.user_try |= option == "--unshare-user-try"
         elif option in _UNSHARE:
             request.namespaces.add(_UNSHARE[option])
         elif option in ("--uid", "--gid"):
@@ -259,6 +283,8 @@ def parse(argv: list[str], env: dict[str, str]) -> Request:
         elif option == "--chdir":
             request.chdir = values[0]
         elif option == "--argv0":
+            if request.argv0 is not None:
+                raise BwrapError("--argv0 used multiple times")
             request.argv0 = values[0]
         elif option == "--clearenv":
             request.env.clear()
@@ -267,49 +293,109 @@ def parse(argv: list[str], env: dict[str, str]) -> Request:
             request.env[values[0]] = values[1]
         elif option == "--unsetenv":
             request.env.pop(values[0], None)
-        elif option in ("--new-session", "--die-with-parent", "--as-pid-1"):
+        elif option in ("--new-session", "--die-with-parent", "--as-pid-1",
+                        "--disable-userns", "--assert-userns-disabled"):
             setattr(request, option[2:].replace("-", "_"), True)
         elif option in ("--cap-add", "--cap-drop"):
             _capability(request, option, values[0])
         elif option in ("--seccomp", "--add-seccomp-fd"):
+            other = "--add-seccomp-fd" if option == "--seccomp" else "--seccomp"
+            if other in seen:
+                raise BwrapError(f"{option} cannot be combined with {other}")
+            program = _bpf(_read_fd(values[0], option, "seccomp data"))
             if option == "--seccomp":
-                if saw_seccomp:
-                    raise BwrapError("--seccomp cannot be combined with --add-seccomp-fd")
-                saw_seccomp = True
-            request.seccomp.append(_bpf(_read_fd(values[0], option)))
-        elif option in ("--info-fd", "--json-status-fd", "--sync-fd"):
-            setattr(request, option[2:].replace("-", "_"), _fd_number(values[0], option))
-        elif option in ("--block-fd", "--userns-block-fd"):
-            request.block_fds.append(_fd_number(values[0], option))
+                request.seccomp = [program]
+            else:
+                request.seccomp.append(program)
+        elif option in _FD_OPTIONS:
+            setattr(request, _FD_OPTIONS[option], _fd_number(values[0], option))
         elif option == "--lock-file":
             request.lock_files.append(values[0])
         elif option == "--perms":
+            if perms is not None:
+                raise BwrapError("--perms given twice for the same action")
             perms = _octal(values[0], option)
         elif option == "--size":
+            if size is not None:
+                raise BwrapError("--size given twice for the same action")
             size = _size(values[0])
         elif option in ("--exec-label", "--file-label"):
             raise BwrapError(f"{option} not supported on this system (SELinux is not enabled)")
-        elif option in ("--userns", "--userns2", "--pidns", "--disable-userns",
-                        "--assert-userns-disabled"):
-            raise BwrapError(f"{option} is not supported by jailpy's bwrap front end "
-                             "(docs/bwrap.md)")
         elif option == "--overlay-src":
-            overlay_srcs.append(values[0])
+            overlay_srcs.append(_absolute(values[0]))
+        elif option == "--level-prefix":
+            pass  # main() reads it first: it also applies to errors of the parse
         else:
+            if perms is not None and option not in _TAKES_PERMS:
+                raise BwrapError("--perms must be followed by an option that creates a file")
+            if size is not None and option != "--tmpfs":
+                raise BwrapError("--size must be followed by --tmpfs")
+            if overlay_srcs and option not in _OVERLAYS:
+                raise BwrapError(_OVERLAY_SRC_ALONE)
+            if option in _OVERLAYS and len(overlay_srcs) < _OVERLAYS[option]:
+                raise BwrapError(f"{option} requires at least "
+                                 f"{('one', 'two')[_OVERLAYS[option] - 1]} --overlay-src")
             request.ops.append(_mount_op(MountOp, option, values, perms, size, overlay_srcs))
             overlay_srcs, perms, size = [], None, None  # they qualify the next op only
+            continue
+        if overlay_srcs and option != "--overlay-src":
+            raise BwrapError(_OVERLAY_SRC_ALONE)
+        if perms is not None and option != "--perms" and option != "--size":
+            raise BwrapError("--perms must be followed by an option that creates a file")
+        if size is not None and option != "--size" and option != "--perms":
+            raise BwrapError("--size must be followed by --tmpfs")
     if overlay_srcs:
-        raise BwrapError("--overlay-src requires a following --overlay, --tmp-overlay or "
-                         "--ro-overlay")
+        raise BwrapError(_OVERLAY_SRC_ALONE)
     request.command = args[i:]
     if not request.command:
         sys.stderr.write(usage_text())
         sys.exit(1)
-    if request.hostname is not None and "uts" not in request.namespaces:
-        raise BwrapError("Specifying --hostname requires --unshare-uts")
+    _check_combinations(request)
     if request.share_net:
         request.namespaces.discard("net")
     return request
+
+
+_OVERLAY_SRC_ALONE = ("--overlay-src must be followed by another --overlay-src or one of "
+                      "--overlay, --tmp-overlay, or --ro-overlay")
+#: Options naming one fd -> the Request attribute.
+_FD_OPTIONS = {"--info-fd": "info_fd", "--json-status-fd": "json_status_fd",
+               "--sync-fd": "sync_fd", "--block-fd": "block_fd",
+               "--userns-block-fd": "userns_block_fd", "--userns": "userns_fd",
+               "--userns2": "userns2_fd", "--pidns": "pidns_fd"}
+
+
+def _check_combinations(request: Request) -> None:
+    """bwrap's checks of options that need or exclude each other, in its order."""
+    user = "user" in request.namespaces
+    if request.userns_block_fd is not None:
+        # Its protocol (info written, then the caller writes the id maps, then the fd)
+        # needs a stop between unshare and the maps that the front end cannot hook yet.
+        raise BwrapError("--userns-block-fd is not supported by jailpy's bwrap front end "
+                         "(docs/bwrap.md)")
+    if request.userns_block_fd is not None and not user:
+        raise BwrapError("--userns-block-fd requires --unshare-user")
+    if request.userns_block_fd is not None and request.info_fd is None:
+        raise BwrapError("--userns-block-fd requires --info-fd")
+    if request.userns_fd is not None and user:
+        raise BwrapError("--userns not compatible --unshare-user"
+                         + ("-try" if request.user_try else ""))
+    if request.disable_userns and not user:
+        raise BwrapError("--disable-userns requires --unshare-user")
+    if request.disable_userns and request.userns_block_fd is not None:
+        raise BwrapError("--disable-userns is not compatible with  --userns-block-fd")
+    if request.hostname is not None and "uts" not in request.namespaces:
+        raise BwrapError("Specifying --hostname requires --unshare-uts")
+    if request.as_pid_1 and "pid" not in request.namespaces:
+        raise BwrapError("Specifying --as-pid-1 requires --unshare-pid")
+    if request.as_pid_1 and request.lock_files:
+        raise BwrapError("Specifying --as-pid-1 and --lock-file is not permitted")
+
+
+def _absolute(path: str) -> str:
+    """A relative host path names one under the caller's cwd (bwrap resolves it
+    there before it changes root)."""
+    return path if path.startswith("/") else os.path.join(os.getcwd(), path)
 
 
 def _count(arity: int) -> str:
@@ -318,13 +404,21 @@ def _count(arity: int) -> str:
 
 
 def _size(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or int(text) == 0:
-        raise BwrapError(f"Invalid size {text}")
-    return int(text)
+    """strtoull(text, 0) as bwrap reads it: 0x.. hex, 0.. octal, else decimal."""
+    base = 16 if text[:2].lower() == "0x" else 8 if text[:1] == "0" and len(text) > 1 else 10
+    try:
+        size = int(text[2:] if base == 16 else text, base) if text[:1].isdigit() else 0
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise BwrapError("--size takes a non-zero number of bytes")
+    if size > _MAX_TMPFS_BYTES:
+        raise BwrapError(f"--size (for tmpfs) is limited to {_MAX_TMPFS_BYTES}")
+    return size
 
 
 def _bpf(program: bytes) -> bytes:
-    if not program or len(program) % 8:
+    if len(program) % 8:
         raise BwrapError("Invalid seccomp data, must be multiple of 8")
     return program
 
@@ -357,26 +451,23 @@ _KINDS = {"--bind": ("bind", False), "--bind-try": ("bind", True),
           "--mqueue": ("mqueue", False), "--dir": ("dir", False),
           "--remount-ro": ("remount-ro", False), "--symlink": ("symlink", False),
           "--chmod": ("chmod", False), "--file": ("file", False),
-          "--bind-data": ("file", False), "--ro-bind-data": ("ro-bind-data", False),
+          "--bind-data": ("bind-data", False), "--ro-bind-data": ("ro-bind-data", False),
           "--overlay": ("overlay", False), "--tmp-overlay": ("tmp-overlay", False),
           "--ro-overlay": ("ro-overlay", False)}
+#: bwrap's modes for the data options without --perms.
+_DATA_MODES = {"--file": 0o666, "--bind-data": 0o600, "--ro-bind-data": 0o600}
 
 
 def _mount_op(MountOp, option: str, values: list[str], perms: int | None, size: int | None,
               overlay_srcs: list[str]):
     """One filesystem option as a jailpy mount op (policy.MOUNT_TABLE)."""
     kind, optional = _KINDS[option]
-    origin, dest = option, values[-1]
-    if option.startswith("--") and "overlay" in option:
-        if not overlay_srcs:
-            raise BwrapError(f"{option} requires at least one --overlay-src")
+    origin, dest = " ".join((option, *values)), values[-1]
+    if option in _OVERLAYS:
         top, *lower = reversed(overlay_srcs)  # the last --overlay-src is the top layer
-        fields: dict = {"source": top, "lower": tuple(lower), "size": size}
+        fields: dict = {"source": top, "lower": tuple(lower)}
         if option == "--overlay":
-            fields.update(upper=values[0], work=values[1])
-        if option == "--ro-overlay" and not lower:
-            fields = {"kind": "ro-bind", "source": top}
-            return MountOp(dest=dest, origin=origin, **fields)
+            fields.update(upper=_absolute(values[0]), work=_absolute(values[1]))
         return MountOp(kind=kind, dest=dest, origin=origin, **fields)
     if option in ("--bind-fd", "--ro-bind-fd"):
         fd = _fd_number(values[0], option)
@@ -384,15 +475,18 @@ def _mount_op(MountOp, option: str, values: list[str], perms: int | None, size: 
             source = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             raise BwrapError(f"Invalid fd: {values[0]}") from None
-        return MountOp(kind=kind, source=source, dest=dest, origin=origin)
-    if kind in ("bind", "ro-bind", "dev-bind", "symlink"):
-        return MountOp(kind=kind, source=values[0], dest=dest, optional=optional, origin=origin)
+        return MountOp(kind=kind, source=source, source_fd=fd, dest=dest, origin=origin)
+    if kind == "symlink":
+        return MountOp(kind=kind, source=values[0], dest=dest, origin=origin)
+    if kind in ("bind", "ro-bind", "dev-bind"):
+        return MountOp(kind=kind, source=_absolute(values[0]), dest=dest, optional=optional,
+                       origin=origin)
     if kind == "chmod":
         return MountOp(kind=kind, mode=_octal(values[0], option), dest=dest, origin=origin)
-    if option in ("--file", "--bind-data", "--ro-bind-data"):
+    if option in _DATA_MODES:
         content = _read_fd(values[0], option).decode("utf-8", "surrogateescape")
         return MountOp(kind=kind, content=content, dest=dest, origin=origin,
-                       mode=0o600 if perms is None and kind == "ro-bind-data" else perms)
+                       mode=_DATA_MODES[option] if perms is None else perms)
     if kind == "tmpfs":
         return MountOp(kind=kind, dest=dest, mode=perms, size=size, origin=origin)
     if kind == "dir":
@@ -406,8 +500,9 @@ def policy_of(request: Request):
                           Limits, Namespaces, Policy, Process, SeccompPolicy)
 
     wanted = request.namespaces
-    namespaces = Namespaces(user=True, mount=True, pid="pid" in wanted, ipc="ipc" in wanted,
-                            uts="uts" in wanted, net="net" in wanted, cgroup="cgroup" in wanted)
+    namespaces = Namespaces(user=request.userns_fd is None, mount=True, pid="pid" in wanted,
+                            ipc="ipc" in wanted, uts="uts" in wanted, net="net" in wanted,
+                            cgroup="cgroup" in wanted)
     try:
         caller_cwd: tuple[str, ...] = (os.getcwd(),)
     except OSError:
@@ -418,16 +513,26 @@ def policy_of(request: Request):
         name="bwrap",
         namespaces=namespaces,
         identity=Identity(uid=request.uid, gid=request.gid),
-        filesystem=Filesystem(ops=tuple(request.ops), root_readonly=False),
+        filesystem=Filesystem(ops=tuple(request.ops), root_readonly=False,
+                              private_parents=True),
         environment=Environment(clear=True, set=tuple(request.env.items())),
         process=Process(hostname=request.hostname, cwd=request.chdir, argv0=request.argv0,
                         cwd_fallback=caller_cwd + ((home,) if home else ()) + ("/",),
                         new_session=request.new_session, tty=False,
-                        die_with_parent=request.die_with_parent, pass_fds=passed),
+                        die_with_parent=request.die_with_parent, pass_fds=passed,
+                        as_pid_1=request.as_pid_1, lock_files=tuple(request.lock_files),
+                        block_fd=request.block_fd, init_visible=True,
+                        userns_fd=request.userns_fd, pidns_fd=request.pidns_fd,
+                        userns_fd_after=request.userns2_fd,
+                        userns_disabled=request.disable_userns,
+                        check_userns_disabled=request.disable_userns
+                        or request.assert_userns_disabled),
         capabilities=Capabilities(keep=tuple(sorted(request.caps))),
         seccomp=SeccompPolicy(enabled=False, programs=tuple(request.seccomp)),
         landlock=LandlockPolicy(enabled=False),
-        limits=Limits(quotas=()),
+        # --disable-userns: the sandbox's own quota of user namespaces is the one
+        # nested namespace pid 1 moves into (runtime/userns.py).
+        limits=Limits(quotas=(("user_namespaces", 1),) if request.disable_userns else ()),
     )
 
 
@@ -484,29 +589,49 @@ def _write_all(fd: int, text: str) -> None:
         pass
 
 
-def _block(fd: int) -> None:
-    """--block-fd: wait until FD has data (or is closed), as bwrap does before exec."""
-    try:
-        os.read(fd, 1)
-    except OSError:
-        pass
+def _die_with_parent() -> None:
+    """--die-with-parent: bwrap itself goes too when its parent dies (so does a
+    lock its sandbox holds), not only the sandbox."""
+    import _signal
+
+    from ..linux import syscalls as sc
+
+    parent = os.getppid()
+    sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before PDEATHSIG was armed
+        os._exit(1)
 
 
-def _hold_locks(request: Request) -> list[int]:
-    """--lock-file DEST: an fcntl read lock held while the sandbox runs. DEST is
-    resolved on the host (bwrap opens it inside; with the usual binds the file is
-    the same)."""
-    import fcntl
+def _command_of(request: Request) -> list[str]:
+    """The command to run. `/proc/self/exe` names bwrap itself in bwrap's sandbox
+    (the process that execs the command is bwrap); in jailpy's it would be the
+    Python interpreter, so it is replaced by this front end's own command line
+    (tests of nesting and bwrap clients re-execute bwrap that way)."""
+    command = request.command
+    if command[0] != "/proc/self/exe":
+        return command
+    script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if os.path.basename(script) == "jailpy":
+        own = [sys.executable, script, "bwrap"]
+    elif script:
+        own = [sys.executable, script]
+    else:
+        own = [sys.executable, "-m", "jailpy.cli.bwrap"]
+    return own + command[1:]
 
-    held = []
-    for path in request.lock_files:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            fcntl.lockf(fd, fcntl.LOCK_SH)
-        except OSError as exc:
-            raise BwrapError(f"Unable to lock file {path}: {exc.strerror}") from exc
-        held.append(fd)
-    return held
+
+def _bwrap_message(err, request: Request | None) -> str:
+    """A jailpy failure in bwrap's words where a client may match on them."""
+    op = next((op for op in request.ops if op.origin == err.origin), None) if request else None
+    if op is not None and err.message == "source does not exist":
+        return f"Can't find source path {op.source}: No such file or directory"
+    if op is not None and op.kind == "symlink" and " exists and points to " in err.message:
+        existing = err.message.split(" exists and points to ", 1)[1]
+        return f"Can't make symlink at {op.dest}: existing destination is {existing}"
+    if op is not None and op.kind == "symlink" and err.message.endswith("is not a symlink"):
+        return f"Can't make symlink at {op.dest}: destination exists and is not a symlink"
+    where = f" ({err.origin})" if err.origin else ""
+    return f"{err.message}{where}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -518,29 +643,35 @@ def main(argv: list[str] | None = None) -> None:
     _standard_streams()
     args = sys.argv[1:] if argv is None else argv
 
-    prefix = "bwrap: "
+    level = ""
+    request = None
     try:
         if "--level-prefix" in args[:args.index("--") if "--" in args else len(args)]:
-            prefix = "<3>bwrap: "
+            level = "<3>"
         request = parse(args, dict(os.environ))
+        for warning in request.warnings:
+            sys.stderr.write(f"{'<4>' if level else ''}bwrap: {warning}\n")
+        command = _command_of(request)
         policy = policy_of(request)
-        for fd in request.block_fds:
-            _block(fd)
-        locks = _hold_locks(request)  # held (open) until this process exits
+        if request.die_with_parent:
+            _die_with_parent()
         reporter = Reporter(request)
         from ..api import Sandbox
 
-        result = Sandbox(policy).run(request.command, forward_signals=True,
+        result = Sandbox(policy).run(command, forward_signals=True,
                                      on_started=reporter.started)
         reporter.exited(result.exit_code)
     except BwrapError as err:
-        sys.stderr.write(f"{prefix}{err}\n")
+        sys.stderr.write(f"{level}bwrap: {err}\n")
         sys.exit(1)
     except JailpyError as err:
-        where = f" ({err.origin})" if err.origin else ""
-        sys.stderr.write(f"{prefix}{err.message}{where}\n")
+        sys.stderr.write(f"{level}bwrap: {_bwrap_message(err, request)}\n")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     sys.stdout.flush()
     os._exit(result.exit_code)
+
+
+if __name__ == "__main__":
+    main()

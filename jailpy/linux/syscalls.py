@@ -143,6 +143,11 @@ def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
 
 
+def setns(fd: int, nstype: int) -> None:
+    """Join the namespace open at fd (os.setns is Python 3.12+)."""
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
           data: str | None = None) -> None:
     res = _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
@@ -349,14 +354,30 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
+def _fprog(program: bytes):
+    """The struct sock_fprog for a program, and the buffer it points to (keep both)."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    return buf, _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+
+
 def seccomp_set_filter(program: bytes, flags: int = 0) -> None:
     """Load a raw classic-BPF program (array of struct sock_filter)."""
-    buf = ctypes.create_string_buffer(program, len(program))
-    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    buf, prog = _fprog(program)
     SECCOMP_SET_MODE_FILTER = 1
     res = _syscall(NR["seccomp"], ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(flags),
                    ctypes.byref(prog))
     _check(res, "seccomp")
+
+
+def seccomp_set_filter_prctl(program: bytes) -> None:
+    """Load a raw classic-BPF program with prctl(PR_SET_SECCOMP), as bwrap does: a
+    client's filter that allows prctl but not seccomp(2) can still be followed by
+    another (bwrap's --add-seccomp-fd stacking)."""
+    buf, prog = _fprog(program)
+    PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+    res = _libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
+                      ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    _check(res, "prctl")
 
 
 class _Rusage(ctypes.Structure):

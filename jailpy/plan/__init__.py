@@ -83,6 +83,19 @@ class Plan(Record):
     tty: bool = False
     #: namespaces.nested: processes inside may build sandboxes (docs/security.md).
     nested: bool = False
+    #: bwrap mode (policy.Process, policy.Namespaces): the command as pid 1, files
+    #: pid 1 read-locks, namespaces joined by fd, nested user namespaces refused.
+    as_pid_1: bool = False
+    lock_files: tuple[str, ...] = ()
+    block_fd: int | None = None
+    #: Filesystem.private_parents (bwrap mode).
+    private_parents: bool = False
+    init_visible: bool = False
+    userns_fd: int | None = None
+    userns_fd_after: int | None = None
+    pidns_fd: int | None = None
+    userns_disabled: bool = False
+    check_userns_disabled: bool = False
 
     def unshares(self, namespace: str) -> bool:
         """Whether the sandbox gets its own `namespace` ("user", "mount", "net", ...)."""
@@ -187,6 +200,7 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         map_all=ident.map_all,
         mount_ops=mount_ops,
         root_readonly=policy.filesystem.root_readonly,
+        private_parents=policy.filesystem.private_parents,
         env=env,
         cwd=explicit_cwd or caller.cwd,
         cwd_identity=None if explicit_cwd else caller.cwd_identity,
@@ -209,6 +223,15 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         changes=changes,
         tty=_terminal(policy, caller),
         nested=policy.namespaces.nested,
+        as_pid_1=policy.process.as_pid_1,
+        lock_files=policy.process.lock_files,
+        block_fd=policy.process.block_fd,
+        init_visible=policy.process.init_visible,
+        userns_fd=policy.process.userns_fd,
+        userns_fd_after=policy.process.userns_fd_after,
+        pidns_fd=policy.process.pidns_fd,
+        userns_disabled=policy.process.userns_disabled,
+        check_userns_disabled=policy.process.check_userns_disabled,
     )
 
 

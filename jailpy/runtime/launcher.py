@@ -86,6 +86,8 @@ def launch(plan: Plan, sessions: tuple["HostSession", ...] = (),
     `sessions` are the run's open host sessions; the caller closes them."""
     start = time.monotonic()
     _check_pass_fds(plan.pass_fds)
+    if plan.lock_files:
+        import fcntl  # noqa: F401  pid 1 takes the locks after pivot_root
     restrictions = target.prepare(plan)
     enforcer = _prepare_limits(plan, start)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
@@ -267,7 +269,11 @@ def _child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, repor
         if plan.outer_userns:
             _enter_network_userns(plan)
         else:
-            _unshare(plan)
+            if plan.userns_fd is not None:
+                userns.join(plan.userns_fd, "--userns")
+            # With --pidns the new pid namespace is made under the joined one (below).
+            _unshare(plan, plan.unshare_flags & ~(sc.CLONE_NEWPID if plan.pidns_fd is not None
+                                                  else 0))
             if plan.unshare_flags & sc.CLONE_NEWUSER and not plan.map_all:
                 # Before any host step: a network helper joining our namespaces
                 # must find its own uid mapped.
@@ -283,6 +289,8 @@ def _child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, repor
         # pid 1 cannot use getppid() to notice that this process died before its
         # PDEATHSIG was armed (its parent is outside its pid namespace): it checks
         # this lifeline pipe instead, which reads EOF once we are gone.
+        if plan.pidns_fd is not None:
+            _enter_pid_namespace(plan)
         lifeline_r, lifeline_w = os.pipe2(os.O_CLOEXEC)
         pid1 = os.fork()
         if pid1 == 0:
@@ -299,9 +307,31 @@ def _child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, repor
                 status = EXIT_JAILPY_FAILURE << 8
                 break
         code = os.waitstatus_to_exitcode(status) & 0xFF
+        if plan.as_pid_1:  # pid 1 was the command itself
+            channel.send(report_w, status=status)
     except BaseException as exc:
         channel.send_error(report_w, exc)
     os._exit(code)
+
+
+def _enter_pid_namespace(plan: Plan) -> None:
+    """bwrap's --pidns FD: children are born in that pid namespace. A new one
+    under it (--unshare-pid too) can only be made by a process already inside,
+    so an intermediate child does that and this process waits for it."""
+    try:
+        sc.setns(plan.pidns_fd, sc.CLONE_NEWPID)
+    except OSError as exc:
+        raise SetupError(f"joining the pid namespace of fd {plan.pidns_fd} failed: "
+                         f"{exc.strerror}", origin=f"--pidns {plan.pidns_fd}") from exc
+    if not plan.new_pid_ns:
+        return
+    middle = os.fork()
+    if middle != 0:
+        _, status = os.waitpid(middle, 0)
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    if plan.die_with_parent:
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    _unshare(plan, sc.CLONE_NEWPID)
 
 
 def _join_cgroup(enforcer: "Enforcer") -> None:
@@ -364,23 +394,47 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
         if plan.unshare_flags & sc.CLONE_NEWNET and not plan.outer_userns:
             sc.bring_up_loopback()
             sc.open_low_ports()  # through the host's /proc, before the root is replaced
+        # --disable-userns, --userns2: done after the root is built, when the host's
+        # /proc is gone, so through a descriptor of it opened now.
+        proc = (os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                if plan.userns_disabled else None)
         if plan.new_mount_ns:
             copy_outs = mounts.build_root(plan.mount_ops, plan.root_readonly, plan.new_pid_ns,
-                                          plan.nested)
+                                          plan.nested, plan.private_parents)
         if plan.hostname is not None:
             sc.sethostname(plan.hostname)
+        locks = _lock_files(plan.lock_files)  # noqa: F841  held (open) while pid 1 lives
+        if plan.userns_fd_after is not None:
+            userns.join(plan.userns_fd_after, "--userns2")
+        if proc is not None:
+            userns.disable_nesting(plan, proc)
+            os.close(proc)
+        if plan.check_userns_disabled:
+            userns.check_nesting_disabled("--assert-userns-disabled")
         if terminal is not None:
             terminal.provide()
         if not plan.new_pid_ns:
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        if plan.block_fd is not None:
+            _wait_for_data(plan.block_fd)
+        if plan.as_pid_1:
+            _target_main(plan, restrictions, report_w, terminal)  # execs the command
         # Non-dumpable before the fork, so there is no moment in which the target
         # could ptrace pid 1 while pid 1 still holds capabilities; the target
         # becomes dumpable again at execve.
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        init_pid = os.getpid()
         target = os.fork()
         if target == 0:
+            if plan.die_with_parent:
+                # Without a pid namespace of its own the command would outlive pid 1.
+                sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+                if os.getppid() != init_pid:  # pid 1 died before PDEATHSIG was armed
+                    os._exit(EXIT_JAILPY_FAILURE)
             _target_main(plan, restrictions, report_w, terminal)
         caps.apply()
+        if plan.init_visible:  # no capability left to abuse through ptrace
+            sc.prctl(sc.PR_SET_DUMPABLE, 1)
         status = init.supervise(target, is_pid1=plan.new_pid_ns,
                                 forward_terminal=plan.new_session, wait_all=plan.wait_all,
                                 on_stop=terminal.stopped if terminal is not None else None)
@@ -391,6 +445,35 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
     except BaseException as exc:
         channel.send_error(report_w, exc)
         os._exit(EXIT_JAILPY_FAILURE)
+
+
+def _wait_for_data(fd: int) -> None:
+    """bwrap's --block-fd: the sandbox is ready; start the command when the caller
+    writes to (or closes) fd."""
+    try:
+        os.read(fd, 1)
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _lock_files(paths: tuple[str, ...]) -> list[int]:
+    """bwrap's --lock-file: a read lock (fcntl, not waited for) on each path as seen
+    inside the sandbox, held by pid 1 for the sandbox's lifetime."""
+    if not paths:
+        return []
+    import fcntl  # imported before the fork by the supervisor when the plan has locks
+
+    held = []
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            held.append(fd)
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise SetupError(f"cannot lock {path}: {exc.strerror}",
+                             origin=f"--lock-file {path}") from exc
+    return held
 
 
 def _not_found(argv0: str) -> str:

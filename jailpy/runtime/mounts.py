@@ -80,6 +80,10 @@ class RootBuilder:
         self.root = os.open("/newroot", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         #: (tmpfs upper, host upper dir) fds of size-limited overlays, for copy_out.
         self.copy_outs: list[tuple[int, int]] = []
+        #: Mode of the parent directories the current op creates: 0755, or with
+        #: private_parents (bwrap mode) derived from the op's mode (parent_mode).
+        self.parent_mode = 0o755
+        self.private_parents = False
 
     # -- path resolution -------------------------------------------------
 
@@ -95,7 +99,7 @@ class RootBuilder:
         parent, _, name = path.rstrip("/").rpartition("/")
         if not name:
             raise OSError(errno.EINVAL, "refusing to operate on /")
-        return self.ensure_dir(parent or "/"), name
+        return self.ensure_dir(parent or "/", self.parent_mode), name
 
     def ensure_dir(self, path: str, mode: int = 0o755) -> int:
         """mkdir -p inside the root, one component at a time, never leaving it."""
@@ -114,6 +118,7 @@ class RootBuilder:
         return self.open_inside(path, os.O_PATH | os.O_DIRECTORY)
 
     def ensure_file(self, path: str) -> int:
+        """An existing file, or an empty one made to mount on (0444, as bwrap's)."""
         try:
             return self.open_inside(path)
         except FileNotFoundError:
@@ -122,7 +127,7 @@ class RootBuilder:
         with _fd(parent_fd):
             try:
                 fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY
-                             | os.O_CLOEXEC, 0o644, dir_fd=parent_fd)
+                             | os.O_CLOEXEC, 0o444, dir_fd=parent_fd)
                 os.close(fd)
             except FileExistsError:
                 pass
@@ -156,9 +161,18 @@ class RootBuilder:
             raise
         self._attach(mount_fd, dest_fd)
 
-    def bind(self, source: str, dest: str, readonly: bool, devices: bool) -> None:
+    def bind(self, source: str, dest: str, readonly: bool, devices: bool,
+             same_as: int | None = None) -> None:
+        """Bind host `source` on dest; with `same_as` (an fd), only if source is the
+        object open at that fd (checked on the very fd that is cloned)."""
         with _fd(self.open_host(source)) as src_fd:
-            is_dir = stat.S_ISDIR(os.fstat(src_fd).st_mode)
+            st = os.fstat(src_fd)
+            if same_as is not None:
+                expected = os.fstat(same_as)
+                if (st.st_dev, st.st_ino) != (expected.st_dev, expected.st_ino):
+                    raise SetupError(f"{source} is no longer what fd {same_as} is open on "
+                                     "(renamed or replaced meanwhile)", origin=f"fd {same_as}")
+            is_dir = stat.S_ISDIR(st.st_mode)
             tree = sc.open_tree(src_fd, "", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
                                 | sc.AT_EMPTY_PATH | sc.AT_RECURSIVE)
         try:
@@ -202,6 +216,7 @@ class RootBuilder:
     # -- op kinds ----------------------------------------------------------
 
     def apply(self, op: MountOp) -> None:
+        self.parent_mode = parent_mode(op.mode) if self.private_parents else 0o755
         try:
             getattr(self, "_op_" + op.kind.replace("-", "_"))(op)
             if op.dest == "/":
@@ -238,7 +253,7 @@ class RootBuilder:
     def _bind_op(self, op: MountOp, readonly: bool, devices: bool) -> None:
         assert op.source is not None
         try:
-            self.bind(op.source, op.dest, readonly, devices)
+            self.bind(op.source, op.dest, readonly, devices, op.source_fd)
         except FileNotFoundError as exc:
             exc.filename = op.source
             raise
@@ -305,20 +320,32 @@ class RootBuilder:
                 return
 
     def _op_symlink(self, op: MountOp) -> None:
+        """A symlink; one already there with the same target is fine (bwrap 0.9+)."""
         assert op.source is not None
         parent_fd, name = self._parent_dir(op.dest)
         with _fd(parent_fd):
             try:
                 os.symlink(op.source, name, dir_fd=parent_fd)
             except FileExistsError:
-                if os.readlink(name, dir_fd=parent_fd) != op.source:
-                    raise
+                try:
+                    existing = os.readlink(name, dir_fd=parent_fd)
+                except OSError:
+                    raise _fail(op, f"{op.dest} exists and is not a symlink") from None
+                if existing != op.source:
+                    raise _fail(op, f"{op.dest} exists and points to {existing}") from None
 
     def _op_dir(self, op: MountOp) -> None:
+        """A directory, made with op.mode (default 0755); one that exists is kept as
+        it is, mode and all (as bwrap's --dir)."""
+        try:
+            os.close(self.open_inside(op.dest, os.O_PATH | os.O_DIRECTORY))
+            return
+        except FileNotFoundError:
+            pass
         mode = 0o755 if op.mode is None else op.mode
         os.close(self.ensure_dir(op.dest, mode))
         if op.mode is not None:
-            self._chmod(op.dest, op.mode)
+            self._chmod(op.dest, op.mode)  # the bits mkdir leaves out (setgid, sticky)
 
     def _op_file(self, op: MountOp) -> None:
         parent_fd, name = self._parent_dir(op.dest)
@@ -425,6 +452,12 @@ class RootBuilder:
         /etc/resolv.conf, /etc/hosts). The content lives in the scratch tmpfs, so
         whatever is at dest, a host file bound read-write or a symlink, is covered
         and never written. The scratch tmpfs stays alive as long as the bind does."""
+        self._data_file(op, readonly=True)
+
+    def _op_bind_data(self, op: MountOp) -> None:
+        self._data_file(op, readonly=False)
+
+    def _data_file(self, op: MountOp, readonly: bool) -> None:
         name = "data" + op.dest.replace("/", "_")
         mode = 0o644 if op.mode is None else op.mode
         with _fd(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
@@ -435,7 +468,7 @@ class RootBuilder:
             tree = sc.open_tree(src, "", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
                                 | sc.AT_EMPTY_PATH)
         try:
-            sc.mount_setattr(tree, sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID
+            sc.mount_setattr(tree, (sc.MOUNT_ATTR_RDONLY if readonly else 0) | sc.MOUNT_ATTR_NOSUID
                              | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC, recursive=False)
             try:  # an existing file, or a symlink (covered itself, not followed)
                 dest_fd = self.open_inside(op.dest, os.O_PATH | os.O_NOFOLLOW)
@@ -504,17 +537,35 @@ class RootBuilder:
         os.chdir("/")
 
 
+def parent_mode(mode: int | None) -> int:
+    """The mode of parent directories created for an op whose own mode is `mode`:
+    0755, less the group's or others' access where the op gives them none (bwrap's
+    rule of least astonishment: --perms 0700 --dir /a/b makes /a 0700 too)."""
+    result = 0o755
+    if mode is not None and not mode & 0o070:
+        result &= ~0o050
+    if mode is not None and not mode & 0o007:
+        result &= ~0o005
+    return result
+
+
 def build_root(ops: tuple[MountOp, ...], root_readonly: bool,
-               new_pid_ns: bool = True, nested: bool = False) -> list[tuple[int, int]]:
+               new_pid_ns: bool = True, nested: bool = False,
+               private_parents: bool = False) -> list[tuple[int, int]]:
     """Create the sandbox root from ops and pivot into it (call in pid 1); returns
     the size-limited overlays' layers for copy_out once the sandbox is gone."""
     try:
         builder = RootBuilder(new_pid_ns, nested)
+        builder.private_parents = private_parents
     except OSError as exc:
         raise SetupError(f"cannot create the sandbox root: {exc.strerror}",
                          origin="mount namespace") from exc
-    for op in ops:
-        builder.apply(op)
+    umask = os.umask(0)  # modes as given, whatever the caller's umask (as bwrap)
+    try:
+        for op in ops:
+            builder.apply(op)
+    finally:
+        os.umask(umask)
     try:
         builder.enter(root_readonly)
     except OSError as exc:

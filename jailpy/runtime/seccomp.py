@@ -346,9 +346,14 @@ def prepare(spec: SeccompPolicy) -> bytes | None:
 # --- loading (in the target, after no_new_privs, right before execve) -----------------
 
 
-def apply(program: bytes) -> None:
+def apply(program: bytes, through_prctl: bool = False) -> None:
+    """Load one filter; through_prctl for a client's raw program (bwrap's way, which
+    its filters are written for: they may allow prctl but not seccomp(2))."""
     try:
-        sc.seccomp_set_filter(program)
+        if through_prctl:
+            sc.seccomp_set_filter_prctl(program)
+        else:
+            sc.seccomp_set_filter(program)
     except OSError as exc:
         raise SetupError(f"cannot load the seccomp filter: {os.strerror(exc.errno)}",
                          origin="seccomp") from exc

@@ -150,4 +150,4 @@ def _restrict(plan: Plan, restrictions: Restrictions) -> None:
     if restrictions.seccomp_program is not None:
         seccomp.apply(restrictions.seccomp_program)
     for program in plan.seccomp.programs:
-        seccomp.apply(program)
+        seccomp.apply(program, through_prctl=True)

@@ -13,10 +13,12 @@ round trip to the supervisor is needed. Mapping a whole subordinate range
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 
 from ..errors import SetupError
+from ..linux import syscalls as sc
 from ..record import Record
 
 TYPE_CHECKING = False
@@ -61,19 +63,59 @@ def full_range_lines(inside: int, outside: int, sub: SubordinateRange) -> list[s
     return lines
 
 
-def apply(uid_inside: int, uid_outside: int, gid_inside: int, gid_outside: int) -> None:
-    """Map exactly the caller's ids; setgroups is denied, as the kernel requires."""
+def apply(uid_inside: int, uid_outside: int, gid_inside: int, gid_outside: int,
+          proc: int | None = None) -> None:
+    """Map exactly the caller's ids; setgroups is denied, as the kernel requires.
+    `proc`: a directory fd of a procfs, for a process whose /proc is gone."""
     try:
-        with open("/proc/self/setgroups", "w") as f:
-            f.write("deny")
-        with open("/proc/self/uid_map", "w") as f:
-            f.write(f"{uid_inside} {uid_outside} 1")
-        with open("/proc/self/gid_map", "w") as f:
-            f.write(f"{gid_inside} {gid_outside} 1")
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid_inside} {uid_outside} 1"),
+                           ("gid_map", f"{gid_inside} {gid_outside} 1")):
+            path = f"self/{name}" if proc is not None else f"/proc/self/{name}"
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC, dir_fd=proc)
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
     except OSError as exc:
         raise SetupError(f"cannot write the id maps: {exc.strerror}", origin="user namespace",
                          hint="check that unprivileged user namespaces are enabled "
                          "(jailpy check)") from exc
+
+
+def join(fd: int, option: str) -> None:
+    """Enter the user namespace open at fd (bwrap's --userns, --userns2)."""
+    try:
+        sc.setns(fd, sc.CLONE_NEWUSER)
+    except OSError as exc:
+        why = ("it might not be a descendant of the current user namespace"
+               if exc.errno == errno.EINVAL else exc.strerror)
+        raise SetupError(f"joining the user namespace of fd {fd} failed: {why}",
+                         origin=f"{option} {fd}") from exc
+
+
+def disable_nesting(plan: "Plan", proc: int) -> None:
+    """pid 1, once the root is built: move into a user namespace nested in the
+    sandbox's, after pid 1 (set_quotas) has set the sandbox's max_user_namespaces
+    to 1. That one nested namespace uses the whole quota, and nothing inside it
+    can raise a limit that belongs to its parent, so no process of the sandbox
+    can create a user namespace (bwrap's --disable-userns)."""
+    try:
+        sc.unshare(sc.CLONE_NEWUSER)
+    except OSError as exc:
+        raise SetupError(f"cannot create the nested user namespace: {exc.strerror}",
+                         origin="--disable-userns") from exc
+    apply(plan.uid_inside, plan.uid_inside, plan.gid_inside, plan.gid_inside, proc)
+
+
+def check_nesting_disabled(option: str) -> None:
+    """Fail unless creating a user namespace fails here. (Succeeding moves this
+    process into it; it is about to fail anyway.)"""
+    try:
+        sc.unshare(sc.CLONE_NEWUSER)
+    except OSError:
+        return
+    raise SetupError("creation of new user namespaces was not disabled as requested",
+                     origin=option)
 
 
 def set_quotas(quotas: tuple[tuple[str, int], ...]) -> None:

@@ -211,3 +211,69 @@ def test_tmp_overlay_beyond_installed_bwrap(jailpy, user_tmp):
                          "echo new > /data/a; cat /data/a"])
     assert (result.returncode, result.stdout) == (0, "new\n"), result.stderr
     assert (user_tmp / "lower" / "a").read_text() == "host\n"
+
+
+def test_pid_1_nested_userns_and_data_binds_as_bwrap(jailpy, user_tmp):
+    """--as-pid-1 makes the command pid 1; --disable-userns leaves nothing inside able
+    to create a user namespace (and --assert-userns-disabled holds there, but not
+    without it); --bind-data binds a writable copy over a host file, which keeps
+    its content; --userns FD joins the namespace of another sandbox."""
+    data = user_tmp / "data"
+    data.write_text("host\n")
+    os.chown(data, jailpy.user.uid, jailpy.user.gid)
+    outputs = []
+    for binary in (BWRAP, FRONT_END):
+        script = (
+            f"b={binary}; u='{' '.join(USR)}'; "
+            "$b $u --unshare-pid --as-pid-1 sh -c 'echo pid=$$'; "
+            "$b $u --unshare-user --disable-userns sh -c "
+            "'unshare -U true 2>/dev/null && echo nested=made || echo nested=refused'; "
+            "$b $u --unshare-user --disable-userns --assert-userns-disabled true; "
+            "echo asserted=$?; "
+            "$b $u --assert-userns-disabled true 2>/dev/null; echo unasserted=$?; "
+            f"$b $u --bind {user_tmp} {user_tmp} --bind-data 5 {data} sh -c "
+            f"'cat {data}; echo more >> {data}; cat {data}; stat -c %a {data}' 5<<EOF\n"
+            "copy\nEOF\n"
+            f"cat {data}; "
+            "$b --ro-bind / / --unshare-user --info-fd 3 sh -c "
+            "'readlink /proc/self/ns/user; sleep 2' "
+            f"3>{user_tmp}/info >{user_tmp}/first 2>/dev/null & "
+            f"for i in $(seq 100); do [ -s {user_tmp}/first ] && break; sleep 0.1; done; "
+            f"pid=$(sed -n 's/.*child-pid\": \\([0-9]*\\).*/\\1/p' {user_tmp}/info); "
+            "$b --ro-bind / / --userns 7 readlink /proc/self/ns/user 7</proc/$pid/ns/user "
+            f"| cmp -s - {user_tmp}/first && [ -s {user_tmp}/first ] && echo joined; "
+            "kill %1; wait")
+        result = jailpy.raw(["bash", "-c", script])
+        outputs.append(result.stdout)
+    assert outputs[1] == outputs[0]
+    assert outputs[1] == ("pid=1\nnested=refused\nasserted=0\nunasserted=1\n"
+                          "copy\ncopy\nmore\n600\nhost\njoined\n")
+
+
+def test_die_with_parent_takes_the_sandbox_and_its_lock(jailpy, user_tmp):
+    """Killing the caller of `bwrap --die-with-parent --lock-file L` ends the sandbox,
+    the command too (without a pid namespace it is not killed with one), and so
+    releases the lock, as with bwrap."""
+    lock = user_tmp / "lock"
+    lock.write_text("")
+    os.chown(lock, jailpy.user.uid, jailpy.user.gid)
+    # A POSIX write lock, not waited for: fails while the sandbox holds its read lock.
+    try_lock = ("import fcntl, sys; "
+                "fcntl.lockf(open(sys.argv[1], 'a'), fcntl.LOCK_EX | fcntl.LOCK_NB)")
+    outputs = []
+    for binary in (BWRAP, FRONT_END):
+        marker = "299.25" if binary == BWRAP else "299.75"
+        script = (
+            f"bash -c '{binary} {' '.join(USR)} --bind {user_tmp} {user_tmp} "
+            f"--die-with-parent --lock-file {lock} sleep {marker}; true' >/dev/null 2>&1 & "
+            "shell=$!; "
+            f"for i in $(seq 100); do python3 -c \"{try_lock}\" {lock} 2>/dev/null || break; "
+            "sleep 0.1; done; "
+            f"python3 -c \"{try_lock}\" {lock} 2>/dev/null || echo locked; "
+            "kill -9 $shell; "
+            f"for i in $(seq 100); do pgrep -f '^sleep {marker}$' >/dev/null || break; sleep 0.1; "
+            "done; "
+            f"pgrep -f '^sleep {marker}$' >/dev/null && echo leftover || echo gone; "
+            f"python3 -c \"{try_lock}\" {lock} && echo unlocked")
+        outputs.append(jailpy.raw(["bash", "-c", script]).stdout)
+    assert outputs[0] == outputs[1] == "locked\ngone\nunlocked\n"

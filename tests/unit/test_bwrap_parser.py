@@ -64,15 +64,64 @@ def test_overlay_sources_become_layers_top_last():
 @pytest.mark.parametrize("argv, message", [
     (["--bogus", "x"], "Unknown option --bogus"),
     (["--bind", "/a"], "--bind takes two arguments"),
-    (["--perms", "9", "--dir", "/a", "x"], "Permissions 9 are not valid"),
+    (["--perms", "9", "--dir", "/a", "x"], "--perms takes an octal argument <= 07777"),
+    (["--perms", "1", "--perms", "1", "--dir", "/a", "x"],
+     "--perms given twice for the same action"),
+    (["--perms", "1", "--bind", "/a", "/b", "x"],
+     "--perms must be followed by an option that creates a file"),
+    (["--size", "1", "--dir", "/a", "x"], "--size must be followed by --tmpfs"),
+    (["--size", "123bogus", "--tmpfs", "/a", "x"], "--size takes a non-zero number of bytes"),
+    (["--size", " -1", "--tmpfs", "/a", "x"], "--size takes a non-zero number of bytes"),
+    (["--size", str(2 ** 64), "--tmpfs", "/a", "x"], "--size (for tmpfs) is limited to"),
     (["--hostname", "h", "x"], "Specifying --hostname requires --unshare-uts"),
-    (["--overlay-src", "/a", "x"], "--overlay-src requires a following"),
+    (["--overlay-src", "/a", "x"], "--overlay-src must be followed by another --overlay-src"),
+    (["--overlay-src", "/a", "--chdir", "/", "x"], "--overlay-src must be followed by"),
+    (["--overlay-src", "/a", "--ro-overlay", "/b", "x"],
+     "--ro-overlay requires at least two --overlay-src"),
+    (["--tmp-overlay", "/b", "x"], "--tmp-overlay requires at least one --overlay-src"),
     (["--exec-label", "l", "x"], "--exec-label not supported"),
     (["--seccomp", "x", "y"], "Invalid fd: x"),
+    (["--as-pid-1", "x"], "Specifying --as-pid-1 requires --unshare-pid"),
+    (["--unshare-pid", "--as-pid-1", "--lock-file", "/l", "x"],
+     "Specifying --as-pid-1 and --lock-file is not permitted"),
+    (["--disable-userns", "x"], "--disable-userns requires --unshare-user"),
+    (["--unshare-user", "--userns", "3", "x"], "--userns not compatible --unshare-user"),
+    (["--unshare-user", "--info-fd", "1", "--userns-block-fd", "0", "x"],
+     "--userns-block-fd is not supported by jailpy's bwrap front end"),
+    (["--argv0", "a", "--argv0", "b", "x"], "--argv0 used multiple times"),
 ])
 def test_errors_read_like_bwrap(argv, message):
-    with pytest.raises(BwrapError, match="^" + message.replace("(", r"\(")):
+    with pytest.raises(BwrapError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
         parse(argv, {})
+
+
+def test_repeated_single_value_options_warn_as_bwrap():
+    request = parse(["--chdir", "/", "--uid", "1", "--chdir", "/a", "--unshare-user", "--uid",
+                     "2", "true"], {})
+    assert request.warnings == ["Only the last --chdir option will take effect",
+                                "Only the last --uid option will take effect"]
+    assert (request.chdir, request.uid) == ("/a", 2)
+
+
+def test_data_options_have_bwrap_modes_and_relative_sources_are_the_callers():
+    request = parse(["--file", str(_pipe(b"f")), "/f", "--bind-data", str(_pipe(b"b")), "/b",
+                     "--ro-bind-data", str(_pipe(b"r")), "/r", "--bind", "rel", "/x",
+                     "--size", "0x100000", "--tmpfs", "/t", "true"], {})
+    modes = [(op.kind, op.mode) for op in request.ops[:3]]
+    assert modes == [("file", 0o666), ("bind-data", 0o600), ("ro-bind-data", 0o600)]
+    assert request.ops[3].source == os.path.join(os.getcwd(), "rel")
+    assert request.ops[4].size == 0x100000
+
+
+def test_namespace_fds_and_userns_options_reach_the_policy():
+    policy = policy_of(parse(["--userns", "7", "--pidns", "8", "--userns2", "9", "true"], {}))
+    process = policy.process
+    assert (policy.namespaces.user, process.userns_fd, process.pidns_fd,
+            process.userns_fd_after) == (False, 7, 8, 9)
+    policy = policy_of(parse(["--unshare-user", "--disable-userns", "--unshare-pid",
+                              "--as-pid-1", "true"], {}))
+    assert policy.process.userns_disabled and policy.process.check_userns_disabled
+    assert policy.limits.quotas == (("user_namespaces", 1),) and policy.process.as_pid_1
 
 
 def test_no_jailpy_defaults_leak():
@@ -88,3 +137,12 @@ def test_no_jailpy_defaults_leak():
 def test_share_net_wins_over_unshare_all():
     request = parse(["--share-net", "--unshare-all", "true"], {})
     assert "net" not in request.namespaces and "pid" in request.namespaces
+
+
+def test_bind_fd_binds_the_fds_path_and_names_the_fd(tmp_path):
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        (op,) = parse(["--ro-bind-fd", str(fd), "/x", "true"], {}).ops
+    finally:
+        os.close(fd)
+    assert (op.kind, op.source, op.source_fd, op.dest) == ("ro-bind", str(tmp_path), fd, "/x")
