@@ -30,6 +30,8 @@ packages=(
   # jailpy inside a rootless container (tests/security/test_nesting.py): bookworm's
   # crun refuses hybrid cgroup v1 hosts, so the test runs podman with runc.
   podman runc
+  # `jailpy learn` runs the command under strace (docs/learn.md).
+  strace
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -225,6 +225,36 @@ def bwrap_cmd(arguments: tuple[str, ...]) -> None:
     bwrap_main(list(arguments))
 
 
+@main.command("learn", context_settings={"allow_interspersed_args": False})
+@click.option("-p", "--profile", "base", metavar="BASE", shell_complete=_complete_profile,
+              help="The profile to learn over and extend (default: default).")
+@click.option("-o", "--output", metavar="OUT.toml", help="Write the learned profile here.")
+@click.option("--merge", metavar="OUT.toml",
+              help="Add this run's observations to a profile learn wrote before.")
+@click.option("--writable", multiple=True, metavar="DIR",
+              help="Also writable while learning (the working directory always is).")
+@click.option("--debug", is_flag=True, help="Show tracebacks for jailpy's own errors.")
+@click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
+def learn_cmd(base: str | None, output: str | None, merge: str | None,
+              writable: tuple[str, ...], debug: bool, command: tuple[str, ...]) -> None:
+    """Run CMD while watching it, write the profile it needs, and check it.
+
+    CMD runs under strace in a permissive variant of BASE; what it opened,
+    executed, connected to and which syscalls it made become a profile that
+    extends BASE (docs/learn.md). Then CMD runs again under that profile and
+    the exit statuses are compared: exit 0 when they match, 1 when not."""
+    from ..errors import JailpyError
+    from .learn import execute_learn
+    from .run import fail
+
+    try:
+        sys.exit(execute_learn(base, output, merge, writable, list(command)))
+    except JailpyError as err:
+        fail(err, debug)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
 @main.command("completion")
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion_cmd(shell: str) -> None:

@@ -288,6 +288,11 @@ def _chain(chain: tuple[str, ...]) -> str:
     return " in ".join(reversed(chain))
 
 
+def names_in(group: str) -> frozenset[str]:
+    """The syscalls a group refuses or allows whole (argument filters left out)."""
+    return frozenset(call.name for call, _ in _expand(group, group) if not call.match)
+
+
 def group_hint(word: str) -> str:
     from ..errors import suggest
 

@@ -108,15 +108,25 @@ class _Names:
         from ..plan.seccomp import GROUPS
 
         if self._all is None:
-            names = []
-            for nr in range(1024):
-                try:
-                    names.append(self.lib.resolve_syscall(self.lib.Arch.NATIVE, nr).decode())
-                except ValueError:
-                    continue
-            self._all = names + list(NEWER_SYSCALLS) + list(GROUPS)
+            self._all = sorted(native_syscalls(self.lib)) + list(GROUPS)
         raise ConfigError(f"unknown syscall {rule.syscall!r}", origin=rule.origin or "seccomp",
                           hint=suggest(rule.syscall, self._all))
+
+
+def native_syscalls(lib=None) -> set[str]:
+    """Every syscall name this architecture has (libseccomp's table, plus the newer
+    calls it may not know yet): the kernel's count `jailpy learn` reports."""
+    if lib is None:
+        import pyseccomp as lib
+    names = set()
+    for nr in range(1024):
+        try:
+            names.add(lib.resolve_syscall(lib.Arch.NATIVE, nr).decode())
+        except ValueError:
+            continue
+    if _MACHINE in _UNIFIED_NUMBERING:
+        names.update(NEWER_SYSCALLS)
+    return names
 
 
 def _export(lib, filt) -> bytes:

@@ -101,6 +101,9 @@ HOW: dict[str, tuple[str, int | str]] = {
     "jailpy changes show --diff latest && jailpy changes commit latest src/": (RUN, 0),
     # man/jailpy-profile.5
     "jailpy run --profile build --explain -- make": (RUN, 0),
+    # README.md, "Learn a profile"
+    "jailpy learn -o learned.toml -- make test": (RUN, 0),
+    "jailpy run -p ./learned.toml -- make test": (RUN, 0),
 }
 
 #: Where a command runs: the project directory (README's `cd project`; a workspace must
@@ -110,7 +113,9 @@ CWD = {"jailpy run -p ci-build --json-status build.json -- make test": "project"
        "jailpy run -p ci-build --allow-host pypi.org --allow-host files.pythonhosted.org -- "
        "pip install -t vendor requests": "project",
        "jailpy run --workspace . --timeout 10m --rlimit nofile=1024 --memory-max 2G -- "
-       "./build.sh": "project"}
+       "./build.sh": "project",
+       "jailpy learn -o learned.toml -- make test": "project",
+       "jailpy run -p ./learned.toml -- make test": "project"}
 
 
 def _readme_commands() -> list[str]:
@@ -211,6 +216,9 @@ def test_documented_command(jailpy, scratch, command):
     if command.startswith("jailpy changes "):
         cwd = "project"
         made = _shell(jailpy, scratch, CHANGES_RUN)
+        assert made.returncode == 0, made.stderr
+    if command.startswith("jailpy run -p ./learned.toml"):  # README learns it first
+        made = _shell(jailpy, scratch, "jailpy learn -o learned.toml -- make test", "project")
         assert made.returncode == 0, made.stderr
     if how == EXPLAIN:
         command = command.replace("jailpy run ", "jailpy run --explain ", 1)
