@@ -142,6 +142,20 @@ def test_userns_block_fd_leaves_the_id_maps_to_the_caller():
     assert not policy_of(parse(["--unshare-user", "true"], {})).process.ids_mapped_by_caller
 
 
+def test_info_and_status_fds_stay_with_the_supervisor():
+    """As bwrap's child closes them: the command does not get them, and a reader of
+    the info fd sees EOF once the supervisor has written it."""
+    info, status = os.pipe()
+    try:
+        process = policy_of(parse(["--info-fd", str(info), "--json-status-fd", str(status),
+                                   "true"], {})).process
+        assert process.host_only_fds == (info, status)
+        assert info not in process.pass_fds and status not in process.pass_fds
+    finally:
+        os.close(info)
+        os.close(status)
+
+
 def test_no_jailpy_defaults_leak():
     policy = policy_of(parse(["--unshare-net", "true"], {"A": "1"}))
     assert not policy.seccomp.enabled and not policy.landlock.enabled
