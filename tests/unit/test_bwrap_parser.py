@@ -7,7 +7,9 @@ import os
 import pytest
 
 from jailpy.cli import bwrap
+from jailpy.api import Sandbox
 from jailpy.cli.bwrap import BwrapError, parse, policy_of
+from jailpy.errors import ConfigError
 
 #: bubblewrap 0.11's options (its --help), every one of which the parser must know.
 BWRAP_0_11 = """--help --version --args --argv0 --level-prefix --unshare-all --share-net
@@ -140,6 +142,10 @@ def test_userns_block_fd_leaves_the_id_maps_to_the_caller():
     assert (request.info_fd, request.userns_block_fd) == (5, 6)
     assert policy_of(request).process.ids_mapped_by_caller
     assert not policy_of(parse(["--unshare-user", "true"], {})).process.ids_mapped_by_caller
+    # Through the API, such a policy needs the step that writes the maps.
+    with pytest.raises(ConfigError) as err:
+        Sandbox(policy_of(request)).run(["true"])
+    assert err.value.origin == "process.ids_mapped_by_caller"
 
 
 def test_info_and_status_fds_stay_with_the_supervisor():
