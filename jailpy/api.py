@@ -58,7 +58,8 @@ class Sandbox:
 
     def run(self, argv: list[str], *, forward_signals: bool = False,
             pass_fds: tuple[int, ...] = (), written: tuple[str, ...] = (),
-            on_started: "Callable[[int], None] | None" = None) -> Result:
+            on_started: "Callable[[int], None] | None" = None,
+            on_unshared: "Callable[[int], None] | None" = None) -> Result:
         """Run argv in a fresh sandbox and wait for it.
 
         forward_signals installs handlers (main thread only) that relay
@@ -66,7 +67,11 @@ class Sandbox:
         caller usually wants to keep its own handlers. `written` names files
         the caller writes after the run (a status file): read-only inside.
         `on_started(pid)` is told the host pid of the sandbox's pid 1 as soon as
-        it exists (`jailpy bwrap --info-fd`).
+        it exists (`jailpy bwrap --info-fd`). `on_unshared(pid)` runs on the host
+        while the sandbox waits for it, unshared, before anything is built
+        inside: the place to write the id maps of a policy whose
+        process.ids_mapped_by_caller is set (then `pid` is pid 1's;
+        `jailpy bwrap --userns-block-fd`).
         """
         if not argv or not argv[0]:
             raise ConfigError("the command is empty", origin="command")
@@ -79,17 +84,23 @@ class Sandbox:
             process = policy.process.replace(pass_fds=policy.process.pass_fds + pass_fds)
             policy = policy.replace(process=process)
         plan = build_plan(policy, argv, Caller.current(), written)
+        if plan.ids_mapped_by_caller and on_unshared is None:
+            raise ConfigError("nothing would write the user namespace's id maps",
+                              origin="process.ids_mapped_by_caller",
+                              hint="pass on_unshared=, which writes them")
         # Host-side resources (helpers, session files) live exactly as long as the run.
         sessions: list["HostSession"] = []
         try:
             open_sessions(plan, sessions)
             if not forward_signals:
-                result = launch(plan, tuple(sessions), on_started=on_started)
+                result = launch(plan, tuple(sessions), on_started=on_started,
+                                on_unshared=on_unshared)
             else:
                 with _SignalRelay() as relay:
                     result = launch(plan, tuple(sessions),
                                     on_started=relay.attach if on_started is None
-                                    else _both(relay.attach, on_started))
+                                    else _both(relay.attach, on_started),
+                                    on_unshared=on_unshared)
             if plan.changes is not None:
                 result = result.replace(changes_run=plan.changes.run_dir)
         finally:

@@ -339,6 +339,14 @@ class Process(Record):
     userns_fd: int | None = None
     pidns_fd: int | None = None
     userns_fd_after: int | None = None
+    #: bwrap's --userns-block-fd: jailpy writes no id maps for the new user
+    #: namespace; the caller writes them (and whatever else it does from outside)
+    #: while the run's on_unshared step holds the namespace child (docs/bwrap.md).
+    ids_mapped_by_caller: bool = False
+    #: Fds the supervisor writes to for its caller (bwrap's --info-fd and
+    #: --json-status-fd): closed in the sandbox's processes, as bwrap's child closes
+    #: them, so a reader sees EOF once the supervisor closes its own copy.
+    host_only_fds: tuple[int, ...] = ()
     #: bwrap's --disable-userns: nothing inside may create a user namespace (the
     #: sandbox's max_user_namespaces is 1 and it runs in a nested user namespace,
     #: which cannot raise that limit); --assert-userns-disabled: fail unless

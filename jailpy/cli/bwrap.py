@@ -195,6 +195,8 @@ class Request:
         self.namespaces: set[str] = set()
         self.share_net = False
         self.user_try = False
+        #: --unshare-user itself (bwrap's checks want it, not -try or --unshare-all).
+        self.unshare_user = False
         self.uid: int | None = None
         self.gid: int | None = None
         self.hostname: str | None = None
@@ -272,6 +274,7 @@ def parse(argv: list[str], env: dict[str, str]) -> Request:
         elif option in ("--unshare-user", "--unshare-user-try"):
             request.namespaces.add("user")
             request.user_try |= option == "--unshare-user-try"
+            request.unshare_user |= option == "--unshare-user"
         elif option in _UNSHARE:
             request.namespaces.add(_UNSHARE[option])
         elif option in ("--uid", "--gid"):
@@ -367,20 +370,17 @@ _FD_OPTIONS = {"--info-fd": "info_fd", "--json-status-fd": "json_status_fd",
 
 def _check_combinations(request: Request) -> None:
     """bwrap's checks of options that need or exclude each other, in its order."""
-    user = "user" in request.namespaces
-    if request.userns_block_fd is not None:
-        # Its protocol (info written, then the caller writes the id maps, then the fd)
-        # needs a stop between unshare and the maps that the front end cannot hook yet.
-        raise BwrapError("--userns-block-fd is not supported by jailpy's bwrap front end "
-                         "(docs/bwrap.md)")
-    if request.userns_block_fd is not None and not user:
+    # bwrap checks these before an unprivileged run implies --unshare-user, so
+    # they want the option itself.
+    if request.userns_block_fd is not None and not request.unshare_user:
         raise BwrapError("--userns-block-fd requires --unshare-user")
     if request.userns_block_fd is not None and request.info_fd is None:
         raise BwrapError("--userns-block-fd requires --info-fd")
-    if request.userns_fd is not None and user:
-        raise BwrapError("--userns not compatible --unshare-user"
-                         + ("-try" if request.user_try else ""))
-    if request.disable_userns and not user:
+    if request.userns_fd is not None and request.unshare_user:
+        raise BwrapError("--userns not compatible --unshare-user")
+    if request.userns_fd is not None and request.user_try:  # --unshare-all sets it too
+        raise BwrapError("--userns not compatible --unshare-user-try")
+    if request.disable_userns and not request.unshare_user:
         raise BwrapError("--disable-userns requires --unshare-user")
     if request.disable_userns and request.userns_block_fd is not None:
         raise BwrapError("--disable-userns is not compatible with  --userns-block-fd")
@@ -508,7 +508,9 @@ def policy_of(request: Request):
     except OSError:
         caller_cwd = ()
     home = request.env.get("HOME")  # after --clearenv/--setenv, as bwrap reads it
-    passed = tuple(fd for fd in _open_fds() if fd > 2 and fd != request.sync_fd)
+    reporting = tuple(fd for fd in (request.info_fd, request.json_status_fd) if fd is not None)
+    passed = tuple(fd for fd in _open_fds()
+                   if fd > 2 and fd != request.sync_fd and fd not in reporting)
     return Policy(
         name="bwrap",
         namespaces=namespaces,
@@ -524,6 +526,8 @@ def policy_of(request: Request):
                         block_fd=request.block_fd, init_visible=True,
                         userns_fd=request.userns_fd, pidns_fd=request.pidns_fd,
                         userns_fd_after=request.userns2_fd,
+                        ids_mapped_by_caller=request.userns_block_fd is not None,
+                        host_only_fds=reporting,
                         userns_disabled=request.disable_userns,
                         check_userns_disabled=request.disable_userns
                         or request.assert_userns_disabled),
@@ -553,12 +557,30 @@ def _open_fds() -> list[int]:
 
 
 class Reporter:
-    """--info-fd and --json-status-fd: bwrap's JSON about the running sandbox."""
+    """--info-fd and --json-status-fd: bwrap's JSON about the running sandbox,
+    written once, when pid 1 exists (with --userns-block-fd before it is let go)."""
 
     def __init__(self, request: Request) -> None:
         self.request = request
+        self.reported = False
+
+    def unshared(self, pid: int) -> None:
+        """--userns-block-fd: pid 1 is in the new namespaces, which have no id
+        maps yet, and waits; report it, then wait until the caller writes to (or
+        closes) the block fd, as bwrap's parent does."""
+        self._report(pid)
+        try:
+            os.read(self.request.userns_block_fd, 1)
+            os.close(self.request.userns_block_fd)
+        except OSError:
+            pass
 
     def started(self, pid: int) -> None:
+        if not self.reported:
+            self._report(pid)
+
+    def _report(self, pid: int) -> None:
+        self.reported = True
         info = {"child-pid": pid}
         for proc_name, name in _INFO_NAMESPACES:
             if name in self.request.namespaces or name == "mount":
@@ -658,8 +680,10 @@ def main(argv: list[str] | None = None) -> None:
         reporter = Reporter(request)
         from ..api import Sandbox
 
+        blocks = request.userns_block_fd is not None
         result = Sandbox(policy).run(command, forward_signals=True,
-                                     on_started=reporter.started)
+                                     on_started=reporter.started,
+                                     on_unshared=reporter.unshared if blocks else None)
         reporter.exited(result.exit_code)
     except BwrapError as err:
         sys.stderr.write(f"{level}bwrap: {err}\n")

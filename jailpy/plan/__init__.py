@@ -99,6 +99,8 @@ class Plan(Record):
     userns_fd: int | None = None
     userns_fd_after: int | None = None
     pidns_fd: int | None = None
+    ids_mapped_by_caller: bool = False
+    host_only_fds: tuple[int, ...] = ()
     userns_disabled: bool = False
     check_userns_disabled: bool = False
 
@@ -247,6 +249,8 @@ def build_plan(policy: Policy, argv: list[str] | tuple[str, ...], caller: Caller
         userns_fd=policy.process.userns_fd,
         userns_fd_after=policy.process.userns_fd_after,
         pidns_fd=policy.process.pidns_fd,
+        ids_mapped_by_caller=policy.process.ids_mapped_by_caller,
+        host_only_fds=policy.process.host_only_fds,
         userns_disabled=policy.process.userns_disabled,
         check_userns_disabled=policy.process.check_userns_disabled,
     )

@@ -9,7 +9,9 @@
     namespace child         joins the cgroup, unshare(USER|NS|...|PID), writes
                             its own id maps, forks pid 1 and waits for it (it
                             lives outside the new pid namespace, so nothing
-                            inside sees it)
+                            inside sees it); when the caller maps the ids
+                            (bwrap's --userns-block-fd) it writes none and holds
+                            pid 1 until the host says "go"
     pid 1                   builds the root, sets hostname, brings up lo,
                             forks the target, then reaps and forwards signals
     target                  session, cwd, fds, rlimits, Landlock, caps,
@@ -88,11 +90,17 @@ class Result(Record):
 
 
 def launch(plan: Plan, sessions: tuple["HostSession", ...] = (),
-           on_started: "Callable[[int], None] | None" = None) -> Result:
+           on_started: "Callable[[int], None] | None" = None,
+           on_unshared: "Callable[[int], None] | None" = None) -> Result:
     """Run the plan to completion; raises JailpyError for set-up failures.
 
-    `sessions` are the run's open host sessions; the caller closes them."""
+    `sessions` are the run's open host sessions; the caller closes them.
+    `on_unshared(pid)` is the caller's own host step, run after theirs while the
+    sandbox waits, unshared; `pid` is the namespace child, or pid 1 when the
+    caller maps the ids (bwrap's --userns-block-fd)."""
     start = time.monotonic()
+    if on_unshared is not None:
+        sessions = sessions + (_CallerStep(on_unshared),)
     _check_pass_fds(plan.pass_fds)
     if plan.lock_files:
         import fcntl  # noqa: F401  pid 1 takes the locks after pivot_root
@@ -142,6 +150,17 @@ def launch(plan: Plan, sessions: tuple["HostSession", ...] = (),
     if failure is not None:
         raise failure
     return result_of(messages, wait_status, usage, start, plan, limit_report)
+
+
+class _CallerStep:
+    """A caller's on_unshared callback as the run's last host step; it holds
+    nothing to release."""
+
+    def __init__(self, step: "Callable[[int], None]") -> None:
+        self.host_step = step
+
+    def close(self) -> None:
+        pass
 
 
 def open_sessions(plan: Plan, sessions: list["HostSession"]) -> None:
@@ -204,13 +223,16 @@ def _collect(report_r: int, on_started: "Callable[[int], None] | None",
 
 def run_host_steps(pid: int, sessions: tuple["HostSession", ...], report_r: int,
                    go_w: int) -> BaseException | None:
-    """Wait for 'unshared', run each session's host step, then release the child."""
+    """Wait for 'unshared', run each session's host step, then release the child.
+
+    The steps act on the process 'unshared' names: the namespace child `pid`
+    itself, or its pid 1 when the caller maps the ids (child_main)."""
     try:
         first = channel.receive(report_r, first_only=True)
         if not first or "unshared" not in first[0]:
             return channel.error_from(first[0]) if first and "error" in first[0] else None
         for session in sessions:
-            session.host_step(pid)
+            session.host_step(first[0]["unshared"])
         os.write(go_w, b"g")
         return None
     except BaseException as exc:  # the child sees EOF on go and exits quietly
@@ -293,6 +315,11 @@ def child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, report
     returns the plan to run it with."""
     code = EXIT_JAILPY_FAILURE
     try:
+        for fd in plan.host_only_fds:
+            try:
+                os.close(fd)
+            except OSError:  # not open: the supervisor's write to it fails quietly too
+                pass
         if plan.new_session:
             os.setsid()  # terminal signals reach only the supervisor, which forwards them
         init.block_forwarded()
@@ -310,15 +337,19 @@ def child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, report
             # With --pidns the new pid namespace is made under the joined one (below).
             _unshare(plan, plan.unshare_flags & ~(sc.CLONE_NEWPID if plan.pidns_fd is not None
                                                   else 0))
-            if plan.unshare_flags & sc.CLONE_NEWUSER and not plan.map_all:
+            if (plan.unshare_flags & sc.CLONE_NEWUSER and not plan.map_all
+                    and not plan.ids_mapped_by_caller):
                 # Before any host step: a network helper joining our namespaces
-                # must find its own uid mapped.
+                # must find its own uid mapped. (newuidmap's session, or the
+                # caller of --userns-block-fd, writes them from outside instead.)
                 userns.apply(plan.uid_inside, plan.uid_outside, plan.gid_inside,
                              plan.gid_outside)
-        if go_r >= 0:
-            channel.send(report_w, unshared=os.getpid())
-            if os.read(go_r, 1) != b"g":
-                os._exit(EXIT_JAILPY_FAILURE)
+        # With ids the caller maps (bwrap's --userns-block-fd), the host is told
+        # pid 1 instead, once it exists: it is the process bwrap reports there, and
+        # the only one whose /proc/PID/ns/pid names the new pid namespace.
+        held = go_r >= 0 and plan.ids_mapped_by_caller
+        if go_r >= 0 and not held:
+            _wait_for_go(report_w, go_r, os.getpid())
         if plan.outer_userns:
             _unshare(plan, plan.unshare_flags & ~sc.CLONE_NEWNET)
             userns.apply(plan.uid_inside, 0, plan.gid_inside, 0)
@@ -328,11 +359,22 @@ def child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, report
         if plan.pidns_fd is not None:
             _enter_pid_namespace(plan)
         lifeline_r, lifeline_w = os.pipe2(os.O_CLOEXEC)
+        release_r, release_w = os.pipe2(os.O_CLOEXEC) if held else (-1, -1)
         pid1 = os.fork()
         if pid1 == 0:
             os.close(lifeline_w)
+            if held:
+                os.close(release_w)
+                if os.read(release_r, 1) != b"g":  # EOF: the host gave up
+                    os._exit(EXIT_JAILPY_FAILURE)
+                os.close(release_r)
             _pid1_main(plan, restrictions, report_w, lifeline_r, terminal, handover)
         os.close(lifeline_r)
+        if held:
+            os.close(release_r)
+            _wait_for_go(report_w, go_r, pid1)
+            os.write(release_w, b"g")
+            os.close(release_w)
         channel.send(report_w, started=pid1)
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         while True:
@@ -348,6 +390,14 @@ def child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, report
     except BaseException as exc:
         channel.send_error(report_w, exc)
     os._exit(code)
+
+
+def _wait_for_go(report_w: int, go_r: int, pid: int) -> None:
+    """Tell the supervisor which process its host steps act on, then wait for "go"
+    (EOF: it failed or gave up, and this process leaves quietly)."""
+    channel.send(report_w, unshared=pid)
+    if os.read(go_r, 1) != b"g":
+        os._exit(EXIT_JAILPY_FAILURE)
 
 
 def _enter_pid_namespace(plan: Plan) -> None:

@@ -106,7 +106,8 @@ def check_plan(plan: Plan) -> None:
     for used, key in ((plan.tty, "process.tty"), (plan.desktop is not None, "desktop"),
                       (plan.changes is not None, "--changes"),
                       (bool(plan.pass_fds), "process.pass_fds"),
-                      (plan.wait_all, "process.wait_all")):
+                      (plan.wait_all, "process.wait_all"),
+                      (plan.ids_mapped_by_caller, "process.ids_mapped_by_caller")):
         if used:
             raise ConfigError(f"{key} is not available in a pool", origin=key)
 

@@ -120,6 +120,67 @@ def test_info_fd_and_json_status_keys_match(jailpy, user_tmp):
     assert keys["jailpy"] == keys["bwrap"]
 
 
+#: A --userns-block-fd caller, as a tool that maps ids itself would be: it reads the
+#: --info-fd JSON to EOF (bounded), finds the new user namespace unmapped, writes
+#: its own maps (uid/gid 0 inside) unless told not to, then releases the block fd.
+USERNS_BLOCK_CALLER = """
+import json, os, select, subprocess, sys
+binary, mode = sys.argv[1:]
+info_r, info_w = os.pipe()
+block_r, block_w = os.pipe()
+look = "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; readlink /proc/self/ns/pid"
+proc = subprocess.Popen(
+    [binary, "--unshare-user", "--unshare-pid", "--userns-block-fd", str(block_r),
+     "--info-fd", str(info_w), "--ro-bind", "/", "/", "--proc", "/proc",
+     "sh", "-c", look], pass_fds=(info_w, block_r), stdout=subprocess.PIPE,
+    stderr=subprocess.DEVNULL, text=True)
+os.close(info_w)
+os.close(block_r)
+data = b""
+while select.select([info_r], [], [], 20)[0]:
+    chunk = os.read(info_r, 4096)
+    if not chunk:
+        break
+    data += chunk
+else:
+    print("no EOF on the info fd")
+info = json.loads(data)
+pid = info["child-pid"]
+print(sorted(info), repr(open(f"/proc/{pid}/uid_map").read()), flush=True)
+if mode == "map":
+    for name, text in (("setgroups", "deny"), ("uid_map", f"0 {os.getuid()} 1"),
+                       ("gid_map", f"0 {os.getgid()} 1")):
+        with open(f"/proc/{pid}/{name}", "w") as f:
+            f.write(text)
+os.write(block_w, b"x")
+os.close(block_w)
+out, _ = proc.communicate(timeout=30)
+seen = out.split()
+pidns = f"pid:[{info['pid-namespace']}]"
+print(proc.returncode, seen[:8], seen[8:] == [pidns] if seen else None)
+"""
+
+
+def test_userns_block_fd_leaves_the_maps_to_the_caller(jailpy, user_tmp):
+    """bwrap's --userns-block-fd protocol, through both: child-pid and the namespace
+    ids on --info-fd (then EOF), no id maps until the caller writes them, the
+    command runs with the caller's maps once the block fd is written; a caller that
+    writes none gets a failure (nothing unmapped can build the root)."""
+    caller = user_tmp / "caller.py"
+    caller.write_text(USERNS_BLOCK_CALLER)
+    outputs = []
+    for binary in (BWRAP, FRONT_END):
+        script = f"python3 {caller} {binary} map; python3 {caller} {binary} none"
+        result = jailpy.raw(["sh", "-c", script])
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    assert outputs[1] == outputs[0]
+    uid, gid = jailpy.user.uid, jailpy.user.gid
+    keys = "['child-pid', 'mnt-namespace', 'pid-namespace'] ''"
+    assert outputs[1] == (f"{keys}\n0 ['0', '0', '0', '{uid}', '1', '0', '{gid}', '1'] True\n"
+                          f"{keys}\n1 [] None\n")
+
+
 def test_args_fd_file_and_data_fds(jailpy, user_tmp):
     """--args, --file FD, --ro-bind-data FD: what flatpak passes (nested --args is
     newer than the installed bwrap: not compared)."""

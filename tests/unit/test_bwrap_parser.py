@@ -7,7 +7,9 @@ import os
 import pytest
 
 from jailpy.cli import bwrap
+from jailpy.api import Sandbox
 from jailpy.cli.bwrap import BwrapError, parse, policy_of
+from jailpy.errors import ConfigError
 
 #: bubblewrap 0.11's options (its --help), every one of which the parser must know.
 BWRAP_0_11 = """--help --version --args --argv0 --level-prefix --unshare-all --share-net
@@ -86,8 +88,19 @@ def test_overlay_sources_become_layers_top_last():
      "Specifying --as-pid-1 and --lock-file is not permitted"),
     (["--disable-userns", "x"], "--disable-userns requires --unshare-user"),
     (["--unshare-user", "--userns", "3", "x"], "--userns not compatible --unshare-user"),
-    (["--unshare-user", "--info-fd", "1", "--userns-block-fd", "0", "x"],
-     "--userns-block-fd is not supported by jailpy's bwrap front end"),
+    (["--unshare-all", "--userns", "3", "x"], "--userns not compatible --unshare-user-try"),
+    (["--unshare-user", "--unshare-user-try", "--userns", "3", "x"],
+     "--userns not compatible --unshare-user"),
+    # bwrap wants --unshare-user itself here: -try and --unshare-all do not count.
+    (["--unshare-user-try", "--disable-userns", "x"],
+     "--disable-userns requires --unshare-user"),
+    (["--info-fd", "1", "--userns-block-fd", "0", "x"],
+     "--userns-block-fd requires --unshare-user"),
+    (["--unshare-all", "--info-fd", "1", "--userns-block-fd", "0", "x"],
+     "--userns-block-fd requires --unshare-user"),
+    (["--unshare-user", "--userns-block-fd", "0", "x"], "--userns-block-fd requires --info-fd"),
+    (["--unshare-user", "--info-fd", "1", "--userns-block-fd", "0", "--disable-userns", "x"],
+     "--disable-userns is not compatible with  --userns-block-fd"),
     (["--argv0", "a", "--argv0", "b", "x"], "--argv0 used multiple times"),
 ])
 def test_errors_read_like_bwrap(argv, message):
@@ -122,6 +135,31 @@ def test_namespace_fds_and_userns_options_reach_the_policy():
                               "--as-pid-1", "true"], {}))
     assert policy.process.userns_disabled and policy.process.check_userns_disabled
     assert policy.limits.quotas == (("user_namespaces", 1),) and policy.process.as_pid_1
+
+
+def test_userns_block_fd_leaves_the_id_maps_to_the_caller():
+    request = parse(["--unshare-user", "--info-fd", "5", "--userns-block-fd", "6", "true"], {})
+    assert (request.info_fd, request.userns_block_fd) == (5, 6)
+    assert policy_of(request).process.ids_mapped_by_caller
+    assert not policy_of(parse(["--unshare-user", "true"], {})).process.ids_mapped_by_caller
+    # Through the API, such a policy needs the step that writes the maps.
+    with pytest.raises(ConfigError) as err:
+        Sandbox(policy_of(request)).run(["true"])
+    assert err.value.origin == "process.ids_mapped_by_caller"
+
+
+def test_info_and_status_fds_stay_with_the_supervisor():
+    """As bwrap's child closes them: the command does not get them, and a reader of
+    the info fd sees EOF once the supervisor has written it."""
+    info, status = os.pipe()
+    try:
+        process = policy_of(parse(["--info-fd", str(info), "--json-status-fd", str(status),
+                                   "true"], {})).process
+        assert process.host_only_fds == (info, status)
+        assert info not in process.pass_fds and status not in process.pass_fds
+    finally:
+        os.close(info)
+        os.close(status)
 
 
 def test_no_jailpy_defaults_leak():

@@ -82,4 +82,9 @@ def test_profiles_a_pool_cannot_serve_are_refused():
     with pytest.raises(ConfigError) as err:
         check_plan(Sandbox(waits).plan(["true"]))
     assert err.value.origin == "process.wait_all"
+    # Nothing in a pool would write the id maps (no on_unshared step).
+    mapped = policy.replace(process=policy.process.replace(ids_mapped_by_caller=True))
+    with pytest.raises(ConfigError) as err:
+        check_plan(Sandbox(mapped).plan(["true"]))
+    assert err.value.origin == "process.ids_mapped_by_caller"
     check_plan(Sandbox(policy).plan(["true"]))  # the default profile is fine
