@@ -303,7 +303,11 @@ def test_sigkill_of_the_owner_leaves_nothing_behind(jailpy, user_tmp, test_user)
     assert helpers  # the running request's, and those of the ready sandboxes
     assert _sandbox_cgroups(server)
     python_owner = children(owner.pid)[0] if os.geteuid() == 0 else owner.pid
-    assert len(_pool_processes(python_owner)) >= 4  # the server, a sandbox's processes
+    # The server and a sandbox's processes (the refill may still be forking them).
+    deadline = time.monotonic() + 20
+    while len(_pool_processes(python_owner)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_pool_processes(python_owner)) >= 4
     os.kill(python_owner, signal.SIGKILL)
     owner.wait(10)
     deadline = time.monotonic() + 20
