@@ -370,6 +370,8 @@ def child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, report
                 os.close(release_r)
             _pid1_main(plan, restrictions, report_w, lifeline_r, terminal, handover)
         os.close(lifeline_r)
+        if plan.pidns_fd is not None and plan.new_pid_ns:
+            pid1 = _pid_on_host(pid1)  # fork() answered in the joined pid namespace
         if held:
             os.close(release_r)
             _wait_for_go(report_w, go_r, pid1)
@@ -385,7 +387,7 @@ def child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, report
                 status = EXIT_JAILPY_FAILURE << 8
                 break
         code = os.waitstatus_to_exitcode(status) & 0xFF
-        if plan.as_pid_1:  # pid 1 was the command itself
+        if plan.as_pid_1 or plan.init_visible:  # pid 1 was the command, or spoke by exiting
             channel.send(report_w, status=status)
     except BaseException as exc:
         channel.send_error(report_w, exc)
@@ -398,6 +400,25 @@ def _wait_for_go(report_w: int, go_r: int, pid: int) -> None:
     channel.send(report_w, unshared=pid)
     if os.read(go_r, 1) != b"g":
         os._exit(EXIT_JAILPY_FAILURE)
+
+
+def _pid_on_host(pid: int) -> int:
+    """A child's pid as the host's /proc (still this process's /proc) numbers it.
+
+    Behind --pidns with --unshare-pid this process lives in the joined pid
+    namespace, so fork() answered that namespace's number; the supervisor signals,
+    reports and maps ids by the host's. A pidfd's fdinfo gives the pid in the pid
+    namespace of the procfs it is read through."""
+    fd = os.pidfd_open(pid)
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as info:
+            for line in info:
+                if line.startswith("Pid:"):
+                    return int(line.split()[1])
+    finally:
+        os.close(fd)
+    raise SetupError("cannot tell pid 1's pid on the host (no Pid: in a pidfd's fdinfo)",
+                     origin="--pidns")
 
 
 def _enter_pid_namespace(plan: Plan) -> None:
@@ -523,10 +544,18 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
             _target_main(plan, restrictions, report_w, terminal, handover)
         caps.apply()
         if plan.init_visible:  # no capability left to abuse through ptrace
+            # Nothing the command can reach through ptrace or /proc/1/fd may speak
+            # for jailpy: the status goes out as this process's exit status, which
+            # the namespace child reports (bwrap's 128+N for a signal).
+            os.close(report_w)
+            report_w = -1  # its number may be reused; nothing more is sent from here
             sc.prctl(sc.PR_SET_DUMPABLE, 1)
         status = init.supervise(target, is_pid1=plan.new_pid_ns,
                                 forward_terminal=plan.new_session, wait_all=plan.wait_all,
                                 on_stop=terminal.stopped if terminal is not None else None)
+        if plan.init_visible:
+            os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status)
+                     else 128 + os.WTERMSIG(status))
         if copy_outs:  # size-limited --changes: every sandbox process is gone now
             mounts.copy_out(copy_outs)
         if handover is None:

@@ -338,3 +338,32 @@ def test_die_with_parent_takes_the_sandbox_and_its_lock(jailpy, user_tmp):
             f"python3 -c \"{try_lock}\" {lock} && echo unlocked")
         outputs.append(jailpy.raw(["bash", "-c", script]).stdout)
     assert outputs[0] == outputs[1] == "locked\ngone\nunlocked\n"
+
+
+#: Inside the sandbox: a jailpy set-up error, framed as pid 1 frames its reports
+#: (runtime/channel.py), written to every pipe pid 1 holds that the command can open.
+FORGE_REPORT = r"""
+import marshal, os, stat
+body = marshal.dumps(dict(error="SetupError", message="FORGED by the command",
+                          origin=None, hint=None, exit_code=125))
+for name in os.listdir("/proc/1/fd"):
+    path = f"/proc/1/fd/{name}"
+    try:
+        if stat.S_ISFIFO(os.stat(path).st_mode):
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            os.write(fd, len(body).to_bytes(4, "little") + body)
+            os.close(fd)
+    except OSError:
+        pass
+"""
+
+
+def test_the_command_cannot_speak_for_jailpy_through_pid_1(jailpy):
+    """In bwrap mode pid 1 is dumpable (clients read /proc/CHILD-PID/ns), so the
+    command can open what pid 1 holds: pid 1 has given up its report pipe by then,
+    and what the command writes there reaches nobody. Signals keep bwrap's 128+N."""
+    args = [FRONT_END, *USR, "--proc", "/proc", "--unshare-pid", "--unshare-user"]
+    forged = jailpy.raw([*args, "python3", "-c", FORGE_REPORT])
+    assert "FORGED" not in forged.stderr and forged.returncode == 0, forged.stderr
+    killed = jailpy.raw([*args, "sh", "-c", "kill -TERM $$"])
+    assert killed.returncode == 128 + 15, killed.stderr
