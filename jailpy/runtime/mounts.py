@@ -89,6 +89,8 @@ class RootBuilder:
         #: private_parents (bwrap mode) derived from the op's mode (parent_mode).
         self.parent_mode = 0o755
         self.private_parents = False
+        #: Scratch files made for data ops so far (_data_file names each by number).
+        self._data_files = 0
         #: Directory listings for the globs of hide ops (_listing).
         self._listings: dict[str, tuple[str, ...]] = {}
 
@@ -473,7 +475,8 @@ class RootBuilder:
         if stat.S_ISDIR(os.fstat(dest_fd).st_mode):
             os.close(dest_fd)
             raise _fail(op, f"{op.dest} is a directory")
-        self._cover_with_file(dest_fd, "data" + op.dest.replace("/", "_"), op.content or "",
+        self._data_files += 1  # one scratch file each: "/a/b" and "/a_b" must not share
+        self._cover_with_file(dest_fd, f"data{self._data_files}", op.content or "",
                               0o644 if op.mode is None else op.mode, readonly)
 
     def _cover_with_file(self, dest_fd: int, name: str, content: str, mode: int,
@@ -536,9 +539,12 @@ class RootBuilder:
         """Cover one path (see _op_hide). A missing one (jailpy's own state not made
         yet) is created as a directory where the sandbox could create it (inside a
         writable bind), so it can never appear there; where even that fails, nothing
-        inside can create it either."""
+        inside can create it either; nor can it reach one pid 1, with every capability
+        of the sandbox, is refused (a home of 0700 not mapped into the sandbox)."""
         try:
             dest_fd = self.open_inside(path)
+        except PermissionError:
+            return
         except FileNotFoundError:
             try:
                 dest_fd = self.ensure_dir(path, 0o700)
