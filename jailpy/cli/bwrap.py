@@ -536,7 +536,11 @@ def policy_of(request: Request):
         landlock=LandlockPolicy(enabled=False),
         # --disable-userns: the sandbox's own quota of user namespaces is the one
         # nested namespace pid 1 moves into (runtime/userns.py).
-        limits=Limits(quotas=(("user_namespaces", 1),) if request.disable_userns else ()),
+        # Named in origins, so it is the caller's quota, not one of jailpy's defaults
+        # a read-only /proc/sys may skip (plan/__init__.py): it fails, naming the option.
+        limits=(Limits(quotas=(("user_namespaces", 1),),
+                       origins=(("quotas.user_namespaces", "--disable-userns"),))
+                if request.disable_userns else Limits(quotas=())),
     )
 
 
