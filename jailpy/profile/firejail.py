@@ -611,6 +611,9 @@ def _private_lib(b: _Builder, programs: list[str]) -> None:
     for name, d in ((n.strip(), d) for d in directives for n in d.argument.split(",")):
         if not name:
             continue
+        if ".." in name.split("/"):  # would reach out of the library directories
+            b.note(d, f"private-lib entry {name!r} names a parent directory; skipped")
+            continue
         patterns = [name] if name.startswith("/") else [os.path.join(x, name)
                                                          for x in lib_dirs]
         matches = [m for pattern in patterns for m in sorted(glob.glob(pattern))]

@@ -163,8 +163,8 @@ def test_system_blacklists_become_hides_once_each(tmp_path):
 
 
 def test_private_bin_and_private_lib_bind_the_programs_libraries(tmp_path):
-    conversion = converted(tmp_path, "private-bin ls\nprivate-lib gconv,nonexistent-lib\n"
-                                     "blacklist /usr/lib/python3*\n")
+    conversion = converted(tmp_path, "private-bin ls\nprivate-lib gconv,nonexistent-lib,"
+                                     "../../../etc\nblacklist /usr/lib/python3*\n")
     mounts = conversion.data["filesystem"]["mounts"]
     assert {"tmpfs": "/usr/lib"} in mounts
     bound = {m.get("dest", m.get("ro-bind-try")) for m in mounts if "ro-bind-try" in m}
@@ -172,5 +172,7 @@ def test_private_bin_and_private_lib_bind_the_programs_libraries(tmp_path):
             "/usr/lib/x86_64-linux-gnu/gconv", "/usr/lib/locale"} <= bound
     assert not any(p.startswith("/usr/lib/x86_64-linux-gnu/gconv/") for p in bound)
     assert not any("hide" in m for m in mounts)   # private-lib builds /usr/lib itself
+    assert not any("etc" in p for p in bound)   # no way out of the library directories
     assert [n.reason for n in conversion.notes] == [
-        "private-lib entry 'nonexistent-lib' is not on this machine"]
+        "private-lib entry 'nonexistent-lib' is not on this machine",
+        "private-lib entry '../../../etc' names a parent directory; skipped"]
