@@ -82,7 +82,7 @@ class Client:
             self.path = None
             address = url[len("http://"):].rstrip("/")
             host, sep, port = address.rpartition(":")
-            if not sep or not port.isdigit():
+            if not sep or not port.isdigit() or not 0 < int(port) < 65536:
                 raise JailpyError(f"expected http://HOST:PORT, got {url!r}", origin="--via")
             self.host, self.port = host.strip("[]"), int(port)
         else:
