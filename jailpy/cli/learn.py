@@ -34,20 +34,17 @@ def _say(text: str) -> None:
     sys.stderr.flush()
 
 
-def _escape(path: str) -> str:
-    return path.replace("$", "$$")
-
-
 def permissive_layer(cwd: str, writable: tuple[str, ...], log_dir: str):
     """The profile layer that turns the base into the learn run's permissive variant;
     its mount ops (as MountOps) tell learn() which paths were scratch."""
+    from ..profile import learn
     from ..profile.merge import Layer
 
     mounts = [{"ro-bind": "/"}, {"dev": "/dev"}, {"proc": "/proc"},
               {"tmpfs": "/tmp", "mode": "1777"}, {"tmpfs": "/var/tmp", "mode": "1777"}]
     for path in ((cwd,) if cwd != "/" else ()) + writable:
-        mounts.append({"bind": _escape(path)})
-    mounts.append({"bind": _escape(log_dir), "dest": LOG_DIR})
+        mounts.append({"bind": learn.escape(path)})
+    mounts.append({"bind": learn.escape(log_dir), "dest": LOG_DIR})
     doc = {"reset": ["filesystem.mounts", "seccomp.deny", "seccomp.allow"],
            "filesystem": {"mounts": mounts},
            "seccomp": {"enabled": False}, "landlock": {"enabled": False}}
@@ -146,9 +143,13 @@ def _write(path: str, text: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, temporary = tempfile.mkstemp(prefix=".learn-", suffix=".toml", dir=directory)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}", origin="-o / --merge") from exc
+    try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except OSError as exc:
+        os.unlink(temporary)  # no half-written .learn-*.toml left beside the profile
         raise ConfigError(f"cannot write {path}: {exc.strerror}", origin="-o / --merge") from exc

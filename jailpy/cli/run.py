@@ -121,15 +121,16 @@ def execute_via(opts: "dict[str, Any]", order: list[str], command: list[str]) ->
                                        "and --pids-max travel with the request")
         env = dict(env_assignment(item, f"-e {item}") for item in opts.get("env") or ())
         env.update(dict(opts.get("setenv") or ()))
+        try:
+            pids = int(opts["pids_max"]) if opts.get("pids_max") is not None else None
+        except ValueError as err:
+            raise JailpyError(str(err), origin="--pids-max") from err
         stdin = b"" if sys.stdin.isatty() else sys.stdin.buffer.read()
         result = Client(opts["via"]).run(
             command, env=env or None, stdin=stdin, cwd=opts.get("cwd"),
-            timeout=opts.get("timeout"), memory=opts.get("memory_max"),
-            pids=int(opts["pids_max"]) if opts.get("pids_max") is not None else None)
+            timeout=opts.get("timeout"), memory=opts.get("memory_max"), pids=pids)
     except JailpyError as err:
         fail(err, debug)
-    except ValueError as err:
-        fail(JailpyError(str(err), origin="--pids-max"), debug)
     except Exception as exc:  # a bug in jailpy: one line, details with --debug
         fail(JailpyError(f"internal error: {exc!r}", hint="run with --debug and report this"),
              debug)

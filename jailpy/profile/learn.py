@@ -630,7 +630,7 @@ def _one_line(text: str) -> str:
                    for ch in text)
 
 
-def _escape(path: str) -> str:
+def escape(path: str) -> str:
     return path.replace("$", "$$")  # profile strings expand ${VARS}; $$ is one dollar
 
 
@@ -651,15 +651,15 @@ def document(learned: Learned, base: str, protected: tuple[str, ...],
         mounts.append(entry)
 
     for path, reason in sorted(learned.tmpfs.items()):
-        add({"tmpfs": _escape(path)}, reason)
+        add({"tmpfs": escape(path)}, reason)
     for path, reason in sorted(learned.dirs.items()):
         if not any(_under(bound, path) or _under(path, bound) for bound in needs):
-            add({"dir": _escape(path)}, reason)
+            add({"dir": escape(path)}, reason)
     for path in sorted(needs, key=lambda p: p.split("/")):
-        add({"bind" if needs[path] == "rw" else "ro-bind": _escape(path)}, why[path])
+        add({"bind" if needs[path] == "rw" else "ro-bind": escape(path)}, why[path])
     for link, target in sorted(learned.symlinks.items()):
         if not any(_under(link, bound) for bound in needs):
-            add({"symlink": _escape(target), "dest": _escape(link)},
+            add({"symlink": escape(target), "dest": escape(link)},
                 "a symlink the command went through")
     extra = {name: why for name, why in companions(learned.syscalls, learned.created).items()
              if name in native}  # "open" is no syscall on aarch64
