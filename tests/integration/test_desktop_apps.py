@@ -43,9 +43,17 @@ def chromium(desk: Desk, name: str, *options: str) -> tuple:
 
 
 def browsers(app) -> list[int]:
-    """Chromium browser processes (not its zygotes, renderers, helpers)."""
-    return [pid for pid in app.processes("/usr/lib/chromium/chromium")
-            if "--type=" not in open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")]
+    """Chromium browser processes (not its zygotes, renderers, helpers; nor one gone
+    since the listing)."""
+    found = []
+    for pid in app.processes("/usr/lib/chromium/chromium"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"--type=" not in f.read():
+                    found.append(pid)
+        except FileNotFoundError:
+            continue
+    return found
 
 
 # -- Chromium ------------------------------------------------------------------------
@@ -98,10 +106,13 @@ def test_chromium_survives_restarting_itself(desk):
             desk.type_into(window, "ctrl+l", "+chrome://restart", "Return")
         return poll(lambda: [pid for pid in browsers(app) if pid not in first], 10, 0.2)
 
-    successor = wait_for(restarted, 60, "the restarted browser", interval=0.1)
+    wait_for(restarted, 60, "the restarted browser", interval=0.1)
     wait_for(lambda: first[0] not in browsers(app), 30, "the first browser to exit")
     assert desk.wait_title(r"^New Tab - Chromium$")
-    assert app.alive() and browsers(app) == successor
+    # A child the browser has just forked shows the browser's command line until it
+    # execs as a --type= helper: what counts is that every browser now is a new one.
+    now = browsers(app)
+    assert app.alive() and now and not set(now) & set(first)
 
 
 # -- Firefox -------------------------------------------------------------------------
