@@ -20,9 +20,15 @@ What passes (docs/network.md, "Egress by name"):
   TLS connection whose ClientHello names the same host in its SNI (no domain
   fronting, no other protocol through the tunnel);
 - plain HTTP requests in absolute form (GET http://NAME[:PORT]/path) to an
-  admitted name; the request goes upstream with Host set from the URL and
-  "Connection: close", so one client connection is one upstream request and
-  one logged attempt;
+  admitted name, ONE per client connection: the head goes upstream rebuilt
+  (origin form, Host from the URL, "Connection: close", framing headers of our
+  own), then exactly the body its framing announces (Content-Length, or chunked
+  re-encoded), and not one byte more. Whatever the client sends after that body
+  (a pipelined request, smuggled bytes) is read and dropped, and logged as a
+  denied attempt; the client reconnects for its next request. Framing that two
+  parsers could read differently (Content-Length with Transfer-Encoding, two
+  Content-Lengths, a coding other than chunked, obs-fold, a bare CR or LF, a
+  Host header naming another host than the URL) is refused with a 400;
 - IP literals only when an entry names that address.
 
 Names are resolved here, on the host; the sandbox has no resolver. Every input
@@ -142,12 +148,18 @@ def _is_ip(host: str) -> bool:
 
 
 class Request:
-    __slots__ = ("method", "host", "port", "path", "version", "headers", "rest")
+    """One parsed request head. body_length is the Content-Length (0 without
+    one), or None for a chunked body; rest is what arrived after the head."""
+
+    __slots__ = ("method", "host", "port", "path", "version", "headers", "body_length",
+                 "rest")
 
     def __init__(self, method: str, host: str, port: int, path: str, version: str,
-                 headers: list[tuple[str, str]], rest: bytes) -> None:
+                 headers: list[tuple[str, str]], rest: bytes,
+                 body_length: int | None = 0) -> None:
         self.method, self.host, self.port, self.path = method, host, port, path
         self.version, self.headers, self.rest = version, headers, rest
+        self.body_length = body_length
 
 
 def read_head(conn: socket.socket) -> tuple[bytes, bytes]:
@@ -166,24 +178,33 @@ def read_head(conn: socket.socket) -> tuple[bytes, bytes]:
     return head, rest
 
 
+#: RFC 9110's tchar: what a header name (and a method) may be made of.
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+#: Control characters a header value may not hold (HTAB is allowed).
+_CONTROL = frozenset(chr(c) for c in (*range(0x09), *range(0x0a, 0x20), 0x7f))
+MAX_CHUNK_LINE = 4096
+MAX_CHUNK_SIZE = 1 << 40
+
+
 def parse_request(head: bytes, rest: bytes) -> Request:
+    """A request head, strictly: anything two HTTP parsers could read two ways is a
+    400, since the upstream server must see exactly the request we checked."""
     try:
         text = head.decode("ascii")
     except UnicodeDecodeError:
         raise Refused(400, "request head is not ASCII") from None
     lines = text.split("\r\n")
+    if any("\r" in line or "\n" in line for line in lines):
+        raise Refused(400, "bare CR or LF in the request head")
     parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+    if len(parts) != 3 or parts[2] not in ("HTTP/1.0", "HTTP/1.1") \
+            or any(c in _CONTROL for c in parts[1]):
         raise Refused(400, "malformed request line")
     method, target, version = parts
     if not method.isalpha() or not method.isupper():
         raise Refused(400, "malformed method")
-    headers = []
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip() or any(c in name for c in " \t"):
-            raise Refused(400, "malformed header line")
-        headers.append((name, value.strip()))
+    headers = [_header_field(line) for line in lines[1:]]
     if method == "CONNECT":
         host, port = _authority(target, None)
         return Request(method, host, port, "", version, headers, rest)
@@ -196,7 +217,60 @@ def parse_request(head: bytes, rest: bytes) -> Request:
     if path.startswith("?"):
         path = "/" + path
     host, port = _authority(remainder[:cut], 80)
-    return Request(method, host, port, path, version, headers, rest)
+    _check_host_header(headers, host, port)
+    return Request(method, host, port, path, version, headers, rest,
+                   _body_length(headers, version))
+
+
+def _header_field(line: str) -> tuple[str, str]:
+    """(name, value) of one header line; obs-fold and anything not a token refused."""
+    if line[:1] in (" ", "\t"):
+        raise Refused(400, "obs-fold (a header continued on the next line) is refused")
+    name, colon, value = line.partition(":")
+    if not colon or not name or not set(name) <= _TOKEN:
+        raise Refused(400, "malformed header line")
+    if any(c in _CONTROL for c in value):
+        raise Refused(400, "control character in a header value")
+    return name, value.strip(" \t")
+
+
+def _values(headers: list[tuple[str, str]], wanted: str) -> list[str]:
+    return [value for name, value in headers if name.lower() == wanted]
+
+
+def _check_host_header(headers: list[tuple[str, str]], host: str, port: int) -> None:
+    """The URL names the host; a Host header may only say the same."""
+    hosts = _values(headers, "host")
+    if len(hosts) > 1:
+        raise Refused(400, "more than one Host header")
+    if hosts:
+        try:
+            named, named_port = _authority(hosts[0], 80)
+            same = canonical_host(named)[0] == canonical_host(host)[0] and named_port == port
+        except (Refused, ValueError):
+            same = False
+        if not same:
+            raise Refused(400, "the Host header names another host than the URL")
+
+
+def _body_length(headers: list[tuple[str, str]], version: str) -> int | None:
+    """The body's length from its framing headers, None for chunked; the
+    ambiguous cases request smuggling is made of are refused."""
+    lengths = _values(headers, "content-length")
+    codings = _values(headers, "transfer-encoding")
+    if lengths and codings:
+        raise Refused(400, "both Content-Length and Transfer-Encoding (ambiguous framing)")
+    if codings:
+        if len(codings) > 1 or codings[0].lower() != "chunked" or version == "HTTP/1.0":
+            raise Refused(400, "Transfer-Encoding other than one 'chunked' in HTTP/1.1")
+        return None
+    if len(lengths) > 1:
+        raise Refused(400, "more than one Content-Length (ambiguous framing)")
+    if not lengths:
+        return 0
+    if not (lengths[0].isascii() and lengths[0].isdigit()) or len(lengths[0]) > 15:
+        raise Refused(400, "Content-Length is not a number")
+    return int(lengths[0])
 
 
 def _authority(text: str, default_port: int | None) -> tuple[str, int]:
@@ -289,11 +363,13 @@ def _server_name(hello: bytes) -> str | None:
 
 
 class Attempt:
-    """One connection attempt, logged once when it ends."""
+    """One connection attempt, logged once when it ends. committed: the client's
+    connection carries the upstream's bytes (or our 200 for a tunnel) from now on,
+    so a refusal can no longer be answered with a reply of ours."""
 
     def __init__(self, client: str) -> None:
         self.start = time.time()
-        self.tunnel_open = False
+        self.committed = False
         self.fields: dict = {"time": _timestamp(self.start), "client": client,
                              "method": None, "name": None, "port": None,
                              "decision": "denied", "reason": None, "address": None,
@@ -363,14 +439,20 @@ class Proxy:
         upstream = None
         try:
             conn.settimeout(HEAD_TIMEOUT)
-            upstream = self.open(conn, attempt)
+            request = parse_request(*read_head(conn))
+            upstream = self.open(conn, request, attempt)
             attempt.fields["decision"] = "allowed"
-            self.relay(conn, upstream, attempt)
+            if request.method == "CONNECT":
+                self.relay(conn, upstream, attempt)
+            else:
+                self.forward_one(conn, upstream, request, attempt)
         except Refused as exc:
             attempt.fields["reason"] = exc.reason
             if exc.status == 502:
                 attempt.fields["decision"] = "failed"
-            if not attempt.tunnel_open:  # after "200 Connection established": just close
+            elif attempt.committed:  # the upstream has part of a request: cut it off
+                attempt.fields["decision"] = "denied"
+            if not attempt.committed:  # else the client is past our replies: just close
                 _reply(conn, exc.status, exc.reason)
         except (OSError, ValueError) as exc:  # the client went away, or timed out
             attempt.fields["reason"] = attempt.fields["reason"] or f"client: {exc}"
@@ -384,11 +466,10 @@ class Proxy:
                 self.active -= 1
             self.record(attempt)
 
-    def open(self, conn: socket.socket, attempt: Attempt) -> socket.socket:
-        """Read and check the request, connect upstream, send what the client sent
-        so far; the upstream socket, or Refused."""
+    def open(self, conn: socket.socket, request: Request, attempt: Attempt) -> socket.socket:
+        """Check the request, connect upstream and send it the request head (or,
+        through a tunnel, the checked ClientHello); the upstream socket, or Refused."""
         fields = attempt.fields
-        request = parse_request(*read_head(conn))
         fields.update(method=request.method, name=request.host.lower(), port=request.port)
         host = self.allow.check(request.host, request.port)
         fields["name"] = host
@@ -397,14 +478,15 @@ class Proxy:
             fields["address"] = upstream.getpeername()[0]
             if request.method == "CONNECT":
                 conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                attempt.tunnel_open = True
+                attempt.committed = True
                 hello, sni = read_client_hello(_Prefixed(conn, request.rest))
                 fields["sni"] = sni
                 _check_sni(host, sni)
                 first = hello
             else:
-                first = _origin_request(request, host) + request.rest
+                first = _origin_request(request, host)
             upstream.sendall(first)
+            attempt.committed = True
             fields["sent"] += len(first)
         except BaseException:
             upstream.close()
@@ -412,7 +494,8 @@ class Proxy:
         return upstream
 
     def relay(self, conn: socket.socket, upstream: socket.socket, attempt: Attempt) -> None:
-        """Both directions until each side has finished; bytes counted for the log."""
+        """A CONNECT tunnel: both directions until each side has finished; bytes
+        counted for the log."""
         for sock in (conn, upstream):
             sock.settimeout(IDLE_TIMEOUT)
         back = threading.Thread(target=_pump, args=(upstream, conn, attempt, "received"),
@@ -420,6 +503,31 @@ class Proxy:
         back.start()
         _pump(conn, upstream, attempt, "sent")
         back.join()
+
+    def forward_one(self, conn: socket.socket, upstream: socket.socket, request: Request,
+                    attempt: Attempt) -> None:
+        """The one request of a plain-HTTP connection, after its head: its body as
+        framed, the response back, and nothing more to the upstream. What the
+        client sends after the body is read (closing on unread bytes would reset
+        the connection and cut the response short) but dropped, and logged as a
+        denied attempt of its own."""
+        for sock in (conn, upstream):
+            sock.settimeout(IDLE_TIMEOUT)
+        back = threading.Thread(target=_respond, args=(upstream, conn, attempt), daemon=True)
+        back.start()
+        stream = _Prefixed(conn, request.rest)
+        try:
+            _send_body(stream, upstream, request.body_length, attempt)
+            dropped, count = stream.read_to_end(MAX_HEAD)
+        except BaseException:
+            for sock in (conn, upstream):  # stop the response too
+                _shutdown(sock, socket.SHUT_RDWR)
+            back.join()
+            raise
+        _shutdown(upstream, socket.SHUT_WR)  # the client finished sending, or we did
+        back.join()
+        if count:
+            self.record(_pipelined(attempt.fields["client"], dropped, count))
 
     def record(self, attempt: Attempt) -> None:
         fields = attempt.fields
@@ -455,8 +563,9 @@ class Proxy:
 
 
 class _Prefixed:
-    """A socket whose first bytes were already read with the request head: a client
-    may send its ClientHello before our 200 (an optimistic client)."""
+    """The client's socket, read through a buffer: the first bytes arrived with the
+    request head (a body, or a ClientHello an optimistic client sent before our
+    200), and a chunked body is read line by line."""
 
     def __init__(self, conn: socket.socket, early: bytes) -> None:
         self.conn, self.pending = conn, early
@@ -466,6 +575,140 @@ class _Prefixed:
             return self.conn.recv(size)
         data, self.pending = self.pending[:size], self.pending[size:]
         return data
+
+    def read_exact(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = self.recv(size - len(data))
+            if not chunk:
+                raise Refused(400, "connection closed in the middle of the request body")
+            data += chunk
+        return data
+
+    def read_line(self, limit: int) -> bytes:
+        """One CRLF-terminated line of at most limit bytes, without its CRLF."""
+        data = b""
+        while b"\n" not in data:
+            if len(data) > limit + 1:
+                raise Refused(400, "line too long in a chunked body")
+            chunk = self.recv(limit + 2)
+            if not chunk:
+                raise Refused(400, "connection closed in the middle of the request body")
+            data += chunk
+        line, _, after = data.partition(b"\n")
+        self.pending = after + self.pending
+        if not line.endswith(b"\r") or b"\r" in line[:-1]:
+            raise Refused(400, "bare CR or LF in a chunked body")
+        if len(line) > limit + 1:
+            raise Refused(400, "line too long in a chunked body")
+        return line[:-1]
+
+    def read_to_end(self, keep: int) -> tuple[bytes, int]:
+        """Read until EOF: (the first `keep` bytes, how many there were)."""
+        kept, count = self.pending[:keep], len(self.pending)
+        self.pending = b""
+        while True:
+            try:
+                chunk = self.conn.recv(RELAY_CHUNK)
+            except OSError:
+                break
+            if not chunk:
+                break
+            count += len(chunk)
+            if len(kept) < keep:
+                kept += chunk[:keep - len(kept)]
+        return kept, count
+
+
+def _send_body(stream: _Prefixed, upstream: socket.socket, length: int | None,
+               attempt: Attempt) -> None:
+    """Exactly the body the head announced: `length` bytes, or (None) a chunked
+    body re-encoded in one spelling (no chunk extensions, no trailers), so the
+    upstream cannot read its end anywhere else than we did."""
+    if length is not None:
+        _copy(stream, upstream, length, attempt)
+        return
+    while True:
+        size = _chunk_size(stream.read_line(MAX_CHUNK_LINE))
+        if size == 0:
+            break
+        _send(upstream, b"%x\r\n" % size, attempt)
+        _copy(stream, upstream, size, attempt)
+        if stream.read_exact(2) != b"\r\n":
+            raise Refused(400, "chunk data not followed by CRLF")
+        _send(upstream, b"\r\n", attempt)
+    trailers = 0
+    while line := stream.read_line(MAX_CHUNK_LINE):
+        trailers += len(line)
+        if trailers > MAX_HEAD:
+            raise Refused(431, "trailer section too large")
+        try:
+            _header_field(line.decode("ascii"))
+        except UnicodeDecodeError:
+            raise Refused(400, "trailer is not ASCII") from None
+    _send(upstream, b"0\r\n\r\n", attempt)
+
+
+def _chunk_size(line: bytes) -> int:
+    """The size of a chunk-size line (an extension after ';' is allowed, dropped)."""
+    size_text, _, extension = line.partition(b";")
+    if not size_text or len(size_text) > 16 or not set(size_text) <= _HEX \
+            or any(c < 0x20 and c != 0x09 or c == 0x7f for c in extension):
+        raise Refused(400, "malformed chunk size line")
+    size = int(size_text, 16)
+    if size > MAX_CHUNK_SIZE:
+        raise Refused(400, "chunk too large")
+    return size
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _copy(stream: _Prefixed, upstream: socket.socket, size: int, attempt: Attempt) -> None:
+    while size:
+        data = stream.recv(min(size, RELAY_CHUNK))
+        if not data:
+            raise Refused(400, "connection closed in the middle of the request body")
+        _send(upstream, data, attempt)
+        size -= len(data)
+
+
+def _send(upstream: socket.socket, data: bytes, attempt: Attempt) -> None:
+    upstream.sendall(data)
+    attempt.fields["sent"] += len(data)
+
+
+def _respond(upstream: socket.socket, conn: socket.socket, attempt: Attempt) -> None:
+    """The upstream's response to the client; once it has ended, the client's
+    reading side too, which ends forward_one's read of dropped bytes."""
+    _pump(upstream, conn, attempt, "received")
+    _shutdown(conn, socket.SHUT_RD)
+
+
+def _pipelined(client: str, data: bytes, count: int) -> Attempt:
+    """The log entry for bytes a client sent after its request's body: what they
+    asked for, if they hold a request head we can read."""
+    attempt = Attempt(client)
+    head, complete, _ = data.partition(b"\r\n\r\n")
+    try:
+        if not complete:
+            raise Refused(400, "no request head")
+        request = parse_request(head, b"")
+        attempt.fields.update(method=request.method, name=request.host.lower(),
+                              port=request.port)
+        what = "a request after the first on one connection"
+    except Refused:
+        what = "bytes after the request's body"
+    attempt.fields["reason"] = (f"{what}: one request per connection, not forwarded "
+                                f"({count} bytes dropped)")
+    return attempt
+
+
+def _shutdown(sock: socket.socket, how: int) -> None:
+    try:
+        sock.shutdown(how)
+    except OSError:
+        pass
 
 
 def _check_sni(host: str, sni: str | None) -> None:
@@ -481,19 +724,26 @@ def _check_sni(host: str, sni: str | None) -> None:
         raise Refused(403, f"TLS SNI {name!r} does not match the CONNECT host")
 
 
-_HOP_HEADERS = {"connection", "keep-alive", "proxy-connection", "proxy-authorization",
-                "proxy-authenticate", "te", "trailer", "upgrade", "host"}
+#: Headers of the client's that never go upstream: hop-by-hop ones, and those we
+#: write ourselves (Host, the body's framing).
+_OWN_HEADERS = {"connection", "keep-alive", "proxy-connection", "proxy-authorization",
+                "proxy-authenticate", "te", "trailer", "upgrade", "host", "content-length",
+                "transfer-encoding"}
 
 
 def _origin_request(request: Request, host: str) -> bytes:
-    """The request as the origin server expects it: origin-form target, our Host,
-    one request per connection."""
+    """The request head as the origin server expects it: origin-form target, our
+    Host, framing in one spelling, one request per connection."""
     authority = f"[{host}]" if ":" in host else host
     if request.port != 80:
         authority += f":{request.port}"
     lines = [f"{request.method} {request.path} {request.version}", f"Host: {authority}"]
     lines += [f"{name}: {value}" for name, value in request.headers
-              if name.lower() not in _HOP_HEADERS]
+              if name.lower() not in _OWN_HEADERS]
+    if request.body_length is None:
+        lines.append("Transfer-Encoding: chunked")
+    elif request.body_length or _values(request.headers, "content-length"):
+        lines.append(f"Content-Length: {request.body_length}")
     lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
@@ -510,15 +760,9 @@ def _pump(source: socket.socket, dest: socket.socket, attempt: Attempt, counter:
             attempt.fields[counter] += n
     except OSError:
         for sock in (source, dest):  # one side failed: end both directions
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            _shutdown(sock, socket.SHUT_RDWR)
         return
-    try:
-        dest.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
+    _shutdown(dest, socket.SHUT_WR)
 
 
 def _reply(conn: socket.socket, status: int, reason: str) -> None:

@@ -124,12 +124,13 @@ def test_the_shipped_pypi_profile_allows_the_index_only():
 def test_requests_in_both_forms():
     req = egress.parse_request(b"CONNECT pypi.org:443 HTTP/1.1\r\nHost: pypi.org:443", b"")
     assert (req.method, req.host, req.port) == ("CONNECT", "pypi.org", 443)
-    req = egress.parse_request(b"GET http://Example.org/a?b HTTP/1.1\r\nHost: evil.org\r\n"
+    req = egress.parse_request(b"GET http://Example.org/a?b HTTP/1.1\r\nHost: example.ORG:80\r\n"
                                b"Proxy-Authorization: x\r\nAccept: */*", b"body")
     assert (req.host, req.port, req.path, req.rest) == ("Example.org", 80, "/a?b", b"body")
+    assert req.body_length == 0
     sent = egress._origin_request(req, "example.org").decode()
     assert sent.startswith("GET /a?b HTTP/1.1\r\nHost: example.org\r\n")
-    assert "evil.org" not in sent and "Proxy-Authorization" not in sent
+    assert "Proxy-Authorization" not in sent and "Content-Length" not in sent
     assert sent.endswith("Accept: */*\r\nConnection: close\r\n\r\n")
     req = egress.parse_request(b"GET http://[::1]:8080?q HTTP/1.0", b"")
     assert (req.host, req.port, req.path) == ("[::1]", 8080, "/?q")
@@ -145,6 +146,26 @@ def test_requests_in_both_forms():
     (b"get http://pypi.org/ HTTP/1.1", "malformed method"),
     (b"GET http://pypi.org/ HTTP/1.1\r\nBad Header: x", "malformed header"),
     (b"GET http://pypi.org/ HTTP/1.1\r\n\xff: x", "not ASCII"),
+    (b"GET http://pypi.org/ HTTP/2.0", "malformed request line"),
+    (b"GET http://pypi.org/ HTTP/1.1\r\nHost: evil.org", "another host than the URL"),
+    (b"GET http://pypi.org/ HTTP/1.1\r\nHost: pypi.org:8080", "another host than the URL"),
+    (b"GET http://pypi.org/ HTTP/1.1\r\nHost: pypi.org\r\nHost: pypi.org", "more than one Host"),
+    # The framing tricks request smuggling is made of.
+    (b"POST http://pypi.org/ HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked",
+     "ambiguous framing"),
+    (b"POST http://pypi.org/ HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 4",
+     "more than one Content-Length"),
+    (b"POST http://pypi.org/ HTTP/1.1\r\nContent-Length: 4, 4", "not a number"),
+    (b"POST http://pypi.org/ HTTP/1.1\r\nContent-Length: +4", "not a number"),
+    (b"POST http://pypi.org/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked", "Transfer-Encoding"),
+    (b"POST http://pypi.org/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+     b"Transfer-Encoding: chunked", "Transfer-Encoding"),
+    (b"POST http://pypi.org/ HTTP/1.0\r\nTransfer-Encoding: chunked", "Transfer-Encoding"),
+    (b"POST http://pypi.org/ HTTP/1.1\r\nX: a\r\n Transfer-Encoding: chunked", "obs-fold"),
+    (b"POST http://pypi.org/ HTTP/1.1\r\nX: a\nTransfer-Encoding: chunked", "bare CR or LF"),
+    (b"POST http://pypi.org/ HTTP/1.1\r\nX: a\rContent-Length: 9", "bare CR or LF"),
+    (b"POST http://pypi.org/ HTTP/1.1\r\nTransfer-Encoding : chunked", "malformed header"),
+    (b"POST http://pypi.org/ HTTP/1.1\r\nX: a\x00b", "control character"),
 ])
 def test_malformed_requests_are_refused(head, reason):
     with pytest.raises(Refused) as info:
@@ -169,6 +190,69 @@ def test_request_heads_are_bounded():
     assert info.value.status == 431
     assert egress.read_head(_Feed(b"GET / HTTP/1.1\r\n\r\nbody", step=3))[0] == b"GET / HTTP/1.1"
     assert egress.read_head(_Feed(b"GET / HTTP/1.1\r\n\r\nbody")) == (b"GET / HTTP/1.1", b"body")
+
+
+class _Upstream:
+    """A socket stand-in that collects what is sent to it."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def sendall(self, data: bytes) -> None:
+        self.data += bytes(data)
+
+
+def _body(head: bytes, after_head: bytes, step: int = 1 << 20) -> tuple[bytes, bytes]:
+    """(what goes upstream for the body, what the client sent after it)."""
+    request = egress.parse_request(head, b"")
+    stream = egress._Prefixed(_Feed(after_head, step), b"")
+    upstream = _Upstream()
+    egress._send_body(stream, upstream, request.body_length, egress.Attempt("test"))
+    return upstream.data, stream.read_to_end(1024)[0]
+
+
+@pytest.mark.parametrize("step", [1, 5, 1 << 20])
+def test_bodies_are_forwarded_as_framed_and_nothing_after_them(step):
+    smuggled = b"GET http://evil.org/ HTTP/1.1\r\n\r\n"
+    head = b"POST http://pypi.org/ HTTP/1.1\r\nContent-Length: 005"
+    assert _body(head, b"hello" + smuggled, step) == (b"hello", smuggled)
+    assert "Content-Length: 5\r\n" in egress._origin_request(
+        egress.parse_request(head, b""), "pypi.org").decode()
+    head = b"POST http://pypi.org/ HTTP/1.1\r\nTransfer-Encoding: Chunked"
+    chunked = b"3;ext=1\r\nabc\r\n000A\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n"
+    assert _body(head, chunked + smuggled, step) == (
+        b"3\r\nabc\r\na\r\n0123456789\r\n0\r\n\r\n", smuggled)
+    assert "Transfer-Encoding: chunked\r\n" in egress._origin_request(
+        egress.parse_request(head, b""), "pypi.org").decode()
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"3\nabc\r\n0\r\n\r\n", "bare CR or LF"),
+    (b"3\r\nabc\n0\r\n\r\n", "not followed by CRLF"),
+    (b"3\r\nabcd\r\n0\r\n\r\n", "not followed by CRLF"),
+    (b"-3\r\nabc\r\n0\r\n\r\n", "malformed chunk size"),
+    (b"0x3\r\nabc\r\n0\r\n\r\n", "malformed chunk size"),
+    (b" 3\r\nabc\r\n0\r\n\r\n", "malformed chunk size"),
+    (b"1_0\r\n", "malformed chunk size"),
+    (b"1" * 17 + b"\r\n", "malformed chunk size"),
+    (b"fffffffffff\r\n", "chunk too large"),
+    (b"3;a\x00\r\nabc\r\n0\r\n\r\n", "malformed chunk size"),
+    (b"0\r\n Folded: x\r\n\r\n", "obs-fold"),
+    (b"3\r\nab", "closed in the middle"),
+])
+def test_malformed_chunked_bodies_are_refused(body, reason):
+    head = b"POST http://pypi.org/ HTTP/1.1\r\nTransfer-Encoding: chunked"
+    with pytest.raises(Refused, match=reason):
+        _body(head, body)
+
+
+def test_bytes_after_a_request_are_logged_with_what_they_ask_for():
+    attempt = egress._pipelined("c", b"GET http://Evil.org:8080/ HTTP/1.1\r\n\r\nrest", 99)
+    fields = attempt.fields
+    assert (fields["method"], fields["name"], fields["port"], fields["decision"]) == (
+        "GET", "evil.org", 8080, "denied")
+    assert "one request per connection" in fields["reason"] and "99 bytes" in fields["reason"]
+    assert egress._pipelined("c", b"\x00junk", 5).fields["name"] is None
 
 
 # --- TLS ClientHello --------------------------------------------------------------
