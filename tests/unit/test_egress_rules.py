@@ -317,6 +317,8 @@ def test_random_bytes_never_break_the_parsers(data, step):
     """Whatever the sandbox sends, the parsers answer or refuse; nothing else."""
     for parse in (lambda: egress.parse_request(*egress.read_head(_Feed(data, step))),
                   lambda: egress.read_client_hello(_Feed(b"\x16\x03" + data, step)),
+                  lambda: _body(b"POST http://a.org/ HTTP/1.1\r\nTransfer-Encoding: chunked",
+                                data, step),
                   lambda: egress._server_name(data)):
         try:
             parse()
