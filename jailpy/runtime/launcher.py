@@ -360,8 +360,15 @@ def child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, report
             _enter_pid_namespace(plan)
         lifeline_r, lifeline_w = os.pipe2(os.O_CLOEXEC)
         release_r, release_w = os.pipe2(os.O_CLOEXEC) if held else (-1, -1)
+        # Opened now: once pid 1 has pivoted the mount namespace we share, /proc
+        # is no longer the host's (see _pid_on_host).
+        translate = plan.pidns_fd is not None and plan.new_pid_ns
+        proc_self = os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) \
+            if translate else -1
         pid1 = os.fork()
         if pid1 == 0:
+            if proc_self >= 0:
+                os.close(proc_self)  # the host's /proc: nothing inside may inherit it
             os.close(lifeline_w)
             if held:
                 os.close(release_w)
@@ -370,14 +377,18 @@ def child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, report
                 os.close(release_r)
             _pid1_main(plan, restrictions, report_w, lifeline_r, terminal, handover)
         os.close(lifeline_r)
-        if plan.pidns_fd is not None and plan.new_pid_ns:
-            pid1 = _pid_on_host(pid1)  # fork() answered in the joined pid namespace
+        # fork() answered in our pid namespace, the joined one behind --pidns with
+        # --unshare-pid: waitpid() wants that number, the supervisor the host's.
+        host_pid1 = pid1
+        if translate:
+            host_pid1 = _pid_on_host(pid1, proc_self)
+            os.close(proc_self)
         if held:
             os.close(release_r)
-            _wait_for_go(report_w, go_r, pid1)
+            _wait_for_go(report_w, go_r, host_pid1)
             os.write(release_w, b"g")
             os.close(release_w)
-        channel.send(report_w, started=pid1)
+        channel.send(report_w, started=host_pid1)
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         while True:
             try:
@@ -402,17 +413,21 @@ def _wait_for_go(report_w: int, go_r: int, pid: int) -> None:
         os._exit(EXIT_JAILPY_FAILURE)
 
 
-def _pid_on_host(pid: int) -> int:
-    """A child's pid as the host's /proc (still this process's /proc) numbers it.
+def _pid_on_host(pid: int, proc_self: int) -> int:
+    """A child's pid as the host's /proc numbers it; proc_self is this process's
+    directory there, opened before the fork.
 
     Behind --pidns with --unshare-pid this process lives in the joined pid
     namespace, so fork() answered that namespace's number; the supervisor signals,
     reports and maps ids by the host's. A pidfd's fdinfo gives the pid in the pid
-    namespace of the procfs it is read through."""
+    namespace of the procfs it is read through. Not through the path /proc/self:
+    pid 1 shares our mount namespace and its pivot_root() moves our root too, to
+    a /proc of the new pid namespace, where this process has no entry."""
     fd = os.pidfd_open(pid)
     try:
-        with open(f"/proc/self/fdinfo/{fd}") as info:
-            for line in info:
+        info = os.open(f"fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc_self)
+        with open(info) as lines:
+            for line in lines:
                 if line.startswith("Pid:"):
                     return int(line.split()[1])
     finally:

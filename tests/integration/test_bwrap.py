@@ -367,3 +367,88 @@ def test_the_command_cannot_speak_for_jailpy_through_pid_1(jailpy):
     assert "FORGED" not in forged.stderr and forged.returncode == 0, forged.stderr
     killed = jailpy.raw([*args, "sh", "-c", "kill -TERM $$"])
     assert killed.returncode == 128 + 15, killed.stderr
+
+
+#: As a client that keeps its own pid namespace would (bwrap's test-specifying-pidns):
+#: a helper holds a user and a pid namespace; the front end joins them with --userns
+#: and --pidns and makes a new pid namespace under the joined one (--unshare-pid),
+#: the command its pid 1. What is child-pid on --info-fd and --json-status-fd?
+PIDNS_CALLER = r"""
+import fcntl, json, os, select, subprocess, sys
+NS_GET_PARENT = 0xb702  # _IO(0xb7, 0x2), ioctl_ns(2)
+
+def read_to_eof(fd):
+    data = b""
+    while select.select([fd], [], [], 20)[0]:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return data.decode()
+        data += chunk
+    raise SystemExit("no EOF on a report fd")
+
+helper = subprocess.Popen(["unshare", "--user", "--map-root-user", "--pid", "--fork",
+                           "sh", "-c", "echo ready; exec cat"], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True)
+assert helper.stdout.readline() == "ready\n"
+with open(f"/proc/{helper.pid}/task/{helper.pid}/children") as f:
+    held = int(f.read().split()[0])
+userns = os.open(f"/proc/{held}/ns/user", os.O_RDONLY)
+pidns = os.open(f"/proc/{held}/ns/pid", os.O_RDONLY)
+info_r, info_w = os.pipe()
+status_r, status_w = os.pipe()
+command = ["sh", "-c", "readlink /proc/self/ns/pid; read line; exit 7", "pidns-probe"]
+proc = subprocess.Popen(
+    [sys.argv[1], "--userns", str(userns), "--pidns", str(pidns), "--unshare-pid",
+     "--as-pid-1", "--info-fd", str(info_w), "--json-status-fd", str(status_w),
+     "--ro-bind", "/", "/", "--proc", "/proc", *command],
+    pass_fds=(userns, pidns, info_w, status_w), stdin=subprocess.PIPE,
+    stdout=subprocess.PIPE, text=True)
+for fd in (info_w, status_w):
+    os.close(fd)
+info = json.loads(read_to_eof(info_r))
+pid = info["child-pid"]
+seen = {"info": info, "joined": os.readlink(f"/proc/{held}/ns/pid")}
+seen["inside"] = proc.stdout.readline().strip()  # the command runs: pid 1 has exec'd
+try:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        seen["cmdline"] = f.read().decode().split("\0")[:-1]
+    seen["ns"] = os.readlink(f"/proc/{pid}/ns/pid")
+    with open(f"/proc/{pid}/status") as f:
+        seen["nspid"] = next(line.split()[1:] for line in f if line.startswith("NSpid:"))
+    fd = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY)
+    parent = fcntl.ioctl(fd, NS_GET_PARENT)
+    seen["parent"] = [os.fstat(parent).st_ino, os.fstat(pidns).st_ino]
+except OSError as exc:
+    seen["error"] = f"{type(exc).__name__}: {exc}"
+proc.communicate("go\n", timeout=30)
+seen["status"] = proc.returncode
+seen["json_status"] = [json.loads(line) for line in read_to_eof(status_r).splitlines()]
+helper.stdin.close()
+helper.wait(timeout=10)
+print(json.dumps(seen))
+"""
+
+
+def test_pidns_with_unshare_pid_reports_the_host_pid(jailpy, user_tmp):
+    """--pidns FD with --unshare-pid: the process jailpy forks is born inside the
+    joined pid namespace, so fork() answers that namespace's number. child-pid must
+    be the host's number for it, the one a client opens /proc/PID/ns by: its
+    namespace is the new one under the joined one, and its command line is the
+    command (--as-pid-1)."""
+    caller = user_tmp / "pidns_caller.py"
+    caller.write_text(PIDNS_CALLER)
+    result = jailpy.raw(["/usr/bin/python3", str(caller), FRONT_END])
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    pid = seen["info"]["child-pid"]
+    assert "error" not in seen, seen
+    assert seen["cmdline"] == ["sh", "-c", "readlink /proc/self/ns/pid; read line; exit 7",
+                               "pidns-probe"], seen
+    new_ns = f"pid:[{seen['info']['pid-namespace']}]"
+    assert seen["ns"] == seen["inside"] == new_ns != seen["joined"], seen
+    assert seen["parent"][0] == seen["parent"][1], seen  # made under the joined one
+    # The host's number, the joined namespace's, and 1 in its own.
+    assert seen["nspid"][0] == str(pid) and seen["nspid"][-1] == "1" and len(seen["nspid"]) == 3
+    assert seen["status"] == 7  # the command's own status, through both reports
+    assert seen["json_status"][0]["child-pid"] == pid
+    assert seen["json_status"][-1] == {"exit-code": 7}
