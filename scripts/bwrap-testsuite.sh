@@ -15,7 +15,9 @@
 #                 suite against it first: what "the cases bwrap passes here" means
 #
 # The last line is the count over every TAP case: "N passed, N failed" (skips count as
-# passed, as TAP says; they are listed with their reason). Exit status 1 if any failed.
+# passed, as TAP says; they are listed with their reason; a script that skips all of
+# its cases, as the suite does when the binary does not run, is one failure). Exit
+# status 1 if any failed.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -112,7 +114,12 @@ run_suite() {
     local ok bad
     ok=$(echo "$out" | grep -cE '^ok ' || true)
     bad=$(echo "$out" | grep -cE '^not ok ' || true)
-    if [ "$status" -ne 0 ] && [ "$bad" -eq 0 ]; then
+    if echo "$out" | grep -qE '^1\.\.0 # SKIP'; then
+      # The whole script skipped: its first probe of the binary failed (a front end
+      # that does not run at all would otherwise pass with nothing counted).
+      bad=$((bad + 1))
+      echo "not ok - $script skipped entirely: $(grep -E '^1\.\.0' <<<"$out")"
+    elif [ "$status" -ne 0 ] && [ "$bad" -eq 0 ]; then
       # set -e in the script stopped it at a failing case: that case is the failure.
       bad=1
       echo "not ok - $script stopped (status $status): $(grep -v '^+' "$suite/$script.log" | tail -n1)"
