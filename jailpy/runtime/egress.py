@@ -178,7 +178,7 @@ def read_head(conn: socket.socket) -> tuple[bytes, bytes]:
     return head, rest
 
 
-#: RFC 9110's tchar: what a header name (and a method) may be made of.
+#: RFC 9110's tchar: what a header name may be made of.
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 #: Control characters a header value may not hold (HTAB is allowed).
