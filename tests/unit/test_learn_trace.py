@@ -30,7 +30,7 @@ def line(pid: int, call: str) -> str:
 def test_a_hostile_file_name_is_one_path_not_a_second_call():
     name = '/w/x", O_RDONLY) = 3</etc/shadow>\n4 openat(AT_FDCWD, "/root/.ssh/id_rsa'
     log = [line(4, f'openat(AT_FDCWD<{hx("/w")}>, "{hx(name)}", O_RDONLY) = 3<{hx(name)}>')]
-    seen = learn.read_trace(log, "/w")
+    seen = learn.read_trace(log, "/w").seen
     assert set(seen.paths) == {name.encode()}
     assert seen.paths[name.encode()] == {"read"}
 
@@ -39,7 +39,7 @@ def test_unescaped_strings_and_foreign_lines_are_skipped_not_guessed():
     log = ['4  openat(AT_FDCWD, "/etc/shadow", O_RDONLY) = 3\n',  # not strace -xx's form
            "strace: something\n", "garbage (\n",
            line(4, f'openat(AT_FDCWD<{hx("/w")}>, "{hx("/etc/pass")}"..., O_RDONLY) = 3')]
-    seen = learn.read_trace(log, "/w")
+    seen = learn.read_trace(log, "/w").seen
     assert seen.paths == {}
     assert sum(seen.skipped.values()) == 4
 
@@ -52,7 +52,7 @@ def test_relative_paths_resolve_against_the_decorated_cwd_and_dirfd():
                    "O_WRONLY|O_CREAT|O_TRUNC, 0666) = 4"),
            line(7, f'chdir("{hx("/elsewhere")}") = 0'),
            line(7, f'access("{hx("rel")}", R_OK) = 0')]
-    seen = learn.read_trace(log, "/start")
+    seen = learn.read_trace(log, "/start").seen
     assert seen.paths == {b"/proj/a.c": {"read"}, b"/proj/sub/b.h": {"read"},
                           b"/proj/out.o": {"create"}, b"/elsewhere": {"read"},
                           b"/elsewhere/rel": {"read"}}
@@ -63,7 +63,7 @@ def test_unfinished_calls_are_joined_with_their_resumption():
            line(4, "getpid() = 4"),
            line(3, "<... openat resumed>) = 5"),
            line(4, "exit_group(0) = ?"), "4  +++ exited with 0 +++\n"]
-    seen = learn.read_trace(log, "/")
+    seen = learn.read_trace(log, "/").seen
     assert seen.paths == {b"/p/f": {"read"}}
     assert seen.syscalls == {"openat", "getpid", "exit_group"}
 
@@ -81,7 +81,7 @@ def test_tcp_connects_and_binds_by_socket_type():
                    f'sin_addr=inet_addr("{hx("0.0.0.0")}")}}, 16) = 0'),
            line(2, f'connect(5<{hx("socket:[9]")}>, {{sa_family=AF_UNIX, '
                    f'sun_path="{hx("/tmp/.X11-unix/X0")}"}}, 110) = 0')]
-    seen = learn.read_trace(log, "/")
+    seen = learn.read_trace(log, "/").seen
     assert seen.tcp_connect == {8080} and seen.tcp_bind == {9000}
     assert seen.unix == {b"/tmp/.X11-unix/X0"}
 
