@@ -244,8 +244,8 @@ def test_bad_input_is_one_line_and_125(jailpy, user_tmp, test_user):
 
 
 def test_a_run_that_ends_differently_is_reported(jailpy, user_tmp):
-    """The check compares exit statuses: a command that finds the learn run's own log
-    directory exits 0 while learning and 1 under the learned profile."""
+    """The check compares exit statuses: a command that finds the learn run's own
+    directory (strace's copy) exits 0 while learning and 1 under the learned profile."""
     result = jailpy.run(["learn", "-o", str(user_tmp / "odd.toml"), "--", "sh", "-c",
                          "test -e /tmp/.jailpy-learn"], cwd=user_tmp)
     assert result.returncode == 1, result.stderr

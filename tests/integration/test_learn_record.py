@@ -8,7 +8,8 @@ an open of a planted ~/.ssh/id_rsa, a TCP connect to a listening port on
 127.0.0.1 and a msgget call it never made, through every way in it can find:
 
 - "by-path": into the log where the learn run used to keep it
-  (/tmp/.jailpy-learn), and on its own stderr;
+  (/tmp/.jailpy-learn), into every descriptor it inherited, and on its own
+  stderr;
 - "through-strace": into strace's open descriptors (/proc/PPID/fd), its
   memory (/proc/PPID/mem, process_vm_writev) and by PTRACE_SEIZE of it;
 - "kill-strace": it kills strace, then does what it wants unrecorded.
@@ -78,6 +79,17 @@ def by_path():
     for name in names or ["trace"]:
         append(os.path.join(old, name))
 
+def own_fds():
+    fds = [int(fd) for fd in os.listdir("/proc/self/fd") if int(fd) > 2]
+    written = 0
+    for fd in fds:
+        try:
+            os.write(fd, FORGED.encode()); written += 1
+        except OSError:
+            pass
+    if not written:
+        raise OSError(errno.EBADF, "no inherited descriptor to write to")
+
 def through_fds(tracer):
     fds = os.listdir(f"/proc/{tracer}/fd")
     for fd in fds:
@@ -114,6 +126,7 @@ sys.stderr.write(FORGED[:2000])
 sys.stderr.flush()
 if mode == "by-path":
     attempt("by_path", by_path)
+    attempt("own_fds", own_fds)
 elif mode == "through-strace":
     attempt("proc_fd", lambda: through_fds(tracer))
     attempt("proc_mem", lambda: through_mem(tracer))

@@ -145,3 +145,36 @@ def test_collapse_rule_and_the_protected_home(tmp_path):
     assert not any(str(lib) + "/" in path for path in learned.binds)
     assert str(home) not in learned.binds  # never the home directory whole
     assert len([p for p in learned.binds if p.startswith(str(home) + "/")]) == 9
+
+
+def test_the_closer_is_left_out_and_every_process_must_end():
+    """jailpy's closer (a shell that closes the record's descriptor and execs the
+    command) is the first process until its second execve succeeds: its opens are
+    not the command's. A process whose end is not in the record leaves it unended."""
+    log = [line(5, 'execve("' + hx("/bin/sh") + '", ["sh"], 0x1 /* 3 vars */) = 0'),
+           line(5, f'openat(AT_FDCWD<{hx("/")}>, "{hx("/etc/shell-only")}", O_RDONLY) = 3<'
+                   f'{hx("/etc/shell-only")}>'),
+           line(5, 'execve("' + hx("/usr/local/bin/cmd") + '", ["cmd"], 0x1) = -1 ENOENT '
+                   '(No such file or directory)'),
+           line(5, 'execve("' + hx("/usr/bin/cmd") + '", ["cmd"], 0x1 /* 3 vars */) = 0'),
+           line(5, f'openat(AT_FDCWD<{hx("/")}>, "{hx("/etc/cmd-only")}", O_RDONLY) = 3<'
+                   f'{hx("/etc/cmd-only")}>'),
+           line(5, "clone(child_stack=NULL, flags=SIGCHLD) = 6"),
+           line(6, "getpid() = 6"),
+           line(6, "+++ exited with 0 +++")]
+    record = learn.read_trace(log, "/", wrapped=True)
+    assert set(record.seen.paths) == {b"/usr/bin/cmd", b"/etc/cmd-only"}
+    assert record.unended == {"5"}
+    record.feed(line(5, "+++ killed by SIGTERM +++"))
+    assert record.unended == set()
+    unwrapped = learn.read_trace(log, "/").seen
+    assert b"/etc/shell-only" in unwrapped.paths
+
+
+def test_a_thread_that_execs_ends_as_the_leader():
+    log = [line(7, "clone3({flags=CLONE_VM|CLONE_THREAD, ...}, 88) = 8"),
+           line(8, 'execve("' + hx("/usr/bin/next") + '", ["next"], 0x1 <unfinished ...>'),
+           line(7, "+++ superseded by execve in pid 8 +++"),
+           line(7, "<... execve resumed>) = 0"),
+           line(7, "+++ exited with 0 +++")]
+    assert learn.read_trace(log, "/").unended == set()
