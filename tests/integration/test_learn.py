@@ -42,18 +42,22 @@ SYSCALLS = {"x86_64": {"ptrace": 101, "mount": 165, "keyctl": 250, "msgget": 68}
             "aarch64": {"ptrace": 117, "mount": 40, "keyctl": 219, "msgget": 186}}
 #: The probe: "benign" imports and resolves what the attacks use and touches
 #: nothing; otherwise it tries each attack and prints one JSON object.
-PROBE = r"""
-import ctypes, errno, json, os, socket, sys
-libc = ctypes.CDLL(None, use_errno=True)
-numbers = json.loads(sys.argv[2])
-if sys.argv[1] == "benign":
-    print("ready"); sys.exit(0)
+#: A script's attempts, each recorded in `out` as "ok" or the errno's name.
+ATTEMPTS = r"""
 out = {}
 def attempt(name, action):
     try:
         action(); out[name] = "ok"
     except OSError as exc:
         out[name] = errno.errorcode.get(exc.errno, str(exc.errno))
+"""
+PROBE = r"""
+import ctypes, errno, json, os, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+numbers = json.loads(sys.argv[2])
+if sys.argv[1] == "benign":
+    print("ready"); sys.exit(0)
+""" + ATTEMPTS + r"""
 def read(path):
     with open(path, "rb") as f:
         f.read()

@@ -10,8 +10,9 @@ an open of a planted ~/.ssh/id_rsa, a TCP connect to a listening port on
 - "by-path": into the log where the learn run used to keep it
   (/tmp/.jailpy-learn), into every descriptor it inherited, and on its own
   stderr;
-- "through-strace": into strace's open descriptors (/proc/PPID/fd), its
-  memory (/proc/PPID/mem, process_vm_writev) and by PTRACE_SEIZE of it;
+- "through-strace": into the open descriptors of strace (/proc/PPID/fd) and
+  of jailpy's pid 1, into strace's memory (/proc/PPID/mem,
+  process_vm_writev) and by PTRACE_SEIZE of strace;
 - "kill-strace": it kills strace, then does what it wants unrecorded.
 
 Each attempt is reported as JSON on stdout. Then: the learned profile grants
@@ -34,8 +35,8 @@ from pathlib import Path
 import pytest
 
 from conftest import as_user_file, chown_tree
+from test_learn import ATTEMPTS, FAKE_KEY
 
-FAKE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nplanted-by-the-test\n-----END OPENSSH PRIVATE KEY-----\n"
 MSGGET = {"x86_64": 68, "aarch64": 186}
 PTRACE = {"x86_64": 101, "aarch64": 117}
 PROCESS_VM_WRITEV = {"x86_64": 311, "aarch64": 271}
@@ -61,14 +62,7 @@ FORGED = "".join((
     f'sin_addr=inet_addr("{hexed("127.0.0.1")}")}}, 16) = 0\n',
     f"{pid} msgget(IPC_PRIVATE, 0600) = 0\n",
     f"{pid} +++ exited with 0 +++\n")) * 300  # longer than what strace still has to write
-
-out = {}
-def attempt(name, action):
-    try:
-        action(); out[name] = "ok"
-    except OSError as exc:
-        out[name] = errno.errorcode.get(exc.errno, str(exc.errno))
-
+""" + ATTEMPTS + r"""
 def append(path):
     with open(path, "a") as log:
         log.write(FORGED)
@@ -129,6 +123,7 @@ if mode == "by-path":
     attempt("own_fds", own_fds)
 elif mode == "through-strace":
     attempt("proc_fd", lambda: through_fds(tracer))
+    attempt("pid1_fd", lambda: through_fds(1))  # jailpy's pid 1 holds the pipe too
     attempt("proc_mem", lambda: through_mem(tracer))
     if out["proc_fd"] != "ok":  # else strace is dumpable, and a tracer it gained would
         # get its SIGCHLDs and never wait for them: the whole run would hang
@@ -212,7 +207,7 @@ def test_forged_lines_grant_nothing(attack, user_tmp, mode):
     attempts = _attempts(learned.stdout)
     assert attempts and "ok" not in attempts.values(), attempts
     if mode == "through-strace":  # strace is not dumpable: ptrace access is refused
-        assert attempts == {"proc_fd": "EACCES", "proc_mem": "EACCES",
+        assert attempts == {"proc_fd": "EACCES", "pid1_fd": "EACCES", "proc_mem": "EACCES",
                             "ptrace_seize": "EPERM", "process_vm_writev": "EPERM"}, attempts
     _grants_nothing_forged(profile, key, port)
     refused = probe(profile)
