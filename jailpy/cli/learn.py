@@ -33,7 +33,7 @@ import shutil
 import sys
 import tempfile
 
-from ..errors import ConfigError
+from ..errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, CommandError, ConfigError
 
 #: Where the learn run finds strace's execute-only copy (a read-only bind).
 TRACER_DIR = "/tmp/.jailpy-learn"
@@ -117,6 +117,11 @@ def execute_learn(base: str | None, output: str | None, merge: str | None,
                           f"of the watched processes ended (was it killed?); no profile written",
                           origin="jailpy learn",
                           hint="the command must not kill its tracer; see docs/learn.md")
+    if not record.started:  # the closer said why on stderr (not found, not executable)
+        raise CommandError(f"{command[0]}: the command did not start (exit {traced.exit_code});"
+                           f" no profile written", exit_code=traced.exit_code
+                           if traced.exit_code in (EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND)
+                           else EXIT_NOT_FOUND, origin="command")
     seen = record.seen
     from ..runtime.seccomp import native_syscalls
 

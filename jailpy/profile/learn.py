@@ -213,6 +213,11 @@ class TraceReader:
         except (ValueError, IndexError):
             self.seen.skip("calls with unreadable arguments")
 
+    @property
+    def started(self) -> bool:
+        """Whether the command itself was executed (the closer got that far)."""
+        return self._wrapper_execs >= 2
+
     def _in_wrapper(self, pid: str, rest: str) -> bool:
         """Whether this line is the closer's own: the first process's, before the
         second execve that succeeded (its own exec, then the command's)."""

@@ -255,3 +255,13 @@ def test_a_run_that_ends_differently_is_reported(jailpy, user_tmp):
     assert result.returncode == 1, result.stderr
     assert "NOT verified: exit 1 under the learned profile, 0 while learning" in result.stderr
     assert (user_tmp / "odd.toml").exists()
+
+
+def test_a_command_that_does_not_start_writes_nothing(jailpy, user_tmp):
+    """The shell between strace and the command says why; learn says the command did
+    not start, with the shell's status (127 not found), and writes no profile."""
+    result = jailpy.run(["learn", "-o", str(user_tmp / "none.toml"), "--",
+                         "no-such-command-here"], cwd=user_tmp, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 127, result.stderr
+    assert "the command did not start (exit 127); no profile written" in result.stderr
+    assert not (user_tmp / "none.toml").exists()
