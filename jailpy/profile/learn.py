@@ -225,8 +225,7 @@ class TraceReader:
             return False
         if self._wrapper is None:
             self._wrapper = pid
-        if pid != self._wrapper:  # the closer forks nothing; be strict all the same
-            self._wrapper_execs = 2
+        if pid != self._wrapper:  # not the closer (which forks nothing): strace traced it
             return False
         if _EXECVE_DONE.fullmatch(rest) is not None:
             self._wrapper_execs += 1
