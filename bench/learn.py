@@ -26,7 +26,7 @@ import tempfile
 
 from _common import JAILPY, USER, as_user, median_times, user_env
 
-STRACE = ["strace", "-f", "-qq", "-xx", "-y", "-s", "128", "-o", "/dev/null"]
+STRACE = ["strace", "-f", "-q", "-xx", "-y", "-s", "128", "-o", "/dev/null"]
 
 
 def project(files: int) -> str:

@@ -3,11 +3,24 @@
     1. run CMD under strace in a permissive variant of the base profile (host
        filesystem read-only, the working directory and --writable paths
        writable, seccomp and Landlock off so strace may ptrace, the base's
-       network), strace writing its log to a host directory bound in;
-    2. read the log (profile/learn.py: untrusted input, parsed strictly),
-       write a profile that extends the base (merged with --merge's);
+       network); strace writes its record into a pipe that this process
+       reads, and nothing the command can reach leads to that pipe (below);
+    2. read the record (profile/learn.py: untrusted input, parsed strictly),
+       refuse it when strace stopped before the command ended, write a
+       profile that extends the base (merged with --merge's);
     3. run CMD again under the written profile and say whether it ended the
        same way.
+
+The command is untrusted, so its record must be strace's alone:
+- the pipe's write end reaches the sandbox only as a descriptor of strace's;
+  a shell between strace and the command closes it before the command runs
+  (its lines are left out of the record), and strace's -o output is never
+  the command's stdout or stderr;
+- strace is started from a copy that is execute-only, so the kernel makes
+  it non-dumpable: the command (same uid, no capability) is refused
+  PTRACE_ATTACH, /proc/PID/fd, /proc/PID/mem and process_vm_writev on it;
+- the command may still kill strace: every process strace saw start must
+  have its end in the record, or no profile is written.
 
 docs/learn.md has the mechanism, its cost and its limits.
 """
@@ -20,13 +33,17 @@ import shutil
 import sys
 import tempfile
 
-from ..errors import ConfigError
+from ..errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, CommandError, ConfigError
 
-#: Where the host directory holding strace's log appears during the learn run.
-LOG_DIR = "/tmp/.jailpy-learn"
-#: strace: follow forks, no attach/exit chatter, every string as \xHH, fds and
-#: AT_FDCWD with their paths, strings up to 128 bytes (a sun_path is at most 108).
-STRACE_OPTIONS = ("-f", "-qq", "-xx", "-y", "-s", "128")
+#: Where the learn run finds strace's execute-only copy (a read-only bind).
+TRACER_DIR = "/tmp/.jailpy-learn"
+#: strace: follow forks, no attach chatter (each process's end is kept: it
+#: proves the record whole), every string as \xHH, fds and AT_FDCWD with their
+#: paths, strings up to 128 bytes (a sun_path is at most 108).
+STRACE_OPTIONS = ("-f", "-q", "-xx", "-y", "-s", "128")
+#: Between strace and the command: close the record's descriptor, become the command.
+#: (The shell's own redirection syntax takes one digit.)
+CLOSER = ("/bin/sh", "-c", 'exec {fd}>&-; exec "$@"', "sh")
 
 
 def _say(text: str) -> None:
@@ -34,7 +51,7 @@ def _say(text: str) -> None:
     sys.stderr.flush()
 
 
-def permissive_layer(cwd: str, writable: tuple[str, ...], log_dir: str):
+def permissive_layer(cwd: str, writable: tuple[str, ...], tracer_dir: str):
     """The profile layer that turns the base into the learn run's permissive variant;
     its mount ops (as MountOps) tell learn() which paths were scratch."""
     from ..profile import learn
@@ -44,7 +61,7 @@ def permissive_layer(cwd: str, writable: tuple[str, ...], log_dir: str):
               {"tmpfs": "/tmp", "mode": "1777"}, {"tmpfs": "/var/tmp", "mode": "1777"}]
     for path in ((cwd,) if cwd != "/" else ()) + writable:
         mounts.append({"bind": learn.escape(path)})
-    mounts.append({"bind": learn.escape(log_dir), "dest": LOG_DIR})
+    mounts.append({"ro-bind": learn.escape(tracer_dir), "dest": TRACER_DIR})
     doc = {"reset": ["filesystem.mounts", "seccomp.deny", "seccomp.allow"],
            "filesystem": {"mounts": mounts},
            "seccomp": {"enabled": False}, "landlock": {"enabled": False}}
@@ -84,24 +101,28 @@ def execute_learn(base: str | None, output: str | None, merge: str | None,
         if not os.path.isdir(path):
             raise ConfigError(f"not a directory: {path!r}", origin="--writable")
     base_policy = load_policy(base)
-    log_dir = tempfile.mkdtemp(prefix="jailpy-learn-")
+    tracer_dir = tempfile.mkdtemp(prefix="jailpy-learn-")
     try:
-        layer = permissive_layer(cwd, writable, log_dir)
-        learning = load_policy(base, layer)
-        log = f"{LOG_DIR}/trace"
+        learning = load_policy(base, permissive_layer(cwd, writable, tracer_dir))
         _say(f"learning: {shlex.join(command)} (under strace, in a permissive variant of "
              f"{base})")
-        traced = Sandbox(learning).run([strace, *STRACE_OPTIONS, "-o", log, "--", *command],
-                                       forward_signals=True)
-        try:
-            with open(os.path.join(log_dir, "trace"), encoding="ascii",
-                      errors="replace") as lines:
-                seen = learn.read_trace(lines, cwd)
-        except OSError as exc:
-            raise ConfigError(f"strace left no log ({exc.strerror})", origin="jailpy learn",
-                              hint="is ptrace allowed here? see docs/learn.md") from exc
+        traced, record = _traced_run(learning, strace, tracer_dir, command, cwd)
     finally:
-        shutil.rmtree(log_dir, ignore_errors=True)
+        shutil.rmtree(tracer_dir, ignore_errors=True)
+    if not record.lines:
+        raise ConfigError(f"strace left no record (exit {traced.exit_code})",
+                          origin="jailpy learn", hint="is ptrace allowed here? see docs/learn.md")
+    if record.unended:
+        raise ConfigError(f"the record is incomplete: strace stopped before {len(record.unended)} "
+                          f"of the watched processes ended (was it killed?); no profile written",
+                          origin="jailpy learn",
+                          hint="the command must not kill its tracer; see docs/learn.md")
+    if not record.started:  # the closer said why on stderr (not found, not executable)
+        raise CommandError(f"{command[0]}: the command did not start (exit {traced.exit_code});"
+                           f" no profile written", exit_code=traced.exit_code
+                           if traced.exit_code in (EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND)
+                           else EXIT_NOT_FOUND, origin="command")
+    seen = record.seen
     from ..runtime.seccomp import native_syscalls
 
     native = native_syscalls()
@@ -136,6 +157,55 @@ def execute_learn(base: str | None, output: str | None, merge: str | None,
     _say(f"NOT verified: exit {checked.exit_code} under the learned profile, "
          f"{traced.exit_code} while learning; run the code paths it missed with --merge")
     return 1
+
+
+def _traced_run(learning, strace: str, tracer_dir: str, command: list[str], cwd: str):
+    """The learn run: (its Result, the TraceReader that read strace's record).
+
+    strace writes into a pipe read here, by a thread, while the sandbox runs
+    (strace blocks when the pipe is full; the record never touches a disk)."""
+    import fcntl
+    import threading
+
+    from ..api import Sandbox
+    from ..profile import learn
+
+    tracer = os.path.join(tracer_dir, "strace")
+    shutil.copyfile(strace, tracer)
+    os.chmod(tracer, 0o111)  # unreadable: execve makes strace non-dumpable
+    read_end, pipe_write = os.pipe()
+    write_end = fcntl.fcntl(pipe_write, fcntl.F_DUPFD_CLOEXEC, 3)  # the lowest free
+    os.close(pipe_write)
+    if write_end > 9:
+        os.close(read_end)
+        os.close(write_end)
+        raise ConfigError("too many open descriptors: the record's must be below 10",
+                          origin="jailpy learn")
+    reader = learn.TraceReader(cwd, wrapped=True)
+    failed: list[BaseException] = []
+
+    def drain() -> None:
+        with open(read_end, encoding="ascii", errors="replace") as lines:
+            for line in lines:
+                if not failed:
+                    try:
+                        reader.feed(line)
+                    except Exception as exc:  # keep draining, or strace would block
+                        failed.append(exc)
+
+    thread = threading.Thread(target=drain, name="jailpy-learn-record", daemon=True)
+    thread.start()
+    closer = [part.format(fd=write_end) for part in CLOSER]
+    try:
+        traced = Sandbox(learning).run(
+            [f"{TRACER_DIR}/strace", *STRACE_OPTIONS, "-o", f"/proc/self/fd/{write_end}",
+             "--", *closer, *command], forward_signals=True, pass_fds=(write_end,))
+    finally:
+        os.close(write_end)  # the sandbox is gone: the reader meets the end of the record
+        thread.join()
+    if failed:
+        raise failed[0]
+    return traced, reader
 
 
 def _write(path: str, text: str) -> None:

@@ -49,6 +49,9 @@ _LINE, _RESUMED, _CALL, _NAME, _HEX, _DECORATED, _RETURN, _PORT, _FAMILY, _SUN_P
         r'sun_path=(@?)"' + _ESCAPED + '"',
         r'(?:inet_addr\(|inet_pton\(AF_INET6, )"' + _ESCAPED + '"'))
 _SOCKET_INODE = re.compile(r"socket:\[(\d+)\]")
+_SUPERSEDED = re.compile(r"\+\+\+ superseded by execve in pid (\d+) \+\+\+")
+#: An execve that succeeded, whole or as the end of an unfinished one.
+_EXECVE_DONE = re.compile(r"(?:execve\(.*|<\.\.\. execve resumed>.*)\) += 0")
 
 # How each path-taking syscall is read: (path argument, dirfd argument or None, access).
 # Access: read (must be visible), write (changed in place), create (entries of the
@@ -136,22 +139,47 @@ class Observations:
 
 
 class TraceReader:
-    """Reads one strace log (strace -f -qq -xx -y -s 128 -o FILE) line by line."""
+    """Reads one strace log (strace -f -q -xx -y -s 128 -o FILE) line by line.
 
-    def __init__(self, cwd: str) -> None:
+    With `wrapped`, the first process is jailpy's own closer (cli/learn.py: a
+    shell that closes the log's descriptor, then execs the command): its
+    lines up to its exec of the command are the wrapper's, not the command's,
+    and are left out.
+
+    `unended` is the set of processes the log shows starting but not ending
+    ("+++ exited with N +++", "+++ killed by SIG +++"): strace prints an end
+    for every process and thread it traced, so a record with any left was
+    cut short (strace killed) and says nothing about what they did next.
+    """
+
+    def __init__(self, cwd: str, wrapped: bool = False) -> None:
         self.seen = Observations()
+        self.unended: set[str] = set()
+        self.lines = 0
         self._pending: dict[str, str] = {}
         self._cwd: dict[str, bytes] = {}
         self._root_cwd = os.fsencode(cwd)
         self._sockets: dict[str, tuple[str, str]] = {}  # inode -> (family, type)
+        self._wrapper: str | None = None
+        self._wrapper_execs = 0 if wrapped else 2
 
     def feed(self, line: str) -> None:
+        self.lines += 1
         match = _LINE.fullmatch(line.rstrip("\n"))
         if match is None:
             if line.strip():
                 self.seen.skip("log lines that are not strace's")
             return
         pid, rest = match.groups()
+        if rest.startswith("+++"):
+            self.unended.discard(pid)
+            superseded = _SUPERSEDED.fullmatch(rest)
+            if superseded is not None:  # a thread's execve: it goes on as this pid
+                self.unended.discard(superseded.group(1))
+            return
+        self.unended.add(pid)
+        if self._in_wrapper(pid, rest):
+            return
         resumed = _RESUMED.match(rest)
         if resumed is not None:
             name, tail = resumed.groups()
@@ -162,7 +190,7 @@ class TraceReader:
             if name is not None:
                 self.seen.syscalls.add(name.group(1))
             return
-        if rest.startswith(("---", "+++")):
+        if rest.startswith("---"):
             return
         call = _CALL.fullmatch(rest)
         if call is None:
@@ -184,6 +212,24 @@ class TraceReader:
             self._call(pid, name, split_arguments(arguments), ok, decoration, error)
         except (ValueError, IndexError):
             self.seen.skip("calls with unreadable arguments")
+
+    @property
+    def started(self) -> bool:
+        """Whether the command itself was executed (the closer got that far)."""
+        return self._wrapper_execs >= 2
+
+    def _in_wrapper(self, pid: str, rest: str) -> bool:
+        """Whether this line is the closer's own: the first process's, before the
+        second execve that succeeded (its own exec, then the command's)."""
+        if self._wrapper_execs >= 2:
+            return False
+        if self._wrapper is None:
+            self._wrapper = pid
+        if pid != self._wrapper:  # not the closer (which forks nothing): strace traced it
+            return False
+        if _EXECVE_DONE.fullmatch(rest) is not None:
+            self._wrapper_execs += 1
+        return self._wrapper_execs < 2
 
     def _call(self, pid: str, name: str, args: list[str], ok: bool, decoration: str | None,
               error: str | None) -> None:
@@ -281,11 +327,12 @@ class TraceReader:
             (self.seen.tcp_bind if name == "bind" else self.seen.tcp_connect).add(number)
 
 
-def read_trace(lines, cwd: str) -> Observations:
-    reader = TraceReader(cwd)
+def read_trace(lines, cwd: str, wrapped: bool = False) -> TraceReader:
+    """Feed every line to a TraceReader; its `seen` holds the observations."""
+    reader = TraceReader(cwd, wrapped)
     for line in lines:
         reader.feed(line)
-    return reader.seen
+    return reader
 
 
 # --- host paths: symlinks on the way, and the path they lead to ------------------------

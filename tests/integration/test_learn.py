@@ -42,18 +42,22 @@ SYSCALLS = {"x86_64": {"ptrace": 101, "mount": 165, "keyctl": 250, "msgget": 68}
             "aarch64": {"ptrace": 117, "mount": 40, "keyctl": 219, "msgget": 186}}
 #: The probe: "benign" imports and resolves what the attacks use and touches
 #: nothing; otherwise it tries each attack and prints one JSON object.
-PROBE = r"""
-import ctypes, errno, json, os, socket, sys
-libc = ctypes.CDLL(None, use_errno=True)
-numbers = json.loads(sys.argv[2])
-if sys.argv[1] == "benign":
-    print("ready"); sys.exit(0)
+#: A script's attempts, each recorded in `out` as "ok" or the errno's name.
+ATTEMPTS = r"""
 out = {}
 def attempt(name, action):
     try:
         action(); out[name] = "ok"
     except OSError as exc:
         out[name] = errno.errorcode.get(exc.errno, str(exc.errno))
+"""
+PROBE = r"""
+import ctypes, errno, json, os, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+numbers = json.loads(sys.argv[2])
+if sys.argv[1] == "benign":
+    print("ready"); sys.exit(0)
+""" + ATTEMPTS + r"""
 def read(path):
     with open(path, "rb") as f:
         f.read()
@@ -244,10 +248,20 @@ def test_bad_input_is_one_line_and_125(jailpy, user_tmp, test_user):
 
 
 def test_a_run_that_ends_differently_is_reported(jailpy, user_tmp):
-    """The check compares exit statuses: a command that finds the learn run's own log
-    directory exits 0 while learning and 1 under the learned profile."""
+    """The check compares exit statuses: a command that finds the learn run's own
+    directory (strace's copy) exits 0 while learning and 1 under the learned profile."""
     result = jailpy.run(["learn", "-o", str(user_tmp / "odd.toml"), "--", "sh", "-c",
                          "test -e /tmp/.jailpy-learn"], cwd=user_tmp)
     assert result.returncode == 1, result.stderr
     assert "NOT verified: exit 1 under the learned profile, 0 while learning" in result.stderr
     assert (user_tmp / "odd.toml").exists()
+
+
+def test_a_command_that_does_not_start_writes_nothing(jailpy, user_tmp):
+    """The shell between strace and the command says why; learn says the command did
+    not start, with the shell's status (127 not found), and writes no profile."""
+    result = jailpy.run(["learn", "-o", str(user_tmp / "none.toml"), "--",
+                         "no-such-command-here"], cwd=user_tmp, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 127, result.stderr
+    assert "the command did not start (exit 127); no profile written" in result.stderr
+    assert not (user_tmp / "none.toml").exists()

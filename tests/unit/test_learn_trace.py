@@ -30,7 +30,7 @@ def line(pid: int, call: str) -> str:
 def test_a_hostile_file_name_is_one_path_not_a_second_call():
     name = '/w/x", O_RDONLY) = 3</etc/shadow>\n4 openat(AT_FDCWD, "/root/.ssh/id_rsa'
     log = [line(4, f'openat(AT_FDCWD<{hx("/w")}>, "{hx(name)}", O_RDONLY) = 3<{hx(name)}>')]
-    seen = learn.read_trace(log, "/w")
+    seen = learn.read_trace(log, "/w").seen
     assert set(seen.paths) == {name.encode()}
     assert seen.paths[name.encode()] == {"read"}
 
@@ -39,7 +39,7 @@ def test_unescaped_strings_and_foreign_lines_are_skipped_not_guessed():
     log = ['4  openat(AT_FDCWD, "/etc/shadow", O_RDONLY) = 3\n',  # not strace -xx's form
            "strace: something\n", "garbage (\n",
            line(4, f'openat(AT_FDCWD<{hx("/w")}>, "{hx("/etc/pass")}"..., O_RDONLY) = 3')]
-    seen = learn.read_trace(log, "/w")
+    seen = learn.read_trace(log, "/w").seen
     assert seen.paths == {}
     assert sum(seen.skipped.values()) == 4
 
@@ -52,7 +52,7 @@ def test_relative_paths_resolve_against_the_decorated_cwd_and_dirfd():
                    "O_WRONLY|O_CREAT|O_TRUNC, 0666) = 4"),
            line(7, f'chdir("{hx("/elsewhere")}") = 0'),
            line(7, f'access("{hx("rel")}", R_OK) = 0')]
-    seen = learn.read_trace(log, "/start")
+    seen = learn.read_trace(log, "/start").seen
     assert seen.paths == {b"/proj/a.c": {"read"}, b"/proj/sub/b.h": {"read"},
                           b"/proj/out.o": {"create"}, b"/elsewhere": {"read"},
                           b"/elsewhere/rel": {"read"}}
@@ -63,7 +63,7 @@ def test_unfinished_calls_are_joined_with_their_resumption():
            line(4, "getpid() = 4"),
            line(3, "<... openat resumed>) = 5"),
            line(4, "exit_group(0) = ?"), "4  +++ exited with 0 +++\n"]
-    seen = learn.read_trace(log, "/")
+    seen = learn.read_trace(log, "/").seen
     assert seen.paths == {b"/p/f": {"read"}}
     assert seen.syscalls == {"openat", "getpid", "exit_group"}
 
@@ -81,7 +81,7 @@ def test_tcp_connects_and_binds_by_socket_type():
                    f'sin_addr=inet_addr("{hx("0.0.0.0")}")}}, 16) = 0'),
            line(2, f'connect(5<{hx("socket:[9]")}>, {{sa_family=AF_UNIX, '
                    f'sun_path="{hx("/tmp/.X11-unix/X0")}"}}, 110) = 0')]
-    seen = learn.read_trace(log, "/")
+    seen = learn.read_trace(log, "/").seen
     assert seen.tcp_connect == {8080} and seen.tcp_bind == {9000}
     assert seen.unix == {b"/tmp/.X11-unix/X0"}
 
@@ -145,3 +145,36 @@ def test_collapse_rule_and_the_protected_home(tmp_path):
     assert not any(str(lib) + "/" in path for path in learned.binds)
     assert str(home) not in learned.binds  # never the home directory whole
     assert len([p for p in learned.binds if p.startswith(str(home) + "/")]) == 9
+
+
+def test_the_closer_is_left_out_and_every_process_must_end():
+    """jailpy's closer (a shell that closes the record's descriptor and execs the
+    command) is the first process until its second execve succeeds: its opens are
+    not the command's. A process whose end is not in the record leaves it unended."""
+    log = [line(5, 'execve("' + hx("/bin/sh") + '", ["sh"], 0x1 /* 3 vars */) = 0'),
+           line(5, f'openat(AT_FDCWD<{hx("/")}>, "{hx("/etc/shell-only")}", O_RDONLY) = 3<'
+                   f'{hx("/etc/shell-only")}>'),
+           line(5, 'execve("' + hx("/usr/local/bin/cmd") + '", ["cmd"], 0x1) = -1 ENOENT '
+                   '(No such file or directory)'),
+           line(5, 'execve("' + hx("/usr/bin/cmd") + '", ["cmd"], 0x1 /* 3 vars */) = 0'),
+           line(5, f'openat(AT_FDCWD<{hx("/")}>, "{hx("/etc/cmd-only")}", O_RDONLY) = 3<'
+                   f'{hx("/etc/cmd-only")}>'),
+           line(5, "clone(child_stack=NULL, flags=SIGCHLD) = 6"),
+           line(6, "getpid() = 6"),
+           line(6, "+++ exited with 0 +++")]
+    record = learn.read_trace(log, "/", wrapped=True)
+    assert set(record.seen.paths) == {b"/usr/bin/cmd", b"/etc/cmd-only"}
+    assert record.unended == {"5"}
+    record.feed(line(5, "+++ killed by SIGTERM +++"))
+    assert record.unended == set()
+    unwrapped = learn.read_trace(log, "/").seen
+    assert b"/etc/shell-only" in unwrapped.paths
+
+
+def test_a_thread_that_execs_ends_as_the_leader():
+    log = [line(7, "clone3({flags=CLONE_VM|CLONE_THREAD, ...}, 88) = 8"),
+           line(8, 'execve("' + hx("/usr/bin/next") + '", ["next"], 0x1 <unfinished ...>'),
+           line(7, "+++ superseded by execve in pid 8 +++"),
+           line(7, "<... execve resumed>) = 0"),
+           line(7, "+++ exited with 0 +++")]
+    assert learn.read_trace(log, "/").unended == set()
