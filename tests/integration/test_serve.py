@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import poll, process_tree
+from conftest import poll, process_tree, processes
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +63,21 @@ def metric(text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def held(seconds: str) -> list[int]:
+    """Processes running `sleep SECONDS` (a request the test holds until it ends it)."""
+    return [pid for pid, cmdline in processes() if cmdline == f"sleep\0{seconds}\0".encode()]
+
+
+def listening(path: str) -> bool:
+    """Whether something accepts connections on the Unix socket at path."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
 
 
 class Server:
@@ -145,10 +160,14 @@ def test_unix_socket_api_limits_queue_metrics_and_graceful_stop(jailpy, user_tmp
     status, body = exchange(connect, "GET", "/v1/nothing")
     assert (status, body["error"]["code"]) == (404, "not_found")
 
-    # One request runs, one waits: the third is refused at once.
+    # One request runs, one waits: the third is refused at once. The two hold their
+    # slots until the test ends their `sleep` (a fixed sleep would be a race: on a
+    # loaded machine the first could end before the third request is sent).
+    hold = f"{3000 + os.getpid() % 1000}.{time.monotonic_ns() % 10**6}"
     answers: list[tuple[int, object]] = []
     slow = [threading.Thread(target=lambda: answers.append(
-        run_request(connect, {"argv": ["sh", "-c", "sleep 2; echo done"]}))) for _ in range(2)]
+        run_request(connect, {"argv": ["sh", "-c", f"sleep {hold}; echo done"]})))
+        for _ in range(2)]
     for thread in slow:
         thread.start()
     deadline = time.monotonic() + 20
@@ -161,6 +180,7 @@ def test_unix_socket_api_limits_queue_metrics_and_graceful_stop(jailpy, user_tmp
         time.sleep(0.05)
     status, body = run_request(connect, {"argv": ["true"]})
     assert (status, body["error"]["code"]) == (503, "queue_full")
+    assert len(poll(lambda: held(hold), 20)) == 1  # the queued one has not started
 
     _, after = exchange(connect, "GET", "/metrics")
     ok = 'jailpy_requests_total{endpoint="/v1/run",status="200"}'
@@ -177,7 +197,16 @@ def test_unix_socket_api_limits_queue_metrics_and_graceful_stop(jailpy, user_tmp
     # the socket is gone and so is every process the server had.
     tree = process_tree(server.serve_pid())
     assert len(tree) > 1  # the pool's fork server and its prepared sandboxes
-    assert server.stop() == 0, server.log.read_text()
+    os.kill(server.serve_pid(), signal.SIGTERM)
+    # Stopped listening (so the signal was handled while both were in): then each held
+    # request is let go in turn, the queued one once it has started.
+    assert poll(lambda: not listening(socket_path), 20), "serve kept listening after SIGTERM"
+    for _ in slow:
+        sleeper = poll(lambda: held(hold), 20)
+        assert len(sleeper) == 1, sleeper
+        os.kill(sleeper[0], signal.SIGTERM)
+        assert poll(lambda: sleeper[0] not in held(hold), 20)
+    assert server.proc.wait(timeout=60) == 0, server.log.read_text()
     for thread in slow:
         thread.join(timeout=30)
     assert [(status, body["stdout"]) for status, body in answers] == [(200, "done\n")] * 2
