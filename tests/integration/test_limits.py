@@ -13,13 +13,12 @@ import json
 import os
 import signal
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import as_user_file, poll, without_cwd_note
+from conftest import as_user_file, children, poll, without_cwd_note
 
 #: A fork bomb that records, from inside, the most processes it ever saw.
 BOMB = r"""
@@ -56,12 +55,12 @@ def _status(completed) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def _supervisor_pid(popen_pid: int) -> int:
-    """The jailpy process itself: Runner.popen starts it under runuser when we are root."""
+def _supervisor_pid(popen_pid: int) -> int | None:
+    """The jailpy process itself: Runner.popen starts it under runuser when we are root
+    (None until runuser has forked it)."""
     if os.geteuid() != 0:
         return popen_pid
-    with open(f"/proc/{popen_pid}/task/{popen_pid}/children") as f:
-        return int(f.read().split()[0])
+    return (children(popen_pid) or [None])[0]
 
 
 def _with_env(jailpy, env: dict[str, str], args: list[str], **kwargs):
@@ -159,18 +158,29 @@ def test_pids_cgroup_stops_a_fork_bomb(jailpy, user_tmp, cgroup_parent):
     limit = 32
     marker = _marker()
     out = user_tmp / "peak"
-    result = jailpy.run(["run", "--bind", str(user_tmp), str(user_tmp), "--pids-max",
+    proc = jailpy.popen(["run", "--bind", str(user_tmp), str(user_tmp), "--pids-max",
                          str(limit), "--json-status", str(user_tmp / "status.json"), "--",
-                         "python3", "-c", BOMB, str(out), "1.5", marker], timeout=30)
-    assert result.returncode == 0, result.stderr
+                         "python3", "-c", BOMB, str(out), "1.5", marker],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # This run's own cgroup (the parent is shared by every sandbox of the test user).
+    own = _own_cgroups(Path(cgroup_parent["pids"]), proc.pid)
+    assert poll(own, 10), "no sandbox cgroup appeared"
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
     peak = int(out.read_text())
     assert peak == limit - 1  # pid 1 + the command; the namespace helper is the Nth
     status = json.loads((user_tmp / "status.json").read_text())
     assert "pids" in status["limits_hit"] and status["ended_by"] is None
     assert status["cgroup"] in ("v1", "v2")
     assert _leftovers(marker) == ""
-    assert not [p for p in Path(cgroup_parent["pids"]).iterdir()
-                if p.name.startswith("jailpy-")]
+    assert own() == []
+
+
+def _own_cgroups(parent: Path, popen_pid: int):
+    """() -> the sandbox cgroups of the jailpy run started as popen_pid (jailpy names
+    them jailpy-<its pid>-<n>; other runs of the test user share the parent)."""
+    supervisor = poll(lambda: _supervisor_pid(popen_pid), 10)
+    return lambda: sorted(parent.glob(f"jailpy-{supervisor}-*"))
 
 
 # --- memory --------------------------------------------------------------------
@@ -213,10 +223,7 @@ def test_cpu_quota_is_written_and_the_cgroup_removed(jailpy, cgroup_parent):
     parent = Path(cgroup_parent["cpu"])
     proc = jailpy.popen(["run", "--cpus", "0.25", "--", "sh", "-c",
                          "cat /proc/self/cgroup; sleep 2"], stdout=subprocess.PIPE, text=True)
-    deadline, found = time.monotonic() + 10, []
-    while time.monotonic() < deadline and not found:
-        found = [p for p in parent.iterdir() if p.name.startswith("jailpy-")]
-        time.sleep(0.02)
+    found = poll(_own_cgroups(parent, proc.pid), 10, 0.02)
     assert found, "no sandbox cgroup appeared"
     cg = found[0]
     if (cg / "cpu.max").exists():
