@@ -84,19 +84,30 @@ def test_host_processes_are_invisible(jailpy):
 
 def test_orphaned_grandchildren_are_reaped(jailpy):
     # The inner sh exits at once, orphaning `sleep 0.1`; when it ends it must
-    # not stay a zombie: pid 1 reaps it.
-    script = "sh -c 'sleep 0.1 &'; sleep 0.6; grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l"
+    # not stay a zombie: pid 1 reaps it, and its /proc entry goes (waited for, bounded:
+    # a fixed pause could look while the orphan had not even started on a loaded machine).
+    script = ("orphan=$(sh -c 'sleep 0.1 >/dev/null & echo $!'); "
+              "for i in $(seq 200); do [ -e /proc/$orphan ] || break; sleep 0.05; done; "
+              "grep '^State:' /proc/$orphan/status 2>/dev/null || echo reaped")
     result = jailpy.sandbox(script)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "0"
+    assert result.stdout.strip() == "reaped"
+
+
+def _leave_behind(marker: str) -> str:
+    """bash: start `sleep 60` named marker in the background and end once it runs
+    (bounded), saying so: a fixed pause could end first on a loaded machine, and the
+    test would then check nothing."""
+    return (f"(exec -a {marker} sleep 60) & for i in $(seq 200); do "
+            f"read -r -d '' name < /proc/$!/cmdline; [ \"$name\" = {marker} ] && "
+            "{ echo started; break; }; sleep 0.05; done")
 
 
 def test_leftover_processes_die_with_the_target(jailpy, test_user):
     marker = "jailpy-leftover-4242"
-    result = jailpy.run(["run", "--", "bash", "-c", f"(exec -a {marker} sleep 60) & sleep 0.3"])
-    assert result.returncode == 0
-    time.sleep(0.2)
-    assert not _running(marker, test_user.uid)
+    result = jailpy.run(["run", "--", "bash", "-c", _leave_behind(marker)])
+    assert result.returncode == 0 and result.stdout == "started\n", result.stderr
+    assert poll(lambda: not _running(marker, test_user.uid), 5)
 
 
 @pytest.mark.parametrize("script,expected", [
@@ -264,11 +275,10 @@ class _Proc:
 
 def test_leftovers_die_with_the_target_without_a_pid_namespace(jailpy, test_user):
     marker = "jailpy-shared-pid-leftover-31"
-    result = jailpy.run(["run", "--share-pid", "--", "bash", "-c",
-                         f"(exec -a {marker} sleep 60) & sleep 0.3"], timeout=20)
-    assert result.returncode == 0, result.stderr
-    time.sleep(0.2)
-    assert not _running(marker, test_user.uid)
+    result = jailpy.run(["run", "--share-pid", "--", "bash", "-c", _leave_behind(marker)],
+                        timeout=20)
+    assert result.returncode == 0 and result.stdout == "started\n", result.stderr
+    assert poll(lambda: not _running(marker, test_user.uid), 5)
 
 
 def test_argv0_is_given_to_the_command(jailpy):
