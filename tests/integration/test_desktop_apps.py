@@ -127,10 +127,24 @@ else { localStorage.setItem("jailpy", "%s"); document.title = "stored"; }
 """
 
 
+#: Waits (bounded) until the page's server accepts connections: Firefox shows an
+#: error page, not the page, if it asks first (a fixed sleep is a guess on a loaded machine).
+SERVER_UP = """
+import socket, sys, time
+for _ in range(400):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1]))).close()
+        break
+    except OSError:
+        time.sleep(0.05)
+"""
+
+
 def firefox_run(desk: Desk, port: int, name: str):
     """Firefox on a page served inside its sandbox (an http origin keeps site data)."""
     script = (f"cd ~/Downloads && timeout 120 python3 -m http.server -b 127.0.0.1 {port} "
-              f">/dev/null 2>&1 & sleep 0.5; exec firefox http://127.0.0.1:{port}/page.html")
+              f">/dev/null 2>&1 & python3 -c {shlex.quote(SERVER_UP)} {port}; "
+              f"exec firefox http://127.0.0.1:{port}/page.html")
     return desk.start(["run", "--profile", "firefox", "--", "sh", "-c", script], name)
 
 
