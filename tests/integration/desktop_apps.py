@@ -279,6 +279,21 @@ def tree(root: int) -> list[int]:
     return found
 
 
+def unlocked(app_dir: Path) -> bool:
+    """Whether no sandbox holds jailpy's lock on an app dir (an flock on the directory,
+    which the test takes and drops at once)."""
+    import fcntl
+
+    fd = os.open(app_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def ns(pid: int, kind: str) -> str:
     return os.readlink(f"/proc/{pid}/ns/{kind}")
 

@@ -20,7 +20,8 @@ import socket
 import pytest
 
 from conftest import chown_tree, poll, without_cwd_note
-from desktop_apps import Desk, DevTools, Launched, cmdline, ns, pdf_bytes, seccomp_filters
+from desktop_apps import (Desk, DevTools, Launched, cmdline, ns, pdf_bytes, seccomp_filters,
+                          unlocked)
 from desktop_servers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -273,6 +274,9 @@ def test_libreoffice_shows_the_document_and_the_host_takes_over_after_a_kill(des
     # LibreOffice then opens the profile, not a lock dialog or a hung splash.
     app.kill()
     wait_for(lambda: not app.processes("soffice"), 30, "the sandboxed LibreOffice to die")
+    # Its window goes with its X connection: gone, so the title seen next is the host's.
+    wait_for(lambda: "note.txt - LibreOffice Writer" not in desk.titles(), 30,
+             "the killed LibreOffice's window to close")
     host = desk.start(["libreoffice", "--writer", str(note)], "host-writer", jailpy=False)
     assert desk.wait_title(r"Document Recovery|^note\.txt - LibreOffice Writer$")
     assert host.alive()
@@ -288,6 +292,9 @@ def test_two_sandboxes_on_one_app_profile(desk):
     assert first_line.endswith(f"libreoffice.toml: desktop.app_dirs[0]: {state} is in use "
                                "by another sandbox"), second.stderr
     first.kill()  # the lock goes with the sandbox, even when jailpy is killed
+    # Its pid 1 and namespace child die of their PDEATHSIG a moment after jailpy: the
+    # next run is started once the kernel has released the lock, not before.
+    wait_for(lambda: unlocked(state), 30, "the killed sandbox's lock to go")
     third = desk.jailpy(["run", "--profile", "libreoffice", "--", "true"])
     assert third.returncode == 0, third.stderr
 
