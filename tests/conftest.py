@@ -19,6 +19,15 @@ from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests judge results, not speed: on a loaded 2-core CI machine one
+# example can take longer than Hypothesis' default 200 ms deadline, and drawing
+# examples longer than its too_slow health check allows, through no fault of
+# the code. Every settings object made after this inherits both.
+settings.register_profile("loaded-machine", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("loaded-machine")
 
 VENV = Path(os.environ.get("JAILPY_VENV", "/opt/jailpy/venv"))
 TEST_USER = os.environ.get("JAILPY_TEST_USER", "jailpy-test")
