@@ -116,9 +116,16 @@ class Desk:
         assert found, f"no window matching {pattern!r}; windows: {seen[0]}"
         return found
 
-    def window_id(self, pattern: str) -> str:
-        found = self.run(["xdotool", "search", "--name", pattern], 10)
-        return found.stdout.split()[0]
+    def window_id(self, pattern: str, timeout: float = 30) -> str:
+        """The id of a window whose title matches `pattern`, waiting for one: a title
+        seen a moment ago may be changing (a page loading, a session restored)."""
+        def look() -> str | None:
+            found = self.run(["xdotool", "search", "--name", pattern], 10)
+            return next(iter(found.stdout.split()), None)
+
+        window = poll(look, timeout, 0.5)
+        assert window, f"no window matching {pattern!r}; windows: {self.titles()}"
+        return window
 
     def pixel(self, window: str, x: int, y: int) -> tuple[int, int, int]:
         """One pixel of a window, read back from the X server (ImageMagick import)."""
