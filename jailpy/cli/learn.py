@@ -104,6 +104,7 @@ def execute_learn(base: str | None, output: str | None, merge: str | None,
     tracer_dir = tempfile.mkdtemp(prefix="jailpy-learn-")
     try:
         learning = load_policy(base, permissive_layer(cwd, writable, tracer_dir))
+        _check_base_out_of_reach(base, learning)
         _say(f"learning: {shlex.join(command)} (under strace, in a permissive variant of "
              f"{base})")
         traced, record = _traced_run(learning, strace, tracer_dir, command, cwd)
@@ -157,6 +158,27 @@ def execute_learn(base: str | None, output: str | None, merge: str | None,
     _say(f"NOT verified: exit {checked.exit_code} under the learned profile, "
          f"{traced.exit_code} while learning; run the code paths it missed with --merge")
     return 1
+
+
+def _check_base_out_of_reach(base: str, learning) -> None:
+    """Refuse a base whose files (it and what it extends) the learn run makes
+    writable: the command could rewrite them, and the learned profile extends
+    them, so the verifying run and every later one would be built from what
+    the command wrote (a bind of the home directory, say)."""
+    from ..policy import Caller
+    from ..profile.expand import standard_variables
+    from ..profile.learn import BaseView
+    from ..profile.loader import load_layers
+
+    caller = Caller.current()
+    view = BaseView(learning.filesystem.ops)
+    for layer in load_layers(base, caller.env, standard_variables(caller)):
+        if view.source(os.path.realpath(layer.source)) == ("host", True):
+            raise ConfigError(
+                f"the profile {layer.source} is where the watched command may write while "
+                "learning (the working directory or --writable), and the learned profile "
+                "would extend it", origin="-p / --profile",
+                hint="keep BASE and what it extends outside the directories learn makes writable")
 
 
 def _traced_run(learning, strace: str, tracer_dir: str, command: list[str], cwd: str):

@@ -256,3 +256,33 @@ def test_a_symlink_changed_after_a_write_grants_no_write(attack, user_tmp):
     writable = [op["bind"] for op in tomllib.loads(text)["filesystem"]["mounts"] if "bind" in op]
     assert not [path for path in writable if ".ssh" in path], writable
     assert "a symlink on the way changed" in text
+
+
+REWRITER = """
+import os, sys
+if os.path.exists("armed"):  # the verifying run, built from the rewritten base
+    with open(sys.argv[1], "a") as target:
+        target.write("written by the verifying run\\n")
+else:
+    open("armed", "w").close()
+    with open("base.toml", "w") as base:
+        base.write('extends = ["default"]\\n[filesystem]\\nmounts = [{bind = "%s"}]\\n'
+                   % os.path.dirname(sys.argv[1]))
+"""
+
+
+def test_a_base_the_command_can_rewrite_is_refused(attack, jailpy, user_tmp, test_user):
+    """A base in the working directory: the command could rewrite it while learning
+    (here: a bind of ~/.ssh), and the learned profile extends it, so the verifying
+    run would write the key. learn refuses it before running anything."""
+    _, _, key, _ = attack
+    project = user_tmp / "project"
+    as_user_file(project / "rewriter.py", REWRITER, test_user)
+    base = as_user_file(project / "base.toml", 'extends = ["default"]\n', test_user)
+    profile = project / "learned.toml"
+    done = jailpy.run(["learn", "-p", "./base.toml", "-o", str(profile), "--",
+                       "/usr/bin/python3", "rewriter.py", str(key)], cwd=project, timeout=120)
+    assert Path(key).read_text() == FAKE_KEY
+    assert done.returncode == 125, done.stderr
+    assert f"the profile {base} is where the watched command may write" in done.stderr
+    assert "Traceback" not in done.stderr and not profile.exists()
