@@ -151,7 +151,16 @@ def execute_learn(base: str | None, output: str | None, merge: str | None,
          f"{len(native)} syscalls allowed, network "
          f"{'ports ' + str(sorted(learned.tcp_connect)) if learned.inet_used else 'none'}")
     _say(f"verifying: {shlex.join(command)} under {target}")
-    checked = Sandbox(load_policy(os.path.abspath(target))).run(command, forward_signals=True)
+    learned_policy = load_policy(os.path.abspath(target))
+    if learn.BaseView(learned_policy.filesystem.ops).source(os.path.realpath(target)) \
+            == ("host", True):
+        _say(f"warning: {target} is writable under the profile it holds, so the command "
+             "could rewrite its own profile: keep it outside the directories it binds")
+    checked = Sandbox(learned_policy).run(command, forward_signals=True)
+    if _text_of(target) != text:  # the command rewrote its profile: ours goes back
+        _write(target, text)
+        _say(f"NOT verified: the verifying run changed {target}; written again as learned")
+        return 1
     if checked.exit_code == traced.exit_code:
         _say(f"verified: exit {checked.exit_code} under the learned profile, as while learning")
         return 0
@@ -228,6 +237,14 @@ def _traced_run(learning, strace: str, tracer_dir: str, command: list[str], cwd:
     if failed:
         raise failed[0]
     return traced, reader
+
+
+def _text_of(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def _write(path: str, text: str) -> None:

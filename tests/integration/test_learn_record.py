@@ -286,3 +286,20 @@ def test_a_base_the_command_can_rewrite_is_refused(attack, jailpy, user_tmp, tes
     assert done.returncode == 125, done.stderr
     assert f"the profile {base} is where the watched command may write" in done.stderr
     assert "Traceback" not in done.stderr and not profile.exists()
+
+
+def test_the_verifying_run_cannot_rewrite_the_learned_profile(attack, jailpy, user_tmp,
+                                                              test_user):
+    """The profile written into the project, which the learned profile binds
+    writable: the verifying run's rewrite of it is undone and reported, with the
+    warning that later runs could do the same (attack: its project directory)."""
+    project = user_tmp / "project"
+    as_user_file(project / "rewriter.py", 'import os\nif os.path.exists("armed"):\n'
+                 '    open("learned.toml", "a").write("\\n# the command\'s own line\\n")\n'
+                 'open("armed", "w").close()\n', test_user)
+    done = jailpy.run(["learn", "-o", "learned.toml", "--", "/usr/bin/python3", "rewriter.py"],
+                      cwd=project, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "NOT verified: the verifying run changed learned.toml; written again" in done.stderr
+    assert "warning: learned.toml is writable under the profile it holds" in done.stderr
+    assert "the command's own line" not in (project / "learned.toml").read_text()
