@@ -162,7 +162,7 @@ class Request:
         self.body_length = body_length
 
 
-def read_head(conn: socket.socket) -> tuple[bytes, bytes]:
+def read_head(conn: "socket.socket | _Deadline") -> tuple[bytes, bytes]:
     """(head, bytes after it): at most MAX_HEAD bytes until the blank line."""
     data = b""
     while b"\r\n\r\n" not in data:
@@ -289,7 +289,7 @@ def _authority(text: str, default_port: int | None) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def read_client_hello(conn: "socket.socket | _Prefixed") -> tuple[bytes, str | None]:
+def read_client_hello(conn: "socket.socket | _Prefixed | _Deadline") -> tuple[bytes, str | None]:
     """(the bytes read, the SNI host name or None): whole TLS records until the
     ClientHello handshake message is complete (it may span records)."""
     data = b""
@@ -438,8 +438,7 @@ class Proxy:
         attempt = Attempt(f"{peer[0]}:{peer[1]}")
         upstream = None
         try:
-            conn.settimeout(HEAD_TIMEOUT)
-            request = parse_request(*read_head(conn))
+            request = parse_request(*read_head(_Deadline(conn, HEAD_TIMEOUT)))
             upstream = self.open(conn, request, attempt)
             attempt.fields["decision"] = "allowed"
             if request.method == "CONNECT":
@@ -479,7 +478,8 @@ class Proxy:
             if request.method == "CONNECT":
                 conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 attempt.committed = True
-                hello, sni = read_client_hello(_Prefixed(conn, request.rest))
+                hello, sni = read_client_hello(
+                    _Prefixed(_Deadline(conn, HEAD_TIMEOUT), request.rest))
                 fields["sni"] = sni
                 _check_sni(host, sni)
                 first = hello
@@ -560,6 +560,27 @@ class Proxy:
     def summary(self) -> dict:
         with self.lock:
             return {**self.totals, "hosts": self.hosts, "hosts_left_out": self.hosts_left_out}
+
+
+class _Deadline:
+    """The client's socket for reading a request head or a ClientHello: the whole
+    of it must arrive within `seconds`. (A timeout per read alone lets a client
+    that sends a byte now and then hold a connection, one of MAX_CONNECTIONS,
+    for hours.)"""
+
+    def __init__(self, conn: socket.socket, seconds: float) -> None:
+        self.conn, self.seconds = conn, seconds
+        self.end = time.monotonic() + seconds
+
+    def recv(self, size: int) -> bytes:
+        left = self.end - time.monotonic()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            self.conn.settimeout(left)
+            return self.conn.recv(size)
+        except TimeoutError:
+            raise Refused(408, f"request not complete within {self.seconds:g} s") from None
 
 
 class _Prefixed:
@@ -766,7 +787,7 @@ def _pump(source: socket.socket, dest: socket.socket, attempt: Attempt, counter:
 
 
 def _reply(conn: socket.socket, status: int, reason: str) -> None:
-    phrase = {400: "Bad Request", 403: "Forbidden", 431: "Request Header Fields Too Large",
+    phrase = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 431: "Request Header Fields Too Large",
               502: "Bad Gateway"}.get(status, "Error")
     body = f"jailpy egress proxy: {reason}\n".encode("utf-8", "replace")
     try:
