@@ -85,6 +85,10 @@ def execute_learn(base: str | None, output: str | None, merge: str | None,
     earlier = None
     if merge and os.path.exists(merge):
         earlier, earlier_base = learn.read_learned(merge)
+        # Checked as the profile it is, so that what read_learned skips or misreads
+        # (a string for a list, a mount that is no table) is an error naming the key,
+        # not a file rewritten from half of it.
+        load_policy(os.path.abspath(merge))
         base = base or earlier_base
     base = base or "default"
     from ..profile.loader import is_path
