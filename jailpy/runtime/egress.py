@@ -61,6 +61,9 @@ MAX_CONNECTIONS = 256
 #: Distinct NAME:PORT entries kept in the summary; the rest are only counted.
 SUMMARY_HOSTS = 64
 RELAY_CHUNK = 256 * 1024
+#: Longest name, SNI or reason a log line keeps: they echo what the client sent, and
+#: a 16 KiB host name per attempt would make the log grow 60 times as fast.
+MAX_LOGGED_TEXT = 256
 #: TEST ONLY: "name=address,name=address". Names listed are resolved to the given
 #: address and every other name fails to resolve, so a test never reaches a real
 #: resolver or a real host. Read by this proxy only (docs/network.md).
@@ -531,6 +534,10 @@ class Proxy:
 
     def record(self, attempt: Attempt) -> None:
         fields = attempt.fields
+        for key in ("name", "reason", "sni"):  # the client's text, bounded in the log
+            value = fields.get(key)
+            if isinstance(value, str) and len(value) > MAX_LOGGED_TEXT:
+                fields[key] = value[:MAX_LOGGED_TEXT] + f"... ({len(value)} characters)"
         fields["duration"] = round(time.time() - attempt.start, 3)
         line = (json.dumps(fields, sort_keys=False) + "\n").encode()
         with self.lock:

@@ -394,3 +394,25 @@ def test_a_head_sent_a_byte_at_a_time_must_still_arrive_in_time(monkeypatch):
     client.close()
     assert reply.startswith(b"HTTP/1.1 408 "), reply
     assert proxy.summary()["denied"] == 1
+
+
+def test_what_the_client_sent_is_bounded_in_the_log():
+    """A 16 KiB host name is refused, and its log line stays short."""
+    import json
+    import os
+    import socket
+
+    log_r, log_w = os.pipe()
+    proxy = egress.Proxy(None, AllowList([parse_host_rule("pypi.org")]),
+                         egress.Resolver(""), log_w)
+    client, server = socket.socketpair()
+    client.sendall(b"GET http://" + b"a" * 15000 + b".org/ HTTP/1.1\r\n\r\n")
+    proxy.active = 1
+    proxy.handle(server, ("127.0.0.1", 1))
+    client.close()
+    os.close(log_w)
+    with os.fdopen(log_r) as f:
+        line = f.readline()
+    entry = json.loads(line)
+    assert entry["decision"] == "denied" and len(line) < 1024, len(line)
+    assert entry["name"].endswith("characters)") and entry["reason"].endswith("characters)")
