@@ -85,6 +85,10 @@ def execute_learn(base: str | None, output: str | None, merge: str | None,
     earlier = None
     if merge and os.path.exists(merge):
         earlier, earlier_base = learn.read_learned(merge)
+        # Checked as the profile it is, so that what read_learned skips or misreads
+        # (a string for a list, a mount that is no table) is an error naming the key,
+        # not a file rewritten from half of it.
+        load_policy(os.path.abspath(merge))
         base = base or earlier_base
     base = base or "default"
     from ..profile.loader import is_path
@@ -104,6 +108,7 @@ def execute_learn(base: str | None, output: str | None, merge: str | None,
     tracer_dir = tempfile.mkdtemp(prefix="jailpy-learn-")
     try:
         learning = load_policy(base, permissive_layer(cwd, writable, tracer_dir))
+        _check_base_out_of_reach(base, learning)
         _say(f"learning: {shlex.join(command)} (under strace, in a permissive variant of "
              f"{base})")
         traced, record = _traced_run(learning, strace, tracer_dir, command, cwd)
@@ -150,13 +155,43 @@ def execute_learn(base: str | None, output: str | None, merge: str | None,
          f"{len(native)} syscalls allowed, network "
          f"{'ports ' + str(sorted(learned.tcp_connect)) if learned.inet_used else 'none'}")
     _say(f"verifying: {shlex.join(command)} under {target}")
-    checked = Sandbox(load_policy(os.path.abspath(target))).run(command, forward_signals=True)
+    learned_policy = load_policy(os.path.abspath(target))
+    if learn.BaseView(learned_policy.filesystem.ops).source(os.path.realpath(target)) \
+            == ("host", True):
+        _say(f"warning: {target} is writable under the profile it holds, so the command "
+             "could rewrite its own profile: keep it outside the directories it binds")
+    checked = Sandbox(learned_policy).run(command, forward_signals=True)
+    if _text_of(target) != text:  # the command rewrote its profile: ours goes back
+        _write(target, text)
+        _say(f"NOT verified: the verifying run changed {target}; written again as learned")
+        return 1
     if checked.exit_code == traced.exit_code:
         _say(f"verified: exit {checked.exit_code} under the learned profile, as while learning")
         return 0
     _say(f"NOT verified: exit {checked.exit_code} under the learned profile, "
          f"{traced.exit_code} while learning; run the code paths it missed with --merge")
     return 1
+
+
+def _check_base_out_of_reach(base: str, learning) -> None:
+    """Refuse a base whose files (it and what it extends) the learn run makes
+    writable: the command could rewrite them, and the learned profile extends
+    them, so the verifying run and every later one would be built from what
+    the command wrote (a bind of the home directory, say)."""
+    from ..policy import Caller
+    from ..profile.expand import standard_variables
+    from ..profile.learn import BaseView
+    from ..profile.loader import load_layers
+
+    caller = Caller.current()
+    view = BaseView(learning.filesystem.ops)
+    for layer in load_layers(base, caller.env, standard_variables(caller)):
+        if view.source(os.path.realpath(layer.source)) == ("host", True):
+            raise ConfigError(
+                f"the profile {layer.source} is where the watched command may write while "
+                "learning (the working directory or --writable), and the learned profile "
+                "would extend it", origin="-p / --profile",
+                hint="keep BASE and what it extends outside the directories learn makes writable")
 
 
 def _traced_run(learning, strace: str, tracer_dir: str, command: list[str], cwd: str):
@@ -206,6 +241,14 @@ def _traced_run(learning, strace: str, tracer_dir: str, command: list[str], cwd:
     if failed:
         raise failed[0]
     return traced, reader
+
+
+def _text_of(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def _write(path: str, text: str) -> None:

@@ -494,6 +494,14 @@ def learn(seen: Observations, base_ops, learn_ops, protected: tuple[str, ...],
     dirs: set[str] = set()
     why: dict[str, str] = {}
     unprintable = 0
+    # A write the record shows landed where the learn run was writable (its
+    # binds of the working directory and --writable). The host path it leads
+    # to is only found after the run, through symlinks the command could have
+    # changed since: one that now leads anywhere the learn run kept read-only
+    # (the home directory's dotfiles) was not where the command wrote, and
+    # binding it read-write would hand the command, in the verifying run and
+    # every later one, a write it never had.
+    retargeted = 0
     for raw, accesses in sorted(seen.paths.items()):
         path = os.fsdecode(raw)
         if not _printable(path):
@@ -528,6 +536,9 @@ def learn(seen: Observations, base_ops, learn_ops, protected: tuple[str, ...],
                         "listed, so bound whole" if "list" in accesses else "read")
                 targets.append((real, "ro", kind))
         for target, mode, reason in targets:
+            if mode == "rw" and during.source(target) != ("host", True):
+                retargeted += 1
+                continue
             shown = base.source(target)
             if shown is not None and shown[0] == "host" and (mode == "ro" or shown[1]):
                 continue
@@ -537,6 +548,9 @@ def learn(seen: Observations, base_ops, learn_ops, protected: tuple[str, ...],
             if needs.get(target) != "rw":
                 needs[target] = mode
                 why[target] = reason
+    if retargeted:
+        out.notes.append(f"{retargeted} writes led, on the host after the run, to paths that were "
+                         "read-only while learning (a symlink on the way changed): not bound")
     if unprintable:
         out.notes.append(f"{unprintable} paths with control characters or undecodable bytes "
                          "were left out (a profile cannot name them)")

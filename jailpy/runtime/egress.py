@@ -61,6 +61,9 @@ MAX_CONNECTIONS = 256
 #: Distinct NAME:PORT entries kept in the summary; the rest are only counted.
 SUMMARY_HOSTS = 64
 RELAY_CHUNK = 256 * 1024
+#: Longest name, SNI or reason a log line keeps: they echo what the client sent, and
+#: a 16 KiB host name per attempt would make the log grow 60 times as fast.
+MAX_LOGGED_TEXT = 256
 #: TEST ONLY: "name=address,name=address". Names listed are resolved to the given
 #: address and every other name fails to resolve, so a test never reaches a real
 #: resolver or a real host. Read by this proxy only (docs/network.md).
@@ -162,7 +165,7 @@ class Request:
         self.body_length = body_length
 
 
-def read_head(conn: socket.socket) -> tuple[bytes, bytes]:
+def read_head(conn: "socket.socket | _Deadline") -> tuple[bytes, bytes]:
     """(head, bytes after it): at most MAX_HEAD bytes until the blank line."""
     data = b""
     while b"\r\n\r\n" not in data:
@@ -289,7 +292,7 @@ def _authority(text: str, default_port: int | None) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def read_client_hello(conn: "socket.socket | _Prefixed") -> tuple[bytes, str | None]:
+def read_client_hello(conn: "socket.socket | _Prefixed | _Deadline") -> tuple[bytes, str | None]:
     """(the bytes read, the SNI host name or None): whole TLS records until the
     ClientHello handshake message is complete (it may span records)."""
     data = b""
@@ -438,8 +441,7 @@ class Proxy:
         attempt = Attempt(f"{peer[0]}:{peer[1]}")
         upstream = None
         try:
-            conn.settimeout(HEAD_TIMEOUT)
-            request = parse_request(*read_head(conn))
+            request = parse_request(*read_head(_Deadline(conn, HEAD_TIMEOUT)))
             upstream = self.open(conn, request, attempt)
             attempt.fields["decision"] = "allowed"
             if request.method == "CONNECT":
@@ -479,7 +481,8 @@ class Proxy:
             if request.method == "CONNECT":
                 conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 attempt.committed = True
-                hello, sni = read_client_hello(_Prefixed(conn, request.rest))
+                hello, sni = read_client_hello(
+                    _Prefixed(_Deadline(conn, HEAD_TIMEOUT), request.rest))
                 fields["sni"] = sni
                 _check_sni(host, sni)
                 first = hello
@@ -531,6 +534,10 @@ class Proxy:
 
     def record(self, attempt: Attempt) -> None:
         fields = attempt.fields
+        for key in ("name", "reason", "sni"):  # the client's text, bounded in the log
+            value = fields.get(key)
+            if isinstance(value, str) and len(value) > MAX_LOGGED_TEXT:
+                fields[key] = value[:MAX_LOGGED_TEXT] + f"... ({len(value)} characters)"
         fields["duration"] = round(time.time() - attempt.start, 3)
         line = (json.dumps(fields, sort_keys=False) + "\n").encode()
         with self.lock:
@@ -560,6 +567,27 @@ class Proxy:
     def summary(self) -> dict:
         with self.lock:
             return {**self.totals, "hosts": self.hosts, "hosts_left_out": self.hosts_left_out}
+
+
+class _Deadline:
+    """The client's socket for reading a request head or a ClientHello: the whole
+    of it must arrive within `seconds`. (A timeout per read alone lets a client
+    that sends a byte now and then hold a connection, one of MAX_CONNECTIONS,
+    for hours.)"""
+
+    def __init__(self, conn: socket.socket, seconds: float) -> None:
+        self.conn, self.seconds = conn, seconds
+        self.end = time.monotonic() + seconds
+
+    def recv(self, size: int) -> bytes:
+        left = self.end - time.monotonic()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            self.conn.settimeout(left)
+            return self.conn.recv(size)
+        except TimeoutError:
+            raise Refused(408, f"request not complete within {self.seconds:g} s") from None
 
 
 class _Prefixed:
@@ -766,7 +794,7 @@ def _pump(source: socket.socket, dest: socket.socket, attempt: Attempt, counter:
 
 
 def _reply(conn: socket.socket, status: int, reason: str) -> None:
-    phrase = {400: "Bad Request", 403: "Forbidden", 431: "Request Header Fields Too Large",
+    phrase = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 431: "Request Header Fields Too Large",
               502: "Bad Gateway"}.get(status, "Error")
     body = f"jailpy egress proxy: {reason}\n".encode("utf-8", "replace")
     try:

@@ -235,8 +235,12 @@ def test_bad_input_is_one_line_and_125(jailpy, user_tmp, test_user):
     """No output file, a --merge file learn did not write, an unknown base, a directory
     that does not exist: one line naming the option, status 125, no traceback."""
     mine = as_user_file(user_tmp / "mine.toml", 'extends = ["default"]\n', test_user)
+    marked = "# jailpy learn: a learned profile (docs/learn.md)\n"
+    odd = as_user_file(user_tmp / "odd.toml", marked + '[seccomp]\nallow = "x"\n', test_user)
     cases = {("learn", "--", "true"): "-o OUT.toml or --merge OUT.toml",
              ("learn", "--merge", str(mine), "--", "true"): "was not written by jailpy learn",
+             # learn's own marker over a malformed body: the key is named, nothing written
+             ("learn", "--merge", str(odd), "--", "true"): f"{odd}: seccomp.allow: expected",
              ("learn", "-p", "no-such-profile", "-o", "x.toml", "--", "true"): "no-such-profile",
              ("learn", "--writable", str(user_tmp / "absent"), "-o", "x.toml", "--", "true"):
                  "--writable"}
@@ -245,6 +249,7 @@ def test_bad_input_is_one_line_and_125(jailpy, user_tmp, test_user):
         assert result.returncode == 125, (argv, result.stderr)
         assert needle in result.stderr and "Traceback" not in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
+    assert odd.read_text() == marked + '[seccomp]\nallow = "x"\n'
 
 
 def test_a_run_that_ends_differently_is_reported(jailpy, user_tmp):

@@ -13,7 +13,10 @@ an open of a planted ~/.ssh/id_rsa, a TCP connect to a listening port on
 - "through-strace": into the open descriptors of strace (/proc/PPID/fd) and
   of jailpy's pid 1, into strace's memory (/proc/PPID/mem,
   process_vm_writev) and by PTRACE_SEIZE of strace;
-- "kill-strace": it kills strace, then does what it wants unrecorded.
+- "kill-strace": it kills strace, then does what it wants unrecorded;
+- "retarget": it writes a file of its own, then swaps a directory on the way
+  for a symlink into ~/.ssh, so that the host walk after the run leads the
+  write somewhere the learn run kept read-only.
 
 Each attempt is reported as JSON on stdout. Then: the learned profile grants
 none of the forged accesses, and a probe under it fails to read the key,
@@ -106,6 +109,15 @@ def writev(tracer):
     remote = (ctypes.c_void_p * 2)(address, 8)  # 8 zero bytes over its ELF header
     call("process_vm_writev", tracer, local, 1, remote, 1, ctypes.c_long(0))
 
+def retarget():
+    # Written where the learn run is writable, then the directory on the way is
+    # swapped for a symlink to the key's: the host walk after the run follows it.
+    os.makedirs("sub", exist_ok=True)
+    with open("sub/id_rsa", "w") as own:
+        own.write("the command's own file\n")
+    os.rename("sub", "sub.old")
+    os.symlink(os.path.dirname(secret), "sub")
+
 if mode == "probe":
     def read():
         with open(secret, "rb") as f:
@@ -129,6 +141,8 @@ elif mode == "through-strace":
         # get its SIGCHLDs and never wait for them: the whole run would hang
         attempt("ptrace_seize", lambda: call("ptrace", 0x4206, tracer, 0, 0))
     attempt("process_vm_writev", lambda: writev(tracer))
+elif mode == "retarget":
+    attempt("retarget", retarget)
 else:
     attempt("by_path", by_path)
     attempt("through_fds", lambda: through_fds(tracer))
@@ -224,3 +238,68 @@ def test_killing_strace_leaves_no_profile(attack, user_tmp):
     assert "the record is incomplete" in learned.stderr, learned.stderr
     assert "Traceback" not in learned.stderr, learned.stderr
     assert not profile.exists()
+
+
+def test_a_symlink_changed_after_a_write_grants_no_write(attack, user_tmp):
+    """The command writes a file of its own, then turns the directory on the way into
+    a symlink to ~/.ssh: the host walk after the run leads the write there, where the
+    learn run was read-only. No read-write bind of it, so neither the verifying run
+    (which does the same again) nor any later one can write the key. (A read it may
+    point anywhere it could have read outright: docs/learn.md, "Limits".)"""
+    learn, _, key, _ = attack
+    profile = user_tmp / "learned.toml"
+    learned = learn("retarget", profile)
+    assert learned.returncode in (0, 1), learned.stderr
+    assert _attempts(learned.stdout) == {"retarget": "ok"}, learned.stdout
+    assert Path(key).read_text() == FAKE_KEY  # the verifying run did not write it
+    text = profile.read_text()
+    writable = [op["bind"] for op in tomllib.loads(text)["filesystem"]["mounts"] if "bind" in op]
+    assert not [path for path in writable if ".ssh" in path], writable
+    assert "a symlink on the way changed" in text
+
+
+REWRITER = """
+import os, sys
+if os.path.exists("armed"):  # the verifying run, built from the rewritten base
+    with open(sys.argv[1], "a") as target:
+        target.write("written by the verifying run\\n")
+else:
+    open("armed", "w").close()
+    with open("base.toml", "w") as base:
+        base.write('extends = ["default"]\\n[filesystem]\\nmounts = [{bind = "%s"}]\\n'
+                   % os.path.dirname(sys.argv[1]))
+"""
+
+
+def test_a_base_the_command_can_rewrite_is_refused(attack, jailpy, user_tmp, test_user):
+    """A base in the working directory: the command could rewrite it while learning
+    (here: a bind of ~/.ssh), and the learned profile extends it, so the verifying
+    run would write the key. learn refuses it before running anything."""
+    _, _, key, _ = attack
+    project = user_tmp / "project"
+    as_user_file(project / "rewriter.py", REWRITER, test_user)
+    base = as_user_file(project / "base.toml", 'extends = ["default"]\n', test_user)
+    profile = project / "learned.toml"
+    done = jailpy.run(["learn", "-p", "./base.toml", "-o", str(profile), "--",
+                       "/usr/bin/python3", "rewriter.py", str(key)], cwd=project, timeout=120)
+    assert Path(key).read_text() == FAKE_KEY
+    assert done.returncode == 125, done.stderr
+    assert f"the profile {base} is where the watched command may write" in done.stderr
+    assert "Traceback" not in done.stderr and not profile.exists()
+
+
+def test_the_verifying_run_cannot_rewrite_the_learned_profile(attack, jailpy, user_tmp,
+                                                              test_user):
+    """The profile written into the project, which the learned profile binds
+    writable: the verifying run's rewrite of it is undone and reported, with the
+    warning that later runs could do the same (attack: its project directory)."""
+    project = user_tmp / "project"
+    as_user_file(project / "rewriter.py", 'import os\nif os.path.exists("armed"):\n'
+                 '    open("learned.toml", "a").write("\\n# the command\'s own line\\n")\n'
+                 'open("armed", "w").close()\n', test_user)
+    done = jailpy.run(["learn", "-o", "learned.toml", "--", "/usr/bin/python3", "rewriter.py"],
+                      cwd=project, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "NOT verified: the verifying run changed learned.toml; written again" in done.stderr
+    assert "warning: learned.toml is writable under the profile it holds" in done.stderr
+    assert "the command's own line" not in (project / "learned.toml").read_text()

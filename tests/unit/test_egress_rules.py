@@ -359,3 +359,60 @@ def test_connections_left_in_the_backlog_are_logged_not_forwarded():
         ("pypi.org", 443, "denied"), (None, None, "denied")]
     assert lines[0]["reason"] == "the sandbox ended before the proxy served it"
     assert proxy.summary()["denied"] == 2 and proxy.summary()["sent"] == 0
+
+
+def test_a_head_sent_a_byte_at_a_time_must_still_arrive_in_time(monkeypatch):
+    """Slowloris: a byte now and then never lets a per-read timeout fire; the whole
+    head has HEAD_TIMEOUT (here shortened), then a 408, not a connection held for
+    as long as the client likes. The dripping client stops by itself (bounded)."""
+    import socket
+    import threading
+
+    monkeypatch.setattr(egress, "HEAD_TIMEOUT", 0.3)
+    proxy = egress.Proxy(None, AllowList([parse_host_rule("pypi.org")]),
+                         egress.Resolver(""), None)
+    client, server = socket.socketpair()
+    stop = threading.Event()
+
+    def drip() -> None:
+        for byte in b"GET http://pypi.org/ HTTP/1.1\r\nX-Slow: " + b"y" * 60:
+            if stop.wait(0.05):
+                return
+            try:
+                client.send(bytes([byte]))
+            except OSError:
+                return
+        client.shutdown(socket.SHUT_WR)
+
+    dripper = threading.Thread(target=drip)
+    dripper.start()
+    proxy.active = 1
+    proxy.handle(server, ("127.0.0.1", 1))
+    stop.set()
+    dripper.join()
+    reply = client.recv(4096)
+    client.close()
+    assert reply.startswith(b"HTTP/1.1 408 "), reply
+    assert proxy.summary()["denied"] == 1
+
+
+def test_what_the_client_sent_is_bounded_in_the_log():
+    """A 16 KiB host name is refused, and its log line stays short."""
+    import json
+    import os
+    import socket
+
+    log_r, log_w = os.pipe()
+    proxy = egress.Proxy(None, AllowList([parse_host_rule("pypi.org")]),
+                         egress.Resolver(""), log_w)
+    client, server = socket.socketpair()
+    client.sendall(b"GET http://" + b"a" * 15000 + b".org/ HTTP/1.1\r\n\r\n")
+    proxy.active = 1
+    proxy.handle(server, ("127.0.0.1", 1))
+    client.close()
+    os.close(log_w)
+    with os.fdopen(log_r) as f:
+        line = f.readline()
+    entry = json.loads(line)
+    assert entry["decision"] == "denied" and len(line) < 1024, len(line)
+    assert entry["name"].endswith("characters)") and entry["reason"].endswith("characters)")

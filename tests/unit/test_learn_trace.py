@@ -15,6 +15,7 @@ import tomllib
 from hypothesis import given, settings, strategies as st
 
 from jailpy.api import load_policy
+from jailpy.policy import MountOp
 from jailpy.profile import learn
 
 
@@ -102,7 +103,8 @@ def test_the_profile_parses_back_and_loads(tmp_path):
     (tmp_path / "out").mkdir()
     seen.use(os.fsencode(tmp_path / "out" / "made"), "create")
     seen.syscalls = {"read", "openat", "keyctl"}
-    learned = learn.learn(seen, (), (), ("/",), frozenset({"keyctl"}))
+    learning = (MountOp("ro-bind", "/", "/"), MountOp("bind", str(tmp_path), str(tmp_path)))
+    learned = learn.learn(seen, (), learning, ("/",), frozenset({"keyctl"}))
     learned.runs.append("sh -c 'echo a\nrm -rf /' -> exit 0")
     native = {"read", "openat", "open", "execve", "exit", "exit_group", "write", "brk", "mmap",
               "munmap", "rt_sigreturn", "unlink", "unlinkat"}
@@ -178,3 +180,22 @@ def test_a_thread_that_execs_ends_as_the_leader():
            line(7, "<... execve resumed>) = 0"),
            line(7, "+++ exited with 0 +++")]
     assert learn.read_trace(log, "/").unended == set()
+
+
+def test_a_write_led_by_a_changed_symlink_to_a_read_only_place_binds_nothing(tmp_path):
+    """The record says where the command wrote (in the learn run's writable
+    directory); a symlink swapped in on the way since leads elsewhere, where the
+    learn run was read-only: that is not bound read-write."""
+    project, elsewhere = tmp_path / "project", tmp_path / "home"
+    project.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "dotfile").write_text("x")
+    (project / "sub").symlink_to(elsewhere)
+    seen = learn.Observations()
+    seen.use(os.fsencode(project / "sub" / "dotfile"), "write")
+    seen.use(os.fsencode(project / "own"), "write")
+    (project / "own").write_text("x")
+    learning = (MountOp("ro-bind", "/", "/"), MountOp("bind", str(project), str(project)))
+    learned = learn.learn(seen, (), learning, ("/",), frozenset())
+    assert learned.binds == {str(project / "own"): ("rw", "written")}
+    assert any("a symlink on the way changed" in note for note in learned.notes)
