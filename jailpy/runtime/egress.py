@@ -64,6 +64,10 @@ RELAY_CHUNK = 256 * 1024
 #: Longest name, SNI or reason a log line keeps: they echo what the client sent, and
 #: a 16 KiB host name per attempt would make the log grow 60 times as fast.
 MAX_LOGGED_TEXT = 256
+#: Bytes of log one sandbox may write. The sandbox decides how many attempts it makes,
+#: and the log is the host's file: past this, attempts are only counted (the summary's
+#: `not_logged`), after one line saying so.
+MAX_LOG_BYTES = 64 << 20
 #: TEST ONLY: "name=address,name=address". Names listed are resolved to the given
 #: address and every other name fails to resolve, so a test never reaches a real
 #: resolver or a real host. Read by this proxy only (docs/network.md).
@@ -385,7 +389,7 @@ def _timestamp(when: float) -> str:
 
 class Proxy:
     def __init__(self, listener: socket.socket, allow: AllowList, resolver: Resolver,
-                 log_fd: int | None) -> None:
+                 log_fd: int | None, log_cap: int = MAX_LOG_BYTES) -> None:
         self.listener = listener
         self.allow = allow
         self.resolver = resolver
@@ -395,6 +399,9 @@ class Proxy:
         self.totals = {"allowed": 0, "denied": 0, "failed": 0, "sent": 0, "received": 0}
         self.hosts: dict[str, dict] = {}
         self.hosts_left_out = 0
+        #: Log bytes this sandbox may still write, and attempts past that.
+        self.log_cap = self.log_room = log_cap
+        self.not_logged = 0
 
     def serve(self) -> None:
         while True:
@@ -559,14 +566,30 @@ class Proxy:
                 if decision != "allowed":
                     entry["reason"] = fields["reason"]
             if self.log_fd is not None:
-                try:
-                    os.write(self.log_fd, line)
-                except OSError:
-                    pass
+                self._write_log(line)
+
+    def _write_log(self, line: bytes) -> None:
+        """One line, while the log has room; at the cap, one closing line instead."""
+        if len(line) > self.log_room:
+            if self.not_logged == 0:
+                self._write(json.dumps({"time": _timestamp(time.time()), "note": (
+                    f"the log reached its cap of {self.log_cap} bytes: further attempts "
+                    "are only counted (not_logged in --json-status)")}).encode() + b"\n")
+            self.not_logged += 1
+            return
+        self.log_room -= len(line)
+        self._write(line)
+
+    def _write(self, data: bytes) -> None:
+        try:
+            os.write(self.log_fd, data)
+        except OSError:
+            pass
 
     def summary(self) -> dict:
         with self.lock:
-            return {**self.totals, "hosts": self.hosts, "hosts_left_out": self.hosts_left_out}
+            return {**self.totals, "hosts": self.hosts, "hosts_left_out": self.hosts_left_out,
+                    "not_logged": self.not_logged}
 
 
 class _Deadline:

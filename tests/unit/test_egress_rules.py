@@ -416,3 +416,26 @@ def test_what_the_client_sent_is_bounded_in_the_log():
     entry = json.loads(line)
     assert entry["decision"] == "denied" and len(line) < 1024, len(line)
     assert entry["name"].endswith("characters)") and entry["reason"].endswith("characters)")
+
+
+def test_the_log_stops_at_its_cap_and_says_so():
+    """The sandbox decides how many attempts it makes; the host's log file stops
+    growing at the cap, with one line saying so, and the rest are only counted."""
+    import json
+    import os
+
+    log_r, log_w = os.pipe()
+    proxy = egress.Proxy(None, AllowList([parse_host_rule("pypi.org")]),
+                         egress.Resolver(""), log_w, log_cap=2000)
+    for number in range(100):
+        attempt = egress.Attempt(f"127.0.0.1:{number}")
+        attempt.fields.update(name="denied.test", port=80, reason="host not in allow_hosts")
+        proxy.record(attempt)
+    os.close(log_w)
+    with os.fdopen(log_r) as f:
+        lines = [json.loads(line) for line in f]
+    attempts = [line for line in lines if "decision" in line]
+    assert sum(len(json.dumps(line)) + 1 for line in attempts) <= 2000
+    assert len(attempts) >= 5 and "cap of 2000 bytes" in lines[-1]["note"]
+    summary = proxy.summary()
+    assert summary["denied"] == 100 and summary["not_logged"] == 100 - len(attempts)
