@@ -13,7 +13,10 @@
                             (bwrap's --userns-block-fd) it writes none and holds
                             pid 1 until the host says "go"
     pid 1                   builds the root, sets hostname, brings up lo,
-                            forks the target, then reaps and forwards signals
+                            forks the target, then reaps and forwards signals;
+                            a warm pool's pid 1 (target.can_spawn) instead takes
+                            on the target's restrictions itself and starts the
+                            command with posix_spawn
     target                  session, cwd, fds, rlimits, Landlock, caps,
                             no_new_privs, seccomp, execve (target.py)
 
@@ -307,7 +310,7 @@ def _check_pass_fds(fds: tuple[int, ...]) -> None:
 def child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, report_w: int,
                go_r: int, enforcer: "Enforcer | None" = None,
                terminal: "Terminal | None" = None,
-               handover: "Callable[[Plan], Plan] | None" = None) -> None:
+               handover: "Callable[..., Plan] | None" = None) -> None:
     """The namespace child; never returns.
 
     `handover` (a warm pool, runtime/pool.py) runs in the target once every
@@ -497,7 +500,7 @@ def _unshare(plan: Plan, flags: int = 0) -> None:
 
 def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline: int,
                terminal: "Terminal | None",
-               handover: "Callable[[Plan], Plan] | None" = None) -> None:
+               handover: "Callable[..., Plan] | None" = None) -> None:
     """pid 1 of the new pid namespace (or a plain reaper without one); never returns."""
     try:
         if plan.die_with_parent:
@@ -548,16 +551,19 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
         # could ptrace pid 1 while pid 1 still holds capabilities; the target
         # becomes dumpable again at execve.
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
-        init_pid = os.getpid()
-        target = os.fork()
-        if target == 0:
-            if plan.die_with_parent:
-                # Without a pid namespace of its own the command would outlive pid 1.
-                sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-                if os.getppid() != init_pid:  # pid 1 died before PDEATHSIG was armed
-                    os._exit(EXIT_JAILPY_FAILURE)
-            _target_main(plan, restrictions, report_w, terminal, handover)
-        caps.apply()
+        if handover is not None and restrictions.spawnable:
+            command = _spawn_target(plan, restrictions, report_w, handover)
+        else:
+            init_pid = os.getpid()
+            command = os.fork()
+            if command == 0:
+                if plan.die_with_parent:
+                    # Without a pid namespace of its own the command would outlive pid 1.
+                    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+                    if os.getppid() != init_pid:  # pid 1 died before PDEATHSIG was armed
+                        os._exit(EXIT_JAILPY_FAILURE)
+                _target_main(plan, restrictions, report_w, terminal, handover)
+            caps.apply()
         if plan.init_visible:  # no capability left to abuse through ptrace
             # Nothing the command can reach through ptrace or /proc/1/fd may speak
             # for jailpy: the status goes out as this process's exit status, which
@@ -565,7 +571,7 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
             os.close(report_w)
             report_w = -1  # its number may be reused; nothing more is sent from here
             sc.prctl(sc.PR_SET_DUMPABLE, 1)
-        status = init.supervise(target, is_pid1=plan.new_pid_ns,
+        status = init.supervise(command, is_pid1=plan.new_pid_ns,
                                 forward_terminal=plan.new_session, wait_all=plan.wait_all,
                                 on_stop=terminal.stopped if terminal is not None else None)
         if plan.init_visible:
@@ -646,34 +652,52 @@ def _not_found(argv0: str) -> str:
 
 def _target_main(plan: Plan, restrictions: "Restrictions", report_w: int,
                  terminal: "Terminal | None",
-                 handover: "Callable[[Plan], Plan] | None" = None) -> None:
+                 handover: "Callable[..., Plan] | None" = None) -> None:
     """Final preparation and execve of the command; never returns."""
     argv0 = plan.argv[0]
     try:
         target.apply(plan, restrictions, terminal)
         if handover is not None:
-            plan = handover(plan)
+            plan = handover(plan, in_pid1=False)
             argv0 = plan.argv[0]
         argv = list(plan.argv)
         if plan.argv0 is not None:
             argv[0] = plan.argv0
         os.execvpe(argv0, argv, plan.env)
-    except FileNotFoundError:
+    except BaseException as exc:
+        os._exit(_report_start_failure(report_w, exc, argv0))
+    os._exit(EXIT_JAILPY_FAILURE)
+
+
+def _spawn_target(plan: Plan, restrictions: "Restrictions", report_w: int,
+                  handover: "Callable[..., Plan]") -> int:
+    """A warm pool's command (target.can_spawn): pid 1 takes on every restriction
+    itself, waits for the request and starts the command with target.spawn().
+    No Python process is forked for the target, which is most of what a pooled
+    sandbox's CPU went to (docs/benchmarks.md). Returns the command's pid; a
+    command that cannot start ends pid 1 with the status saying why."""
+    argv0 = plan.argv[0]
+    try:
+        target.restrict_self(plan, restrictions)
+        plan = handover(plan, in_pid1=True)
+        argv0 = plan.argv[0]
+        return target.spawn(plan)
+    except BaseException as exc:
+        os._exit(_report_start_failure(report_w, exc, argv0))
+
+
+def _report_start_failure(report_w: int, exc: BaseException, argv0: str) -> int:
+    """Why the command did not start, over the report pipe; returns the exit
+    status that says it (127 not found, 126 not executable, 125 jailpy)."""
+    if isinstance(exc, FileNotFoundError):
         channel.send(report_w, error="CommandError", message=_not_found(argv0),
                      origin=None, exit_code=EXIT_NOT_FOUND)
-        os._exit(EXIT_NOT_FOUND)
-    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        return EXIT_NOT_FOUND
+    if isinstance(exc, (PermissionError, IsADirectoryError, NotADirectoryError)) or (
+            isinstance(exc, OSError) and exc.errno == errno.ENOEXEC):
         channel.send(report_w, error="CommandError",
                      message=f"{argv0}: cannot execute: {exc.strerror}", origin=None,
                      exit_code=EXIT_NOT_EXECUTABLE)
-        os._exit(EXIT_NOT_EXECUTABLE)
-    except OSError as exc:
-        if exc.errno == errno.ENOEXEC:
-            channel.send(report_w, error="CommandError",
-                         message=f"{argv0}: cannot execute: {exc.strerror}", origin=None,
-                         exit_code=EXIT_NOT_EXECUTABLE)
-            os._exit(EXIT_NOT_EXECUTABLE)
-        channel.send_error(report_w, exc)
-    except BaseException as exc:
-        channel.send_error(report_w, exc)
-    os._exit(EXIT_JAILPY_FAILURE)
+        return EXIT_NOT_EXECUTABLE
+    channel.send_error(report_w, exc)
+    return EXIT_JAILPY_FAILURE

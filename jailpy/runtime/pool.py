@@ -7,14 +7,20 @@
                              PreparedSandboxes ready, hands each request to
                              one of them (a thread per running request, which
                              only reads and writes pipes and waits), refills
-    prepared sandbox         the launcher's own namespace child, pid 1 and
-                             target (launcher.child_main): the root is built,
-                             the target has applied every restriction and
+    prepared sandbox         the launcher's own namespace child and pid 1
+                             (launcher.child_main): the root is built, pid 1 has
+                             taken on every restriction of the command and
                              blocks in its `handover` on the request pipe
-    request                  the target reads argv/env/cwd/files, writes the
-                             files into the work dir and execs; pid 1 reports
-                             the status once every process is gone, and the
-                             answer leaves before the namespaces are torn down
+    request                  pid 1 reads argv/env/cwd/files, writes the files
+                             into the work dir and starts the command with
+                             posix_spawn; it reports the status once every
+                             process is gone, and the answer leaves before the
+                             namespaces are torn down
+
+A profile whose restrictions would stop pid 1 itself from reaping and reporting
+(a seccomp allow-list, a deny-list refusing what pid 1 calls, rlimits: see
+target.can_spawn) keeps the launcher's forked target instead, which applies them
+and blocks in the handover.
 
 Every sandbox serves exactly one request and is then destroyed, so nothing a
 request does (files, processes, mounts, its pid namespace) is seen by the next.
@@ -574,11 +580,16 @@ def _close_all_but(keep: set[int]) -> None:
 
 
 def _handover(request_r: int, report_w: int):
-    """The target's wait for its request, with every restriction already in place;
-    returns the plan to execve with. Only the files, a cwd and the execve are left."""
-    def handover(plan: Plan) -> Plan:
-        spent = os.times()  # jailpy's own set-up in this process, not the command's
-        channel.send(report_w, ready=True, setup=(spent.user, spent.system))
+    """The wait for the request, with every restriction already in place; returns
+    the plan to start the command with. Only the files, a cwd and the start are left.
+
+    It runs in pid 1 when pid 1 spawns the command (in_pid1), else in the forked
+    target, whose own set-up CPU then counts in the usage pid 1 reports for its
+    children: `setup` tells the server how much of that is jailpy's."""
+    def handover(plan: Plan, in_pid1: bool) -> Plan:
+        spent = os.times()
+        setup = (0.0, 0.0) if in_pid1 else (spent.user, spent.system)
+        channel.send(report_w, ready=True, setup=setup)
         frame = _read_frame(lambda n: os.read(request_r, n))
         os.close(request_r)
         if frame is None:
@@ -630,7 +641,7 @@ class Server:
         self.sock = sock
         self.plan = plan
         self.size = size
-        self.restrictions = target.prepare(plan)
+        self.restrictions = target.prepare(plan).replace(spawnable=target.can_spawn(plan))
         self.ready: deque[PreparedSandbox] = deque()
         self.running: set[PreparedSandbox] = set()
         self.lock = threading.Lock()

@@ -12,6 +12,10 @@
                     Landlock rule paths opened -> capabilities dropped,
                     securebits locked -> no_new_privs -> Landlock enforced ->
                     seccomp loaded (last) -> the launcher calls execve
+    restrict_self(...)  a warm pool's pid 1 (when can_spawn: decided once per
+    spawn(plan)         pool): the same layers taken on by pid 1 itself, then
+                        the command started with posix_spawn (vfork + execve),
+                        so no Python process is forked for the target
 
 Order matters: what needs privileges (rlimits above the soft limit, opening
 Landlock rule paths) comes before the capability drop; no_new_privs comes
@@ -21,6 +25,7 @@ to allow the set-up calls themselves.
 
 from __future__ import annotations
 
+import errno
 import os
 import _signal as signal  # the C module: `signal` would import enum (ms at start-up)
 
@@ -40,6 +45,8 @@ class Restrictions(Record):
 
     landlock: landlock.LandlockSetup | None
     seccomp_program: bytes | None
+    #: pid 1 takes these on itself and spawns the command (can_spawn; a pool sets it).
+    spawnable: bool = False
 
 
 def prepare(plan: Plan) -> Restrictions:
@@ -98,15 +105,7 @@ def apply(plan: Plan, restrictions: Restrictions, terminal: "Terminal | None" = 
         os.setpgid(0, 0)
     if terminal is not None:
         terminal.apply()
-    chosen = choose_cwd(plan)
-    if chosen is None and plan.cwd_fallback:
-        chosen = next((path for path in plan.cwd_fallback if _enterable(path)), "/")
-    cwd = "/" if chosen is None else chosen
-    try:
-        os.chdir(cwd)
-    except OSError as exc:
-        raise SetupError(f"cannot change directory to {cwd}: {exc.strerror}",
-                         origin="process.cwd") from exc
+    chosen = _enter_cwd(plan)
     reset_signals()
     sc.close_range_cloexec(3)
     for fd in plan.pass_fds:
@@ -119,10 +118,99 @@ def apply(plan: Plan, restrictions: Restrictions, terminal: "Terminal | None" = 
 
         rlimits.apply(plan.limits)
     _restrict(plan, restrictions)  # keep this last
-    if chosen is None and plan.cwd not in (None, "/"):  # "/" is where it starts anyway
-        _say_cwd_is_not_visible(plan.cwd)
+    _after_cwd(plan, chosen)
+
+
+#: The syscall groups pid 1 draws on after restrict_self(): reaping, reporting,
+#: placing a request's files in the work dir, spawning the command.
+_PID1_NEEDS = ("@basic-io", "@file-system", "@memory", "@process", "@signal", "@timer")
+
+
+def can_spawn(plan: Plan) -> bool:
+    """Whether pid 1 may take on the command's restrictions itself and start the
+    command with spawn() instead of forking a target (a warm pool decides this
+    once per pool, so the seccomp rules are resolved off `jailpy run`'s path).
+
+    pid 1 goes on running under them: it reaps, reports and exits. So only a
+    seccomp deny-list that refuses none of _PID1_NEEDS qualifies (jailpy's
+    argument filters on clone's namespace flags and tty ioctls leave posix_spawn
+    and pid 1 alone), with no extra BPF programs, and no rlimits, which pid 1
+    never takes on (rlimits.py). Anything else keeps the forked target."""
+    if plan.limits.rlimits or plan.pass_fds or plan.seccomp.programs:
+        return False
+    from ..plan.seccomp import VALUE_NAMES, names_in, resolve
+
+    rules = resolve(plan.seccomp)
+    if rules is None:
+        return True
+    if rules.default_action != "allow":
+        return False
+    needed = frozenset().union(*map(names_in, _PID1_NEEDS))
+
+    def spares_pid1(rule) -> bool:
+        if rule.syscall not in needed or rule.action == "allow":
+            return True
+        return bool(rule.match) and all((rule.syscall, m.arg, m.value) in VALUE_NAMES
+                                        for m in rule.match)
+    return all(map(spares_pid1, (*rules.main, *rules.guard)))
+
+
+def restrict_self(plan: Plan, restrictions: Restrictions) -> None:
+    """apply() for a spawned command, run in pid 1 itself: what posix_spawn cannot
+    do (cwd, Landlock, capabilities, no_new_privs, seccomp) is done here and
+    inherited; spawn() does the signals and the process group."""
+    chosen = _enter_cwd(plan)
+    sc.close_range_cloexec(3)
+    _restrict(plan, restrictions)
+    _after_cwd(plan, chosen)
+
+
+def spawn(plan: Plan) -> int:
+    """Start the command with posix_spawn, which glibc does with vfork and execve:
+    this Python process's memory is not copied, as a fork would copy it. The
+    child gets what apply() gives a forked target: default dispositions for
+    _RESET, an empty signal mask, a process group of its own. The command is
+    searched for in its own environment's PATH, as os.execvpe searches; raises
+    what execve raised."""
+    argv = list(plan.argv)
+    if plan.argv0 is not None:
+        argv[0] = plan.argv0
+    options = dict(setpgroup=0 if plan.new_session else None, setsigmask=(), setsigdef=_RESET)
+    name = plan.argv[0]
+    if "/" in name:
+        return os.posix_spawn(name, argv, plan.env, **options)
+    first_refusal = None
+    for directory in os.get_exec_path(plan.env):
+        path = os.path.join(directory, name)
+        try:
+            os.stat(path)  # a PATH entry without it costs a stat, not a vfork and an execve
+            return os.posix_spawn(path, argv, plan.env, **options)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as exc:
+            first_refusal = first_refusal or exc
+    raise first_refusal or FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+
+
+def _enter_cwd(plan: Plan) -> str | None:
+    """chdir to the directory choose_cwd() picks (or a fallback); returns the choice."""
+    chosen = choose_cwd(plan)
+    if chosen is None and plan.cwd_fallback:
+        chosen = next((path for path in plan.cwd_fallback if _enterable(path)), "/")
+    cwd = "/" if chosen is None else chosen
+    try:
+        os.chdir(cwd)
+    except OSError as exc:
+        raise SetupError(f"cannot change directory to {cwd}: {exc.strerror}",
+                         origin="process.cwd") from exc
     if plan.cwd_fallback:  # bwrap's rule; this process's own copy of the plan's env
         plan.env["PWD"] = cwd
+    return chosen
+
+
+def _after_cwd(plan: Plan, chosen: str | None) -> None:
+    if chosen is None and plan.cwd not in (None, "/"):  # "/" is where it starts anyway
+        _say_cwd_is_not_visible(plan.cwd)
 
 
 def _enterable(path: str) -> bool:

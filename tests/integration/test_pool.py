@@ -323,3 +323,85 @@ def test_sigkill_of_the_owner_leaves_nothing_behind(jailpy, user_tmp, test_user)
     assert [p for p in helpers if _alive(p)] == []
     assert _sandbox_cgroups(server) == []
 
+
+
+#: A request's view of pid 1 and of its own process group.
+_INSPECT = r"""
+import ctypes, json, os
+def attempt(action):
+    try:
+        action()
+        return "done"
+    except OSError as exc:
+        return exc.strerror
+libc = ctypes.CDLL(None, use_errno=True)
+def ptrace_attach():
+    if libc.ptrace(16, 1, None, None) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+capabilities = [l for l in open("/proc/1/status") if l.startswith("CapEff")]
+print(json.dumps({"pid1_capabilities": capabilities[0].split()[1],
+                  "group_leader": os.getpgid(0) == os.getpid(),
+                  "environ_of_pid1": attempt(lambda: open("/proc/1/environ").read()),
+                  "ptrace_pid1": attempt(ptrace_attach)}))
+"""
+
+#: Signals 32 and 33, glibc's own (thread cancellation, set*id across threads):
+#: glibc 2.36's posix_spawn leaves them ignored in the child, and nothing can ask
+#: it otherwise (docs/pool.md). glibc and musl install their own handlers for them.
+_GLIBC_INTERNAL_SIGNALS = 0x180000000
+
+
+@pytest.mark.parametrize("start", ["spawned by pid 1", "forked target"])
+def test_the_command_starts_with_the_same_restrictions_either_way(jailpy, user_tmp,
+                                                                  test_user, start):
+    """A pooled command is started by pid 1 with posix_spawn when pid 1 can carry
+    the command's restrictions itself (target.can_spawn), else by a forked target
+    as in `jailpy run`. Either way the command has no capabilities, no_new_privs,
+    the seccomp filter, no blocked or ignored signal and a process group of its
+    own; pid 1 stays out of its reach even with ptrace allowed by seccomp; a
+    missing or non-executable command gives 127 or 126."""
+    # ptrace left to the kernel's own checks (the shipped default refuses it with
+    # seccomp); refusing getpriority, which pid 1 might call, forces the fork
+    deny = '"getpriority"' if start == "forked target" else ""
+    profile = as_user_file(user_tmp / "inspect.toml",
+                           f'extends = ["default"]\n[seccomp]\nallow = ["ptrace"]\n'
+                           f'deny = [{deny}]\n', test_user)
+    result = _python(jailpy, user_tmp, """
+        import json, sys, jailpy
+        from jailpy.api import Sandbox
+        from jailpy.errors import CommandError
+        from jailpy.runtime import target
+
+        policy = jailpy.load_policy(sys.argv[1])
+        out = {"spawns": target.can_spawn(Sandbox(policy).plan(["true"]))}
+        with jailpy.Pool(policy, size=1) as pool:
+            status = pool.run(["cat", "/proc/self/status"]).stdout.decode().splitlines()
+            out["status"] = dict(line.split(":\t", 1) for line in status)
+            seen = pool.run(["python3", "-c", sys.argv[2]])
+            out["seen"] = json.loads(seen.stdout) if seen.exit_code == 0 else seen.stderr.decode()
+            out["pid"] = pool.run(["sh", "-c", "echo $$"]).stdout.decode().strip()
+            for name, argv, files in (("missing", ["no-such-command"], {}),
+                                      ("not_executable", ["./data"], {"data": b"x"})):
+                try:
+                    pool.run(argv, files=files)
+                except CommandError as err:
+                    out[name] = err.exit_code
+        print(json.dumps(out))
+    """, str(profile), _INSPECT)
+    assert result.returncode == 0, result.stderr
+    out = _json_lines(result.stdout)
+    assert out["spawns"] is (start == "spawned by pid 1")
+    status = out["status"]
+    for field in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "SigBlk"):
+        assert int(status[field], 16) == 0, (field, status)
+    assert int(status["SigIgn"], 16) & ~_GLIBC_INTERNAL_SIGNALS == 0, status
+    assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2", status
+    seen = out["seen"]
+    assert isinstance(seen, dict), seen
+    assert seen["group_leader"] is True
+    # pid 1 is non-dumpable and has no capability either: no way in
+    assert seen["environ_of_pid1"] == "Permission denied", seen
+    assert seen["ptrace_pid1"] == "Operation not permitted", seen
+    assert int(seen["pid1_capabilities"], 16) == 0, seen
+    assert out["pid"] == "2"  # the command is pid 1's first child: nothing came first
+    assert out["missing"] == 127 and out["not_executable"] == 126

@@ -88,3 +88,24 @@ def test_profiles_a_pool_cannot_serve_are_refused():
         check_plan(Sandbox(mapped).plan(["true"]))
     assert err.value.origin == "process.ids_mapped_by_caller"
     check_plan(Sandbox(policy).plan(["true"]))  # the default profile is fine
+
+
+def _spawns(rlimits=(), **seccomp) -> bool:
+    from jailpy.runtime import target
+
+    policy = load_policy("default")
+    policy = policy.replace(seccomp=policy.seccomp.replace(**seccomp),
+                            limits=policy.limits.replace(rlimits=rlimits))
+    return target.can_spawn(Sandbox(policy).plan(["true"]))
+
+
+def test_pid1_spawns_the_command_only_under_restrictions_it_can_live_with():
+    """pid 1 takes on the command's restrictions itself only when they leave what
+    it still calls (reaping, reporting, the request's files, posix_spawn) alone."""
+    assert _spawns()  # the shipped default: @default, @ptrace, @io-uring, @namespaces
+    assert _spawns(enabled=False)
+    assert not _spawns(deny=("wait4",))
+    assert not _spawns(deny=("@memory-deny-write-execute",))  # an argument filter on mmap
+    assert not _spawns(default_action="deny", allow=("@system-service",))
+    assert _spawns(actions=(("ptrace", "kill-process"),))  # another action, same calls
+    assert not _spawns(rlimits=(("nofile", 64, 64),))  # pid 1 keeps the caller's rlimits
