@@ -5,8 +5,9 @@
                              safe from any thread and from asyncio
     fork server (process)    `python -m jailpy.runtime.pool`: keeps `size`
                              PreparedSandboxes ready, hands each request to
-                             one of them (a thread per running request, which
-                             only reads and writes pipes and waits), refills
+                             one of them (a worker thread per running request,
+                             kept for later ones; it only reads and writes pipes
+                             and waits), refills
     prepared sandbox         the launcher's own namespace child and pid 1
                              (launcher.child_main): the root is built, pid 1 has
                              taken on every restriction of the command and
@@ -43,6 +44,7 @@ import gc
 import marshal
 import os
 import pickle
+import queue
 import select
 import _signal as signal
 import socket
@@ -648,7 +650,12 @@ class Server:
         self.served = 0
         self.failed = 0
         self.prepare_failures = 0
+        #: Threads that each serve one running request at a time: started when a
+        #: request finds none idle, then kept (a thread start costs the main
+        #: thread a wait for the new thread to run, on every request otherwise).
         self.workers: list[threading.Thread] = []
+        self.idle_workers = 0
+        self.jobs: "queue.SimpleQueue[tuple[PreparedSandbox, dict] | None]" = queue.SimpleQueue()
         #: A worker writes here when its request ended (the main loop may refill), and
         #: so does a signal (set_wakeup_fd): the owner may be gone.
         self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
@@ -688,9 +695,21 @@ class Server:
                 sandbox.hand_over(request)
             except BaseException:
                 pass  # serve() in the worker fails the same way and answers with it
-        worker = threading.Thread(target=self._serve, args=(sandbox, request), daemon=True)
-        self.workers = [w for w in self.workers if w.is_alive()] + [worker]
-        worker.start()
+        with self.lock:
+            start_one = self.idle_workers == 0
+            self.idle_workers -= 0 if start_one else 1
+        self.jobs.put((sandbox, request))
+        if start_one:
+            worker = threading.Thread(target=self._work, name="jailpy-pool-worker", daemon=True)
+            self.workers.append(worker)
+            worker.start()
+
+    def _work(self) -> None:
+        """A worker: serve the queued requests one at a time until shutdown's None."""
+        while (job := self.jobs.get()) is not None:
+            self._serve(*job)
+            with self.lock:
+                self.idle_workers += 1
 
     def _serve(self, sandbox: PreparedSandbox, request: dict) -> None:
         """Answer first, then tear the sandbox down."""
@@ -757,6 +776,8 @@ class Server:
                     os.kill(sandbox.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        for _ in self.workers:
+            self.jobs.put(None)
         for worker in self.workers:
             worker.join(10)
 
