@@ -652,7 +652,9 @@ def _zygote_main(sock: socket.socket, plan: Plan, restrictions: "target.Restrict
     if os.getppid() != server:
         os._exit(0)
     _close_all_but({0, 1, 2, sock.fileno()})
-    gc.freeze()  # what pid 1 inherits is never scanned there (nor its pages written)
+    # No collection in here nor in the sandboxes (each lives for one request): a
+    # collection would write to pages the sandbox processes otherwise only share.
+    gc.disable()
     while True:
         message, fds, _, _ = socket.recv_fds(sock, 16, 64)
         if not message:
