@@ -145,17 +145,19 @@ def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
 
 
-class _CloneArgs(ctypes.Structure):
+#: (struct clone_args, syscall through a handle that keeps the GIL, PyOS_BeforeFork,
+#: _Child, _Parent), made on the first fork_into_namespaces(): `jailpy run` never
+#: pays for them.
+_fork_protocol: tuple | None = None
+
+
+def _clone_args() -> type:
     """struct clone_args up to `tls` (CLONE_ARGS_SIZE_VER0): no stack, so the
     child goes on from the call, as after fork()."""
-
-    _fields_ = [(name, ctypes.c_uint64) for name in (
-        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls")]
-
-
-#: (syscall through a handle that keeps the GIL, PyOS_BeforeFork, _Child, _Parent),
-#: made on the first fork_into_namespaces(): `jailpy run` never pays for them.
-_fork_protocol: tuple | None = None
+    names = ("flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack",
+             "stack_size", "tls")
+    return type("CloneArgs", (ctypes.Structure,),
+                {"_fields_": [(name, ctypes.c_uint64) for name in names]})
 
 
 def fork_into_namespaces(flags: int) -> int:
@@ -178,11 +180,11 @@ def fork_into_namespaces(flags: int) -> int:
         call = with_gil.syscall
         call.restype = ctypes.c_long
         api = ctypes.pythonapi
-        _fork_protocol = (call, api.PyOS_BeforeFork, api.PyOS_AfterFork_Child,
+        _fork_protocol = (_clone_args(), call, api.PyOS_BeforeFork, api.PyOS_AfterFork_Child,
                           api.PyOS_AfterFork_Parent)
-    call, before, after_child, after_parent = _fork_protocol
+    clone_args, call, before, after_child, after_parent = _fork_protocol
     # A sibling's exit signal is the caller's own (clone3 refuses to be told one).
-    args = _CloneArgs(flags=flags, exit_signal=0 if flags & CLONE_PARENT else _SIGCHLD)
+    args = clone_args(flags=flags, exit_signal=0 if flags & CLONE_PARENT else _SIGCHLD)
     size = ctypes.c_size_t(ctypes.sizeof(args))
     before()
     pid = call(ctypes.c_long(NR["clone3"]), ctypes.byref(args), size)
