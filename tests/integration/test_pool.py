@@ -368,20 +368,21 @@ def test_a_pooled_sandbox_is_pid_1_cloned_for_the_server(jailpy, user_tmp, test_
     assert first["stdout"].split()[0] == "2" and first["cgroup"] == "v1" and first["peak"]
 
     def sandboxes() -> list[int]:
-        return [p for p in children(server) if len(_nspid(p)) == 2]
+        """pid 1s of prepared sandboxes, each with its target waiting (the one that
+        served the first request may still be ending)."""
+        return [p for p in children(server) if len(_nspid(p)) == 2 and _alive(p)
+                and len(children(p)) == 1]
 
     assert _wait_for(lambda: len(sandboxes()) == 2), [_nspid(p) for p in children(server)]
-    zygotes = [p for p in children(server) if p not in sandboxes()]
+    pid1s = sandboxes()
+    zygotes = [p for p in children(server) if len(_nspid(p)) == 1]
     assert len(zygotes) == 1 and _cmdline(zygotes[0]) == _cmdline(server)
     assert children(zygotes[0]) == []  # its clones are the server's children
-    targets = []
-    for pid1 in sandboxes():
-        assert _nspid(pid1)[1] == "1"
-        assert _wait_for(lambda: len(children(pid1)) == 1)
-        targets += children(pid1)
+    assert [_nspid(p)[1] for p in pid1s] == ["1", "1"]
+    targets = [t for p in pid1s for t in children(p)]
     assert [_nspid(t)[1] for t in targets] == ["2", "2"]
     os.kill(server, signal.SIGKILL)
-    assert _wait_for(lambda: not any(map(_alive, [server, *zygotes, *targets])))
+    assert _wait_for(lambda: not any(map(_alive, [server, *zygotes, *pid1s, *targets])))
     # (its own cgroup directories stay for the next jailpy to sweep: docs/pool.md)
 
 
