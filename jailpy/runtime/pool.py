@@ -7,10 +7,15 @@
                              PreparedSandboxes ready, hands each request to
                              one of them (a thread per running request, which
                              only reads and writes pipes and waits), refills
-    prepared sandbox         the launcher's own namespace child, pid 1 and
-                             target (launcher.child_main): the root is built,
-                             the target has applied every restriction and
-                             blocks in its `handover` on the request pipe
+    zygote (process)         forked by the server while it has one thread;
+                             clones each sandbox's pid 1 for it (Zygote)
+    prepared sandbox         pid 1 cloned into its namespaces and its target
+                             (launcher.pid1_cloned_main), or, with host
+                             sessions or without clone3, the launcher's own
+                             namespace child, pid 1 and target
+                             (launcher.child_main): the root is built, the
+                             target has applied every restriction and blocks
+                             in its `handover` on the request pipe
     request                  the target reads argv/env/cwd/files, writes the
                              files into the work dir and execs; pid 1 reports
                              the status once every process is gone, and the
