@@ -74,6 +74,18 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
+def _start_owner(jailpy, script: Path, source: str, profile: Path):
+    """A pool owner as the test user, running `source` with the profile's path as its
+    argument, and the first JSON line it prints."""
+    script.write_text(textwrap.dedent(source))
+    script.chmod(0o644)
+    owner = subprocess.Popen(jailpy.user.command([str(VENV / "bin" / "python"), str(script),
+                                                  str(profile)]),
+                             stdout=subprocess.PIPE, text=True, env=jailpy.env())
+    jailpy.started.append(owner)
+    return owner, json.loads(owner.stdout.readline())
+
+
 def _sandbox_cgroups(server_pid: int) -> list[Path]:
     return [d for parent in CGROUP_PARENTS if parent.is_dir()
             for d in parent.glob(f"*/jailpy-{server_pid}-*")]
@@ -259,8 +271,7 @@ def test_sigkill_of_the_owner_leaves_nothing_behind(jailpy, user_tmp, test_user)
     profile = as_user_file(user_tmp / "net.toml", 'extends = ["default"]\n[limits]\n'
                            'memory_max = "256M"\npids_max = 64\n[network]\n'
                            'mode = "slirp4netns"\nhost_loopback = true\n', test_user)
-    script = user_tmp / "owner.py"
-    script.write_text(textwrap.dedent(f"""
+    owner, first = _start_owner(jailpy, user_tmp / "owner.py", f"""
         import json, os, socket, sys, threading, time, jailpy
 
         listener = socket.socket()
@@ -286,13 +297,7 @@ def test_sigkill_of_the_owner_leaves_nothing_behind(jailpy, user_tmp, test_user)
         print(json.dumps({{"server": pool._server.process.pid, "fetch": fetch.stdout.decode(),
                           "cgroup": fetch.cgroup, "holder": holder}}), flush=True)
         threading.Event().wait()
-    """))
-    script.chmod(0o644)
-    owner = subprocess.Popen(jailpy.user.command([str(VENV / "bin" / "python"), str(script),
-                                                  str(profile)]),
-                             stdout=subprocess.PIPE, text=True, env=jailpy.env())
-    jailpy.started.append(owner)
-    first = json.loads(owner.stdout.readline())
+    """, profile)
     server = first["server"]
     assert first["fetch"] == "hello from the host\n" and first["cgroup"] == "v1"
     deadline = time.monotonic() + 20
@@ -348,8 +353,7 @@ def test_a_pooled_sandbox_is_pid_1_cloned_for_the_server(jailpy, user_tmp, test_
     fork server takes its zygote and every sandbox along."""
     profile = as_user_file(user_tmp / "limited.toml", 'extends = ["default"]\n[limits]\n'
                            'memory_max = "256M"\npids_max = 64\n', test_user)
-    script = user_tmp / "zygote_owner.py"
-    script.write_text(textwrap.dedent("""
+    owner, first = _start_owner(jailpy, user_tmp / "zygote_owner.py", """
         import json, sys, threading, jailpy
 
         pool = jailpy.Pool(jailpy.load_policy(sys.argv[1]), size=2)
@@ -357,13 +361,7 @@ def test_a_pooled_sandbox_is_pid_1_cloned_for_the_server(jailpy, user_tmp, test_
         print(json.dumps({"server": pool._server.process.pid, "stdout": result.stdout.decode(),
                           "cgroup": result.cgroup, "peak": result.peak_memory}), flush=True)
         threading.Event().wait()
-    """))
-    script.chmod(0o644)
-    owner = subprocess.Popen(jailpy.user.command([str(VENV / "bin" / "python"), str(script),
-                                                  str(profile)]),
-                             stdout=subprocess.PIPE, text=True, env=jailpy.env())
-    jailpy.started.append(owner)
-    first = json.loads(owner.stdout.readline())
+    """, profile)
     server = first["server"]
     assert first["stdout"].split()[0] == "2" and first["cgroup"] == "v1" and first["peak"]
 
