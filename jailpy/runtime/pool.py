@@ -606,7 +606,8 @@ class Zygote:
     makes each pid 1 the SERVER's child all the same: the server waits for it
     and signals it, and its PDEATHSIG follows the server as before. Used when
     launcher.can_clone_pid1(plan); a kernel or an outer seccomp filter without
-    clone3 (ENOSYS, EPERM) makes the server fall back to forking."""
+    clone3 (ENOSYS, EPERM), or a zygote that died, makes the server fall back
+    to forking."""
 
     def __init__(self, plan: Plan, restrictions: "target.Restrictions"):
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -623,14 +624,15 @@ class Zygote:
 
     def spawn(self, fds: list[int]) -> int:
         """A new sandbox's pid 1 (the server's child), given its fds; raises
-        _Unavailable when this machine refuses clone3, JailpyError for the rest."""
+        _Unavailable when this machine refuses clone3 or the zygote is gone (the
+        server forks instead), JailpyError for the rest."""
         try:
             socket.send_fds(self.sock, [b"s"], fds)
             answer = self.sock.recv(65536)
         except OSError as exc:
-            raise SetupError(f"the pool's zygote is gone: {exc.strerror}", origin="Pool") from exc
+            raise _Unavailable(f"the zygote is gone: {exc.strerror}") from exc
         if not answer:
-            raise SetupError("the pool's zygote ended", origin="Pool")
+            raise _Unavailable("the zygote ended")
         message = marshal.loads(answer)
         if "unavailable" in message:
             raise _Unavailable(message["unavailable"])
@@ -647,7 +649,8 @@ class Zygote:
 
 
 class _Unavailable(Exception):
-    """clone3 is refused here (an old kernel, a container's seccomp filter)."""
+    """The zygote cannot clone: clone3 is refused here (an old kernel, a container's
+    seccomp filter), or the zygote itself is gone."""
 
 
 def _zygote_main(sock: socket.socket, plan: Plan, restrictions: "target.Restrictions",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import VENV, as_user_file, children, comm
+from conftest import VENV, as_user_file, children, comm, process_tree
 
 CGROUP_PARENTS = [Path(f"/sys/fs/cgroup/{c}/jailpy") for c in ("memory", "pids")]
 
@@ -81,7 +81,8 @@ def _start_owner(jailpy, script: Path, source: str, profile: Path):
     script.chmod(0o644)
     owner = subprocess.Popen(jailpy.user.command([str(VENV / "bin" / "python"), str(script),
                                                   str(profile)]),
-                             stdout=subprocess.PIPE, text=True, env=jailpy.env())
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             env=jailpy.env())
     jailpy.started.append(owner)
     return owner, json.loads(owner.stdout.readline())
 
@@ -360,6 +361,9 @@ def test_a_pooled_sandbox_is_pid_1_cloned_for_the_server(jailpy, user_tmp, test_
         result = pool.run(["sh", "-c", "echo $$; grep -c . /proc/self/cgroup"])
         print(json.dumps({"server": pool._server.process.pid, "stdout": result.stdout.decode(),
                           "cgroup": result.cgroup, "peak": result.peak_memory}), flush=True)
+        sys.stdin.readline()  # the test has killed the zygote
+        after = [pool.run(["sh", "-c", "echo $$"]).stdout.decode() for _ in range(4)]
+        print(json.dumps({"after": after}), flush=True)
         threading.Event().wait()
     """, profile)
     server = first["server"]
@@ -379,8 +383,15 @@ def test_a_pooled_sandbox_is_pid_1_cloned_for_the_server(jailpy, user_tmp, test_
     assert [_nspid(p)[1] for p in pid1s] == ["1", "1"]
     targets = [t for p in pid1s for t in children(p)]
     assert [_nspid(t)[1] for t in targets] == ["2", "2"]
+    # A zygote that dies leaves the pool serving, from now on through namespace children.
+    os.kill(zygotes[0], signal.SIGKILL)
+    owner.stdin.write("go\n")
+    owner.stdin.flush()
+    assert json.loads(owner.stdout.readline())["after"] == ["2\n"] * 4
+    assert _wait_for(lambda: any(len(_nspid(p)) == 1 and _alive(p) for p in children(server)))
+    everything = process_tree(server)
     os.kill(server, signal.SIGKILL)
-    assert _wait_for(lambda: not any(map(_alive, [server, *zygotes, *pid1s, *targets])))
+    assert _wait_for(lambda: not any(map(_alive, [*everything, *zygotes, *pid1s, *targets])))
     # (its own cgroup directories stay for the next jailpy to sweep: docs/pool.md)
 
 
