@@ -15,9 +15,9 @@ Prints:
 - sustained rate over N requests with the pool refilling as it goes,
   sequential and from 4 threads, next to N sequential cold bwraps (target:
   pool >= bwrap);
-- the CPU time one sandbox costs in all its processes (the fork server and
-  its sandboxes plus the caller; bwrap and the caller), which the machine's
-  load does not skew the way it skews wall times.
+- the CPU time one sandbox costs in all its processes (the fork server, its
+  zygote and its sandboxes plus the caller; bwrap and the caller), which the
+  machine's load does not skew the way it skews wall times.
 """
 
 from __future__ import annotations
@@ -47,9 +47,16 @@ SCRIPT = textwrap.dedent("""
         return r.ru_utime + r.ru_stime
 
     def server_cpu(pid):
-        # utime, stime, cutime, cstime: the fork server, its threads and its reaped sandboxes
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        # utime, stime, cutime, cstime of the fork server (its threads and its reaped
+        # sandboxes) and of every live descendant: the zygote, the sandboxes prepared
+        # or running (what they spent so far; counted at the start and at the end)
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        except OSError:  # ended meanwhile
+            return 0.0
+        own = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        return own + sum(server_cpu(int(kid)) for kid in kids)
 
     def pct(values, p):
         values = sorted(values)

@@ -34,6 +34,7 @@ _syscall.restype = ctypes.c_long
 
 # Namespace flags (linux/sched.h).
 CLONE_NEWTIME = 0x00000080
+CLONE_PARENT = 0x00008000
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
@@ -41,6 +42,7 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+_SIGCHLD = 17  # the same number on every architecture _NUMBERS knows
 
 # mount(2) flags.
 MS_NOSUID = 0x2
@@ -100,13 +102,13 @@ _NUMBERS = {
         "pivot_root": 155, "unshare": 272, "openat2": 437,
         "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
         "fsmount": 432, "mount_setattr": 442, "close_range": 436,
-        "seccomp": 317,
+        "seccomp": 317, "clone3": 435,
     },
     "aarch64": {
         "pivot_root": 41, "unshare": 97, "openat2": 437,
         "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
         "fsmount": 432, "mount_setattr": 442, "close_range": 436,
-        "seccomp": 277,
+        "seccomp": 277, "clone3": 435,
     },
 }
 MACHINE = os.uname().machine
@@ -141,6 +143,59 @@ def _b(path: str | None) -> bytes | None:
 
 def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+#: (struct clone_args, syscall through a handle that keeps the GIL, PyOS_BeforeFork,
+#: _Child, _Parent), made on the first fork_into_namespaces(): `jailpy run` never
+#: pays for them.
+_fork_protocol: tuple | None = None
+
+
+def _clone_args() -> type:
+    """struct clone_args up to `tls` (CLONE_ARGS_SIZE_VER0): no stack, so the
+    child goes on from the call, as after fork()."""
+    names = ("flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack",
+             "stack_size", "tls")
+    return type("CloneArgs", (ctypes.Structure,),
+                {"_fields_": [(name, ctypes.c_uint64) for name in names]})
+
+
+def fork_into_namespaces(flags: int) -> int:
+    """fork() whose child starts in new namespaces: clone3(flags) with SIGCHLD.
+
+    With CLONE_NEWUSER | CLONE_NEWPID the child is pid 1 of its pid namespace
+    at once, so nothing has to unshare and fork once more (bwrap's clone);
+    with CLONE_PARENT it is the caller's sibling. Python's fork protocol runs
+    around the call as in os.fork(): the before-fork hooks and the import lock,
+    then the interpreter's threads and locks re-made in the child.
+
+    Only for a process with ONE thread. Between the clone and the re-making of
+    the GIL in the child a little bytecode runs (os.fork does all of it in C):
+    a GIL hand-over another thread requested would leave the child waiting
+    for a thread it does not have. glibc's own fork handlers (malloc's locks)
+    do not run either. Returns the child's pid, 0 in the child."""
+    global _fork_protocol
+    if _fork_protocol is None:
+        with_gil = ctypes.PyDLL(None, use_errno=True)
+        call = with_gil.syscall
+        call.restype = ctypes.c_long
+        api = ctypes.pythonapi
+        _fork_protocol = (_clone_args(), call, api.PyOS_BeforeFork, api.PyOS_AfterFork_Child,
+                          api.PyOS_AfterFork_Parent)
+    clone_args, call, before, after_child, after_parent = _fork_protocol
+    # A sibling's exit signal is the caller's own (clone3 refuses to be told one).
+    args = clone_args(flags=flags, exit_signal=0 if flags & CLONE_PARENT else _SIGCHLD)
+    size = ctypes.c_size_t(ctypes.sizeof(args))
+    before()
+    pid = call(ctypes.c_long(NR["clone3"]), ctypes.byref(args), size)
+    if pid == 0:
+        after_child()
+        return 0
+    err = ctypes.get_errno()
+    after_parent()
+    if pid < 0:
+        raise OSError(err, f"clone3: {os.strerror(err)}")
+    return pid
 
 
 def setns(fd: int, nstype: int) -> None:

@@ -328,10 +328,8 @@ class SandboxCgroup:
     # -- namespace child, before unshare ------------------------------------------
 
     def join(self) -> None:
-        """Move the calling process into every sandbox cgroup ("0" means "me")."""
-        for fd in self.join_fds:
-            os.write(fd, b"0")
-            os.close(fd)
+        """Move the calling process into every sandbox cgroup."""
+        join(self.join_fds)
         self.join_fds = []
 
     # -- supervisor, while the sandbox waits for its request (runtime/pool.py) -------
@@ -476,3 +474,12 @@ def _apply(limits: Limits, ctrl: str, version: int, directory: str, skipped: lis
             _refuse(limits, ctrl, f"cannot write {value} to {os.path.join(directory, name)}: "
                     f"{exc.strerror}", "check the parent's limits and delegation "
                     "(jailpy check)", skipped)
+
+
+def join(fds: list[int]) -> None:
+    """Move the calling process into the cgroups whose cgroup.procs files are open
+    at `fds` ("0" means "me"), closing them: a sandbox's first process, before
+    it makes its cgroup namespace."""
+    for fd in fds:
+        os.write(fd, b"0")
+        os.close(fd)

@@ -318,20 +318,13 @@ def child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, report
     returns the plan to run it with."""
     code = EXIT_JAILPY_FAILURE
     try:
-        for fd in plan.host_only_fds:
-            try:
-                os.close(fd)
-            except OSError:  # not open: the supervisor's write to it fails quietly too
-                pass
-        if plan.new_session:
-            os.setsid()  # terminal signals reach only the supervisor, which forwards them
-        init.block_forwarded()
+        _start_child(plan)
         if plan.die_with_parent:
             sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != supervisor:
                 os._exit(EXIT_JAILPY_FAILURE)
         if enforcer is not None:
-            _join_cgroup(enforcer)
+            _join_cgroup(enforcer.apply)
         if plan.outer_userns:
             _enter_network_userns(plan)
         else:
@@ -408,6 +401,19 @@ def child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, report
     os._exit(code)
 
 
+def _start_child(plan: Plan) -> None:
+    """The first steps of the supervisor's child: the host's fds it must not hold,
+    a session of its own, the forwarded signals blocked until pid 1 waits for them."""
+    for fd in plan.host_only_fds:
+        try:
+            os.close(fd)
+        except OSError:  # not open: the supervisor's write to it fails quietly too
+            pass
+    if plan.new_session:
+        os.setsid()  # terminal signals reach only the supervisor, which forwards them
+    init.block_forwarded()
+
+
 def _wait_for_go(report_w: int, go_r: int, pid: int) -> None:
     """Tell the supervisor which process its host steps act on, then wait for "go"
     (EOF: it failed or gave up, and this process leaves quietly)."""
@@ -459,11 +465,11 @@ def _enter_pid_namespace(plan: Plan) -> None:
     _unshare(plan, sc.CLONE_NEWPID)
 
 
-def _join_cgroup(enforcer: "Enforcer") -> None:
+def _join_cgroup(join: "Callable[[], None]") -> None:
     """Enter the sandbox's cgroup before unshare, so pid 1 and the target are born in it
     and the new cgroup namespace is rooted there."""
     try:
-        enforcer.apply()
+        join()
     except OSError as exc:
         raise SetupError(f"cannot join the sandbox cgroup: {exc.strerror}",
                          origin="limits") from exc
@@ -486,16 +492,70 @@ def _unshare(plan: Plan, flags: int = 0) -> None:
     try:
         sc.unshare(flags)
     except OSError as exc:
-        if not flags & sc.CLONE_NEWUSER and exc.errno == errno.EPERM:
-            raise SetupError("cannot create namespaces without a user namespace of the "
-                             "sandbox's own: that needs CAP_SYS_ADMIN, which an ordinary "
-                             "user does not have", origin="namespaces.user",
-                             hint="keep the user namespace (drop --share-user / "
-                                  "namespaces.user = false)") from exc
-        hint = ("unprivileged user namespaces may be disabled: see 'jailpy check'"
-                if exc.errno in (errno.EPERM, errno.ENOSPC, errno.EINVAL) else None)
-        raise SetupError(f"cannot create namespaces: {exc.strerror}", origin="namespaces",
-                         hint=hint) from exc
+        raise _namespace_error(exc, flags) from exc
+
+
+def _namespace_error(exc: OSError, flags: int) -> SetupError:
+    """Why unshare (or clone) refused the namespaces `flags`, with the fix."""
+    if not flags & sc.CLONE_NEWUSER and exc.errno == errno.EPERM:
+        return SetupError("cannot create namespaces without a user namespace of the "
+                          "sandbox's own: that needs CAP_SYS_ADMIN, which an ordinary "
+                          "user does not have", origin="namespaces.user",
+                          hint="keep the user namespace (drop --share-user / "
+                               "namespaces.user = false)")
+    hint = ("unprivileged user namespaces may be disabled: see 'jailpy check'"
+            if exc.errno in (errno.EPERM, errno.ENOSPC, errno.EINVAL) else None)
+    return SetupError(f"cannot create namespaces: {exc.strerror}", origin="namespaces",
+                      hint=hint)
+
+
+# --- pid 1 cloned straight into its namespaces (a warm pool) ------------------------
+
+
+def can_clone_pid1(plan: Plan) -> bool:
+    """Whether pid 1 can be made by one clone into all its namespaces, with no
+    namespace child: nothing on the host has to act between unshare and pid 1
+    (no host session: newuidmap, a network helper, desktop, --changes; no ids
+    mapped from outside) and no namespace is joined rather than made."""
+    return (plan.new_pid_ns and bool(plan.unshare_flags & sc.CLONE_NEWUSER)
+            and not (plan.outer_userns or plan.map_all or plan.ids_mapped_by_caller
+                     or plan.tty or plan.network_helper is not None
+                     or plan.desktop is not None or plan.changes is not None)
+            and plan.userns_fd is None and plan.pidns_fd is None)
+
+
+def clone_pid1(plan: Plan, flags: int = 0) -> int:
+    """Fork pid 1 straight into the plan's namespaces (can_clone_pid1), with the
+    clone `flags` added; the child goes on in pid1_cloned_main. Only from a
+    process with one thread (sc.fork_into_namespaces). The cgroup namespace is
+    made later, once pid 1 has joined the sandbox's cgroup, so it is rooted there."""
+    flags |= plan.unshare_flags & ~sc.CLONE_NEWCGROUP
+    try:
+        return sc.fork_into_namespaces(flags)
+    except OSError as exc:
+        raise _namespace_error(exc, flags) from exc
+
+
+def pid1_cloned_main(plan: Plan, restrictions: "Restrictions", report_w: int,
+                     join_cgroup: "Callable[[], None] | None" = None,
+                     handover: "Callable[..., Plan] | None" = None) -> None:
+    """pid 1 made by clone_pid1; never returns. It does what the namespace child
+    would have (its own id maps, the cgroup, the cgroup namespace), then is pid 1.
+
+    There is no lifeline to check: if the supervisor dies before PDEATHSIG is
+    armed, the handover (pid 1's own, or its forked target's) reads EOF on the
+    request pipe and exits, and the sandbox with it."""
+    try:
+        _start_child(plan)
+        userns.apply(plan.uid_inside, plan.uid_outside, plan.gid_inside, plan.gid_outside)
+        if join_cgroup is not None:
+            _join_cgroup(join_cgroup)
+        if plan.unshare_flags & sc.CLONE_NEWCGROUP:
+            _unshare(plan, sc.CLONE_NEWCGROUP)
+    except BaseException as exc:
+        channel.send_error(report_w, exc)
+        os._exit(EXIT_JAILPY_FAILURE)
+    _pid1_main(plan, restrictions, report_w, -1, None, handover)
 
 
 def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline: int,
@@ -503,15 +563,18 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
                handover: "Callable[..., Plan] | None" = None) -> None:
     """pid 1 of the new pid namespace (or a plain reaper without one); never returns."""
     try:
+        # lifeline -1: cloned by the supervisor itself (pid1_cloned_main)
         if plan.die_with_parent:
             sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-            os.set_blocking(lifeline, False)
-            try:
-                if os.read(lifeline, 1) == b"":
-                    os._exit(EXIT_JAILPY_FAILURE)  # the parent died before PDEATHSIG was armed
-            except BlockingIOError:
-                pass
-        os.close(lifeline)
+            if lifeline >= 0:
+                os.set_blocking(lifeline, False)
+                try:
+                    if os.read(lifeline, 1) == b"":
+                        os._exit(EXIT_JAILPY_FAILURE)  # the parent died before PDEATHSIG
+                except BlockingIOError:
+                    pass
+        if lifeline >= 0:
+            os.close(lifeline)
         copy_outs: list[tuple[int, int]] = []
         if plan.quotas:
             skipped = userns.set_quotas(plan.quotas, plan.default_quotas)

@@ -8,10 +8,15 @@
                              one of them (a worker thread per running request,
                              kept for later ones; it only reads and writes pipes
                              and waits), refills
-    prepared sandbox         the launcher's own namespace child and pid 1
-                             (launcher.child_main): the root is built, pid 1 has
-                             taken on every restriction of the command and
-                             blocks in its `handover` on the request pipe
+    zygote (process)         forked by the server while it has one thread;
+                             clones each sandbox's pid 1 for it (Zygote)
+    prepared sandbox         pid 1 cloned into its namespaces
+                             (launcher.pid1_cloned_main), or, with host
+                             sessions or without clone3, the launcher's own
+                             namespace child and pid 1 (launcher.child_main):
+                             the root is built, pid 1 has taken on every
+                             restriction of the command and blocks in its
+                             `handover` on the request pipe
     request                  pid 1 reads argv/env/cwd/files, writes the files
                              into the work dir and starts the command with
                              posix_spawn; it reports the status once every
@@ -40,6 +45,7 @@ Frames on the socket: 4-byte length + marshal (the plan travels once, pickled).
 
 from __future__ import annotations
 
+import errno
 import gc
 import marshal
 import os
@@ -54,10 +60,11 @@ import threading
 import time
 from collections import deque
 
-from ..errors import ConfigError, JailpyError, SetupError, UnsupportedError
+from ..errors import (EXIT_JAILPY_FAILURE, ConfigError, JailpyError, SetupError,
+                      UnsupportedError)
 from ..plan import Plan
 from ..linux import syscalls as sc
-from . import channel, launcher, limits, target
+from . import cgroups, channel, launcher, limits, target
 from .init import KILL_ALL
 from .watchdog import Watchdog
 
@@ -286,7 +293,8 @@ class ForkServer:
 class PreparedSandbox:
     """One sandbox, set up up to pid 1 waiting for its request; serves one request."""
 
-    def __init__(self, plan: Plan, restrictions: "target.Restrictions"):
+    def __init__(self, plan: Plan, restrictions: "target.Restrictions",
+                 zygote: "Zygote | None" = None):
         self.plan = plan
         self.sessions: list["HostSession"] = []
         self.enforcer: limits.Enforcer | None = None
@@ -300,12 +308,14 @@ class PreparedSandbox:
         try:
             launcher.open_sessions(plan, self.sessions)
             self.enforcer = limits.Enforcer(plan.limits)
-            self._fork(restrictions)
+            self._fork(restrictions, zygote)
         except BaseException:
             self.destroy()
             raise
 
-    def _fork(self, restrictions: "target.Restrictions") -> None:
+    def _fork(self, restrictions: "target.Restrictions", zygote: "Zygote | None") -> None:
+        """The sandbox's first process: pid 1 itself, cloned by the zygote, or (with
+        host sessions, or without a zygote) the launcher's namespace child."""
         ours: dict[str, int] = {}
         theirs: dict[str, int] = {}
         # (name, which end stays with the server: 0 read, 1 write)
@@ -315,23 +325,29 @@ class PreparedSandbox:
             ours[name], theirs[name] = ends[kept], ends[1 - kept]
         self.fds = ours
         assert self.enforcer is not None
+        cgroup = self.enforcer.cgroup
         server = os.getpid()
-        pid = os.fork()
+        pid = -1
+        try:
+            if zygote is not None:
+                pid = self.pid1 = zygote.spawn(
+                    [theirs[name] for name in _CHILD_FDS] + (cgroup.join_fds if cgroup else []))
+            else:
+                pid = os.fork()
+        finally:
+            if pid != 0:
+                for fd in theirs.values():
+                    os.close(fd)
         if pid == 0:
             try:
-                for fd, name in enumerate(("stdin", "stdout", "stderr")):
-                    os.dup2(theirs[name], fd)
-                keep = {0, 1, 2, theirs["report"], theirs["request"], theirs.get("go", 0),
-                        *(self.enforcer.cgroup.join_fds if self.enforcer.cgroup else ())}
-                _close_all_but(keep)
+                _enter_child([theirs[name] for name in _CHILD_FDS],
+                             [theirs.get("go", 0), *(cgroup.join_fds if cgroup else ())])
                 handover = _handover(theirs["request"], theirs["report"])
                 launcher.child_main(self.plan, restrictions, server, theirs["report"],
                                     theirs.get("go", -1), self.enforcer, handover=handover)
             finally:
                 os._exit(125)
         self.pid = pid
-        for fd in theirs.values():
-            os.close(fd)
         self.enforcer.forked(pid)
         if self.sessions:
             failure = launcher.run_host_steps(pid, tuple(self.sessions), ours["report"],
@@ -573,6 +589,120 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+#: The pipes a sandbox's first process gets, in this order (its stdio, then report
+#: and request; the zygote receives them so, followed by the cgroup's join fds).
+_CHILD_FDS = ("stdin", "stdout", "stderr", "report", "request")
+
+
+def _enter_child(fds: list[int], kept: "list[int]") -> None:
+    """In a sandbox's first process: its stdio from _CHILD_FDS, and nothing else
+    of the server's open but those and `kept`."""
+    for number, fd in enumerate(fds[:3]):
+        os.dup2(fd, number)
+    _close_all_but({0, 1, 2, *fds[3:], *kept})
+
+
+class Zygote:
+    """The process that clones the pool's sandboxes, pid 1 straight into its
+    namespaces (launcher.clone_pid1: one process per sandbox fewer than the
+    launcher's namespace child, and no unshare-then-fork in it).
+
+    Cloning like that is only safe from a process with one thread, and the
+    fork server has one per running request; so the server forks this helper
+    once, while it still has one thread, and asks it for every sandbox over a
+    socket, passing the sandbox's pipes (and cgroup files) along. CLONE_PARENT
+    makes each pid 1 the SERVER's child all the same: the server waits for it
+    and signals it, and its PDEATHSIG follows the server as before. Used when
+    launcher.can_clone_pid1(plan); a kernel or an outer seccomp filter without
+    clone3 (ENOSYS, EPERM), or a zygote that died, makes the server fall back
+    to forking."""
+
+    def __init__(self, plan: Plan, restrictions: "target.Restrictions"):
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        server = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                self.sock.close()
+                _zygote_main(theirs, plan, restrictions, server)
+            finally:
+                os._exit(EXIT_JAILPY_FAILURE)
+        theirs.close()
+        self.pid = pid
+
+    def spawn(self, fds: list[int]) -> int:
+        """A new sandbox's pid 1 (the server's child), given its fds; raises
+        _Unavailable when this machine refuses clone3 or the zygote is gone (the
+        server forks instead), JailpyError for the rest."""
+        try:
+            socket.send_fds(self.sock, [b"s"], fds)
+            answer = self.sock.recv(65536)
+        except OSError as exc:
+            raise _Unavailable(f"the zygote is gone: {exc.strerror}") from exc
+        if not answer:
+            raise _Unavailable("the zygote ended")
+        message = marshal.loads(answer)
+        if "unavailable" in message:
+            raise _Unavailable(message["unavailable"])
+        if "error" in message:
+            raise channel.error_from(message)
+        return message["pid"]
+
+    def close(self) -> None:
+        self.sock.close()  # EOF: the zygote exits
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+class _Unavailable(Exception):
+    """The zygote cannot clone: clone3 is refused here (an old kernel, a container's
+    seccomp filter), or the zygote itself is gone."""
+
+
+def _zygote_main(sock: socket.socket, plan: Plan, restrictions: "target.Restrictions",
+                 server: int) -> None:
+    """The zygote's loop: clone a sandbox per message; never returns."""
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != server:
+        os._exit(0)
+    _close_all_but({0, 1, 2, sock.fileno()})
+    # No collection in here nor in the sandboxes (each lives for one request): a
+    # collection would write to pages the sandbox processes otherwise only share.
+    gc.disable()
+    while True:
+        message, fds, _, _ = socket.recv_fds(sock, 16, 64)
+        if not message:
+            os._exit(0)
+        try:
+            pid = launcher.clone_pid1(plan, sc.CLONE_PARENT)
+        except SetupError as exc:
+            errno_ = getattr(exc.__cause__, "errno", None)
+            answer = ({"unavailable": str(exc)} if errno_ in (errno.ENOSYS, errno.EPERM)
+                      else channel.describe(exc))
+        else:
+            if pid == 0:
+                _sandbox_pid1(plan, restrictions, fds)
+            answer = {"pid": pid}
+        for fd in fds:
+            os.close(fd)
+        sock.send(marshal.dumps(answer))
+
+
+def _sandbox_pid1(plan: Plan, restrictions: "target.Restrictions", fds: list[int]) -> None:
+    """A cloned pid 1 (in the zygote's child): fds as Zygote.spawn sent them."""
+    try:
+        pipes, cgroup_fds = fds[:len(_CHILD_FDS)], fds[len(_CHILD_FDS):]
+        report, request = pipes[3], pipes[4]
+        _enter_child(pipes, cgroup_fds)
+        join = (lambda: cgroups.join(cgroup_fds)) if cgroup_fds else None
+        launcher.pid1_cloned_main(plan, restrictions, report, join,
+                                  _handover(request, report))
+    finally:
+        os._exit(EXIT_JAILPY_FAILURE)
+
+
 def _close_all_but(keep: set[int]) -> None:
     low = 0
     for fd in sorted(keep) + [1 << 20]:
@@ -644,6 +774,8 @@ class Server:
         self.plan = plan
         self.size = size
         self.restrictions = target.prepare(plan).replace(spawnable=target.can_spawn(plan))
+        #: Forked now, while this process has its one thread (Zygote).
+        self.zygote = Zygote(plan, self.restrictions) if launcher.can_clone_pid1(plan) else None
         self.ready: deque[PreparedSandbox] = deque()
         self.running: set[PreparedSandbox] = set()
         self.lock = threading.Lock()
@@ -668,9 +800,19 @@ class Server:
             except OSError:
                 pass  # the owner is gone; the main loop sees EOF
 
+    def prepare(self) -> PreparedSandbox:
+        """A new sandbox, from the zygote while this machine lets it clone."""
+        if self.zygote is not None:
+            try:
+                return PreparedSandbox(self.plan, self.restrictions, self.zygote)
+            except _Unavailable:
+                self.zygote.close()
+                self.zygote = None
+        return PreparedSandbox(self.plan, self.restrictions)
+
     def refill(self) -> None:
         try:
-            self.ready.append(PreparedSandbox(self.plan, self.restrictions))
+            self.ready.append(self.prepare())
             self.prepare_failures = 0
         except JailpyError:
             self.prepare_failures += 1
@@ -682,8 +824,7 @@ class Server:
                 "served": self.served, "failed": self.failed}})
             return
         try:
-            sandbox = self.ready.popleft() if self.ready else \
-                PreparedSandbox(self.plan, self.restrictions)
+            sandbox = self.ready.popleft() if self.ready else self.prepare()
         except JailpyError as exc:
             with self.lock:
                 self.failed += 1
@@ -780,6 +921,8 @@ class Server:
             self.jobs.put(None)
         for worker in self.workers:
             worker.join(10)
+        if self.zygote is not None:
+            self.zygote.close()
 
 
 def _watch_owner(server: Server, owner: int) -> None:
@@ -818,7 +961,7 @@ def main(argv: list[str]) -> int:
     try:
         server = Server(sock, pickle.loads(frame), size)
         _watch_owner(server, owner)
-        first = PreparedSandbox(server.plan, server.restrictions)
+        first = server.prepare()
         server.ready.append(first)
         first.wait_ready()
         # What exists now is never garbage: keep the collector from touching (and so

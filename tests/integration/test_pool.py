@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import VENV, as_user_file, children, comm
+from conftest import VENV, as_user_file, children, comm, process_tree
 
 CGROUP_PARENTS = [Path(f"/sys/fs/cgroup/{c}/jailpy") for c in ("memory", "pids")]
 
@@ -72,6 +72,19 @@ def _cmdline(pid: int) -> list[str]:
             return f.read().decode().split("\0")[:-1]
     except OSError:
         return []
+
+
+def _start_owner(jailpy, script: Path, source: str, profile: Path):
+    """A pool owner as the test user, running `source` with the profile's path as its
+    argument, and the first JSON line it prints."""
+    script.write_text(textwrap.dedent(source))
+    script.chmod(0o644)
+    owner = subprocess.Popen(jailpy.user.command([str(VENV / "bin" / "python"), str(script),
+                                                  str(profile)]),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             env=jailpy.env())
+    jailpy.started.append(owner)
+    return owner, json.loads(owner.stdout.readline())
 
 
 def _sandbox_cgroups(server_pid: int) -> list[Path]:
@@ -259,8 +272,7 @@ def test_sigkill_of_the_owner_leaves_nothing_behind(jailpy, user_tmp, test_user)
     profile = as_user_file(user_tmp / "net.toml", 'extends = ["default"]\n[limits]\n'
                            'memory_max = "256M"\npids_max = 64\n[network]\n'
                            'mode = "slirp4netns"\nhost_loopback = true\n', test_user)
-    script = user_tmp / "owner.py"
-    script.write_text(textwrap.dedent(f"""
+    owner, first = _start_owner(jailpy, user_tmp / "owner.py", f"""
         import json, os, socket, sys, threading, time, jailpy
 
         listener = socket.socket()
@@ -286,13 +298,7 @@ def test_sigkill_of_the_owner_leaves_nothing_behind(jailpy, user_tmp, test_user)
         print(json.dumps({{"server": pool._server.process.pid, "fetch": fetch.stdout.decode(),
                           "cgroup": fetch.cgroup, "holder": holder}}), flush=True)
         threading.Event().wait()
-    """))
-    script.chmod(0o644)
-    owner = subprocess.Popen(jailpy.user.command([str(VENV / "bin" / "python"), str(script),
-                                                  str(profile)]),
-                             stdout=subprocess.PIPE, text=True, env=jailpy.env())
-    jailpy.started.append(owner)
-    first = json.loads(owner.stdout.readline())
+    """, profile)
     server = first["server"]
     assert first["fetch"] == "hello from the host\n" and first["cgroup"] == "v1"
     deadline = time.monotonic() + 20
@@ -405,3 +411,100 @@ def test_the_command_starts_with_the_same_restrictions_either_way(jailpy, user_t
     assert int(seen["pid1_capabilities"], 16) == 0, seen
     assert out["pid"] == "2"  # the command is pid 1's first child: nothing came first
     assert out["missing"] == 127 and out["not_executable"] == 126
+
+
+def _nspid(pid: int) -> list[str]:
+    """The pid's numbers from the host's pid namespace inward ([] once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((line.split()[1:] for line in f if line.startswith("NSpid:")), [])
+    except OSError:
+        return []
+
+
+def _wait_for(condition, seconds: float = 20) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_pooled_sandbox_is_pid_1_cloned_for_the_server(jailpy, user_tmp, test_user):
+    """The process model of docs/pool.md: the fork server's children are its zygote
+    and the prepared sandboxes' pid 1s themselves (no namespace child between), each
+    waiting for its request alone; cgroup limits still apply to a request; a
+    SIGKILLed fork server takes its zygote and every sandbox along."""
+    profile = as_user_file(user_tmp / "limited.toml", 'extends = ["default"]\n[limits]\n'
+                           'memory_max = "256M"\npids_max = 64\n', test_user)
+    owner, first = _start_owner(jailpy, user_tmp / "zygote_owner.py", """
+        import json, sys, threading, jailpy
+
+        pool = jailpy.Pool(jailpy.load_policy(sys.argv[1]), size=2)
+        result = pool.run(["sh", "-c", "echo $$; grep -c . /proc/self/cgroup"])
+        print(json.dumps({"server": pool._server.process.pid, "stdout": result.stdout.decode(),
+                          "cgroup": result.cgroup, "peak": result.peak_memory}), flush=True)
+        sys.stdin.readline()  # the test has killed the zygote
+        after = [pool.run(["sh", "-c", "echo $$"]).stdout.decode() for _ in range(4)]
+        print(json.dumps({"after": after}), flush=True)
+        threading.Event().wait()
+    """, profile)
+    server = first["server"]
+    assert first["stdout"].split()[0] == "2" and first["cgroup"] == "v1" and first["peak"]
+
+    def sandboxes() -> list[int]:
+        """pid 1s of prepared sandboxes, each waiting with no child yet (the one
+        that served the first request may still be ending)."""
+        return [p for p in children(server) if len(_nspid(p)) == 2 and _alive(p)
+                and children(p) == []]
+
+    assert _wait_for(lambda: len(sandboxes()) == 2), [_nspid(p) for p in children(server)]
+    pid1s = sandboxes()
+    zygotes = [p for p in children(server) if len(_nspid(p)) == 1]
+    assert len(zygotes) == 1 and _cmdline(zygotes[0]) == _cmdline(server)
+    assert children(zygotes[0]) == []  # its clones are the server's children
+    assert [_nspid(p)[1] for p in pid1s] == ["1", "1"]
+    # A zygote that dies leaves the pool serving, from now on through namespace children.
+    os.kill(zygotes[0], signal.SIGKILL)
+    owner.stdin.write("go\n")
+    owner.stdin.flush()
+    assert json.loads(owner.stdout.readline())["after"] == ["2\n"] * 4
+    assert _wait_for(lambda: any(len(_nspid(p)) == 1 and _alive(p) for p in children(server)))
+    everything = process_tree(server)
+    os.kill(server, signal.SIGKILL)
+    assert _wait_for(lambda: not any(map(_alive, [*everything, *zygotes, *pid1s])))
+    # (its own cgroup directories stay for the next jailpy to sweep: docs/pool.md)
+
+
+def test_a_pool_falls_back_to_forking_where_clone3_is_refused(jailpy, user_tmp, test_user):
+    """Under a seccomp filter that answers clone3 with ENOSYS (as container runtimes'
+    default profiles do), a pool still serves fresh sandboxes, through the launcher's
+    namespace child."""
+    profile = as_user_file(user_tmp / "no-clone3.toml",
+                           'extends = ["nested"]\n[seccomp]\ndeny = ["clone3"]\n'
+                           'actions = { clone3 = "errno:ENOSYS" }\n', test_user)
+    script = user_tmp / "fallback.py"
+    script.write_text(textwrap.dedent("""
+        import json, os, jailpy
+
+        def nspid(pid):
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("NSpid:"):
+                    return line.split()[1:]
+
+        with jailpy.Pool(jailpy.load_policy("default"), size=1) as pool:
+            first = pool.run(["sh", "-c", "echo $$ > /work/mine; echo $$; ls /work"])
+            second = pool.run(["sh", "-c", "ls /work; echo $$"])
+            server = pool._server.process.pid
+            kids = open(f"/proc/{server}/task/{server}/children").read().split()
+            print(json.dumps({"first": first.stdout.decode(), "second": second.stdout.decode(),
+                              "server_children": [nspid(k) for k in kids]}))
+    """))
+    script.chmod(0o644)
+    result = jailpy.run(["run", "-p", str(profile), "--", str(VENV / "bin" / "python"),
+                         str(script)], timeout=90)
+    assert result.returncode == 0, result.stderr
+    out = _json_lines(result.stdout)
+    assert out["first"] == "2\nmine\n"
+    assert out["second"] == "2\n"  # a fresh /work, in a pid namespace of its own
+    # the namespace child (one pid: outside the sandbox's pid namespace), not a pid 1
+    assert out["server_children"] and all(len(ns) == 1 for ns in out["server_children"])
