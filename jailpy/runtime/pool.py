@@ -7,7 +7,9 @@
                              PreparedSandboxes ready, hands each request to
                              one of them (a worker thread per running request,
                              kept for later ones; it only reads and writes pipes
-                             and waits), refills
+                             and waits); a refill thread asks the zygote for
+                             new sandboxes (the main thread refills itself,
+                             by forking, where there is no zygote)
     zygote (process)         forked by the server while it has one thread;
                              clones each sandbox's pid 1 for it (Zygote)
     prepared sandbox         pid 1 cloned into its namespaces
@@ -618,6 +620,8 @@ class Zygote:
     to forking."""
 
     def __init__(self, plan: Plan, restrictions: "target.Restrictions"):
+        #: One exchange at a time: the refill thread and the main thread both ask.
+        self.lock = threading.Lock()
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         server = os.getpid()
         pid = os.fork()
@@ -635,8 +639,9 @@ class Zygote:
         _Unavailable when this machine refuses clone3 or the zygote is gone (the
         server forks instead), JailpyError for the rest."""
         try:
-            socket.send_fds(self.sock, [b"s"], fds)
-            answer = self.sock.recv(65536)
+            with self.lock:
+                socket.send_fds(self.sock, [b"s"], fds)
+                answer = self.sock.recv(65536)
         except OSError as exc:
             raise _Unavailable(f"the zygote is gone: {exc.strerror}") from exc
         if not answer:
@@ -776,6 +781,12 @@ class Server:
         self.restrictions = target.prepare(plan).replace(spawnable=target.can_spawn(plan))
         #: Forked now, while this process has its one thread (Zygote).
         self.zygote = Zygote(plan, self.restrictions) if launcher.can_clone_pid1(plan) else None
+        #: While the zygote clones, a thread of its own refills (_refill_from_zygote):
+        #: the main thread waited a third of its time for the zygote's answers, and
+        #: a request that came meanwhile waited with it. `changed` wakes it.
+        self.refiller: threading.Thread | None = None
+        self.changed = threading.Condition()
+        self.stopping = False
         self.ready: deque[PreparedSandbox] = deque()
         self.running: set[PreparedSandbox] = set()
         self.lock = threading.Lock()
@@ -801,14 +812,54 @@ class Server:
                 pass  # the owner is gone; the main loop sees EOF
 
     def prepare(self) -> PreparedSandbox:
-        """A new sandbox, from the zygote while this machine lets it clone."""
+        """A new sandbox, from the zygote while this machine lets it clone
+        (main thread only: without the zygote, this forks)."""
+        try:
+            return self._clone()
+        except _Unavailable:
+            return PreparedSandbox(self.plan, self.restrictions)
+
+    def _clone(self) -> PreparedSandbox:
+        """A new sandbox from the zygote; _Unavailable once it cannot clone (the
+        zygote is then closed, and the main thread refills by forking)."""
+        zygote = self.zygote
+        if zygote is None:
+            raise _Unavailable("no zygote")
+        try:
+            return PreparedSandbox(self.plan, self.restrictions, zygote)
+        except _Unavailable:
+            self.zygote = None
+            zygote.close()
+            _wake(self.wake_w)  # the main loop takes over refilling
+            raise
+
+    def start_refiller(self) -> None:
         if self.zygote is not None:
+            self.refiller = threading.Thread(target=self._refill_from_zygote,
+                                             name="jailpy-pool-refill", daemon=True)
+            self.refiller.start()
+
+    def _refill_from_zygote(self) -> None:
+        """The refill thread: a sandbox from the zygote whenever _refill_wait() says
+        so, until shutdown or until the zygote cannot clone."""
+        while True:
+            with self.changed:
+                while not self.stopping and (wait := self._refill_wait()) != 0:
+                    self.changed.wait(wait)
+                if self.stopping:
+                    return
             try:
-                return PreparedSandbox(self.plan, self.restrictions, self.zygote)
+                self.ready.append(self._clone())
+                self.prepare_failures = 0
             except _Unavailable:
-                self.zygote.close()
-                self.zygote = None
-        return PreparedSandbox(self.plan, self.restrictions)
+                return
+            except JailpyError:
+                self.prepare_failures += 1
+
+    def _note_change(self) -> None:
+        """A request started or ended: the refill thread looks again."""
+        with self.changed:
+            self.changed.notify()
 
     def refill(self) -> None:
         try:
@@ -840,6 +891,7 @@ class Server:
             start_one = self.idle_workers == 0
             self.idle_workers -= 0 if start_one else 1
         self.jobs.put((sandbox, request))
+        self._note_change()
         if start_one:
             worker = threading.Thread(target=self._work, name="jailpy-pool-worker", daemon=True)
             self.workers.append(worker)
@@ -870,12 +922,15 @@ class Server:
             sandbox.destroy()
             self.running.discard(sandbox)
             _wake(self.wake_w)
+            self._note_change()
 
     def loop(self) -> None:
         """Requests first; refill when _refill_wait() says so."""
         buffered = b""
         while not self.owner_gone:
-            readable, _, _ = select.select([self.sock, self.wake_r], [], [], self._refill_wait())
+            refilled_elsewhere = self.refiller is not None and self.zygote is not None
+            wait = None if refilled_elsewhere else self._refill_wait()
+            readable, _, _ = select.select([self.sock, self.wake_r], [], [], wait)
             if not readable:
                 self.refill()
                 continue
@@ -909,6 +964,11 @@ class Server:
 
     def shutdown(self) -> None:
         """Everything down: ready sandboxes destroyed, running ones killed and reaped."""
+        with self.changed:
+            self.stopping = True
+            self.changed.notify()
+        if self.refiller is not None:
+            self.refiller.join(10)
         while self.ready:
             self.ready.popleft().destroy()
         for sandbox in list(self.running):
@@ -971,6 +1031,7 @@ def main(argv: list[str]) -> int:
         # while the main thread holds the GIL preparing a sandbox.
         sys.setswitchinterval(0.0005)
         server.send({"ready": True})
+        server.start_refiller()
         server.loop()
     except BaseException as exc:
         try:
