@@ -124,6 +124,10 @@ def apply(plan: Plan, restrictions: Restrictions, terminal: "Terminal | None" = 
 #: The syscall groups pid 1 draws on after restrict_self(): reaping, reporting,
 #: placing a request's files in the work dir, spawning the command.
 _PID1_NEEDS = ("@basic-io", "@file-system", "@memory", "@process", "@signal", "@timer")
+#: Calls pid 1 makes outside those groups, with the one refusal it copes with:
+#: glibc's posix_spawn tries clone3 first and falls back to clone only on ENOSYS
+#: (any other refusal fails the spawn, so every request would fail).
+_PID1_ALSO_CALLS = {"clone3": "errno:ENOSYS"}
 
 
 def can_spawn(plan: Plan) -> bool:
@@ -132,10 +136,11 @@ def can_spawn(plan: Plan) -> bool:
     once per pool, so the seccomp rules are resolved off `jailpy run`'s path).
 
     pid 1 goes on running under them: it reaps, reports and exits. So only a
-    seccomp deny-list that refuses none of _PID1_NEEDS qualifies (jailpy's
-    argument filters on clone's namespace flags and tty ioctls leave posix_spawn
-    and pid 1 alone), with no extra BPF programs, and no rlimits, which pid 1
-    never takes on (rlimits.py). Anything else keeps the forked target."""
+    seccomp deny-list that refuses none of _PID1_NEEDS, nor clone3 other than
+    with ENOSYS, qualifies (jailpy's argument filters on clone's namespace flags
+    and tty ioctls leave posix_spawn and pid 1 alone), with no extra BPF
+    programs, and no rlimits, which pid 1 never takes on (rlimits.py). Anything
+    else keeps the forked target."""
     if plan.limits.rlimits or plan.pass_fds or plan.seccomp.programs:
         return False
     from ..plan.seccomp import VALUE_NAMES, names_in, resolve
@@ -145,10 +150,11 @@ def can_spawn(plan: Plan) -> bool:
         return True
     if rules.default_action != "allow":
         return False
-    needed = frozenset().union(*map(names_in, _PID1_NEEDS))
+    needed = frozenset().union(*map(names_in, _PID1_NEEDS), _PID1_ALSO_CALLS)
 
     def spares_pid1(rule) -> bool:
-        if rule.syscall not in needed or rule.action == "allow":
+        if rule.syscall not in needed or rule.action == "allow" \
+                or rule.action == _PID1_ALSO_CALLS.get(rule.syscall):
             return True
         return bool(rule.match) and all((rule.syscall, m.arg, m.value) in VALUE_NAMES
                                         for m in rule.match)

@@ -413,6 +413,25 @@ def test_the_command_starts_with_the_same_restrictions_either_way(jailpy, user_t
     assert out["missing"] == 127 and out["not_executable"] == 126
 
 
+def test_a_profile_refusing_clone3_still_serves(jailpy, user_tmp, test_user):
+    """glibc's posix_spawn tries clone3 first and falls back to clone only on
+    ENOSYS: where the profile refuses clone3 otherwise, pid 1 could not spawn a
+    single command, so the pool keeps the forked target (target.can_spawn) and
+    serves as `jailpy run` does."""
+    profile = as_user_file(user_tmp / "clone3-eperm.toml",
+                           'extends = ["default"]\n[seccomp]\nallow_userns = true\n'
+                           'deny = ["clone3"]\n', test_user)
+    result = _python(jailpy, user_tmp, """
+        import json, sys, jailpy
+
+        with jailpy.Pool(jailpy.load_policy(sys.argv[1]), size=1) as pool:
+            served = pool.run(["sh", "-c", "echo $$"])
+        print(json.dumps({"exit_code": served.exit_code, "stdout": served.stdout.decode()}))
+    """, str(profile))
+    assert result.returncode == 0, result.stderr
+    assert _json_lines(result.stdout) == {"exit_code": 0, "stdout": "2\n"}
+
+
 def _nspid(pid: int) -> list[str]:
     """The pid's numbers from the host's pid namespace inward ([] once it is gone)."""
     try:

@@ -109,3 +109,9 @@ def test_pid1_spawns_the_command_only_under_restrictions_it_can_live_with():
     assert not _spawns(default_action="deny", allow=("@system-service",))
     assert _spawns(actions=(("ptrace", "kill-process"),))  # another action, same calls
     assert not _spawns(rlimits=(("nofile", 64, 64),))  # pid 1 keeps the caller's rlimits
+    # posix_spawn's clone3: glibc falls back to clone on ENOSYS (jailpy's own rule
+    # for it), but on nothing else
+    assert _spawns(allow_userns=True)  # no clone3 rule at all
+    assert not _spawns(allow_userns=True, deny=("clone3",))  # EPERM
+    assert _spawns(allow_userns=True, deny=("clone3",),
+                   actions=(("clone3", "errno:ENOSYS"),))
