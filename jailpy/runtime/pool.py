@@ -83,6 +83,10 @@ MAX_OUTPUT = 64 << 20
 _CHUNK = 65536
 #: Requests whose files are smaller are handed over by the server's main thread.
 SMALL_REQUEST = 16384
+#: The fewest processes a request may limit itself to: the sandbox's pid 1 is
+#: one of them (it starts the command after the request's limit is set), the
+#: command another.
+MIN_PIDS = 2
 
 
 # --- frames ----------------------------------------------------------------------
@@ -171,6 +175,9 @@ def check_request(plan: Plan, argv, env, stdin, files, cwd, timeout, memory, pid
         if value > allowed:
             raise ConfigError(f"{field} {value} is above the profile's {key} ({allowed})",
                               origin=f"Pool.run({field})")
+    if pids is not None and pids < MIN_PIDS:
+        raise ConfigError(f"pids must be at least {MIN_PIDS}: the sandbox's pid 1 is one of "
+                          f"them, the command another", origin="Pool.run(pids)")
     output_limit = _positive("output_limit", output_limit, int)
     if output_limit is None or output_limit > MAX_OUTPUT:
         raise ConfigError(f"output_limit must be between 1 and {MAX_OUTPUT} bytes",

@@ -63,6 +63,11 @@ def test_limits_above_the_profile_are_refused():
         with pytest.raises(ConfigError) as err:
             _request(plan, **fields)
         assert err.value.origin == origin and "profile" in err.value.message
+    # pid 1 counts: with one process allowed, the command could not even start
+    with pytest.raises(ConfigError) as err:
+        _request(plan, pids=1)
+    assert err.value.origin == "Pool.run(pids)" and "at least 2" in err.value.message
+    assert _request(plan, pids=2)["pids"] == 2
 
 
 @pytest.mark.parametrize("argv", [[], [""], ["a\0b"], ["ok", "b\0"]])
