@@ -202,8 +202,9 @@ def test_threads_and_asyncio_share_one_pool(jailpy, user_tmp):
 
 def test_a_misbehaving_request_ends_with_its_limit_and_spares_the_others(
         jailpy, user_tmp, test_user):
-    """Fork bomb, memory hog, endless output and a sleeper run at once next to
-    well-behaved requests; each bad one ends by its own limit."""
+    """Fork bomb, memory hogs (a process's memory, a tmpfs's files), endless output
+    and a sleeper run at once next to well-behaved requests; each bad one ends by
+    its own limit."""
     profile = as_user_file(user_tmp / "limited.toml", 'extends = ["default"]\n[limits]\n'
                            'memory_max = "256M"\npids_max = 64\ntimeout = "20s"\n'
                            'kill_grace = "1s"\n', test_user)
@@ -217,6 +218,9 @@ def test_a_misbehaving_request_ends_with_its_limit_and_spares_the_others(
                          dict(timeout=2, pids=32)),
             "memory": (["python3", "-c", "b = []\\nwhile True: b.append(bytearray(1 << 20))"],
                        dict(memory=64 << 20)),
+            # files in a tmpfs are charged to the cgroup and to no process: the OOM
+            # killer then chooses pid 1, the sandbox's largest process
+            "tmpfs": (["sh", "-c", "cat /dev/zero > /tmp/fill"], dict(memory=64 << 20)),
             "output": (["sh", "-c", "while :; do echo yyyyyyyyyyyyyyyyyyyyyyyy; done"],
                        dict(output_limit=4096)),
             "sleep": (["sleep", "30"], dict(timeout=0.5)),
@@ -247,9 +251,10 @@ def test_a_misbehaving_request_ends_with_its_limit_and_spares_the_others(
     bomb = out["forkbomb"]
     assert bomb["exit_code"] == 124 and bomb["ended_by"] == "timeout", bomb
     assert "pids" in bomb["limits_hit"], bomb  # the per-request pids limit held it
-    memory = out["memory"]
-    assert memory["ended_by"] == "memory" and memory["exit_code"] == 137, memory
-    assert memory["peak"] <= 64 << 20, memory  # the per-request limit, not the profile's
+    for name in ("memory", "tmpfs"):
+        memory = out[name]
+        assert memory["ended_by"] == "memory" and memory["exit_code"] == 137, memory
+        assert memory["peak"] <= 64 << 20, memory  # the per-request limit, not the profile's
     output = out["output"]
     assert output["ended_by"] == "output" and output["truncated"], output
     assert output["stdout_len"] == 4096, output
