@@ -262,8 +262,14 @@ def result_of(messages: list[dict], wait_status: int, usage, start: float, plan:
     timed_out = limit_report is not None and limit_report.timed_out
     if raw is None and timed_out:
         raw = signal.SIGKILL  # killed with the rest of the sandbox after the grace period
+    stats = limit_report.stats if limit_report is not None else None
+    if raw is None and stats is not None and stats.oom_kills \
+            and any("command" in m or "ready" in m for m in messages):
+        # The OOM killer chose pid 1 once the set-up was over: the largest process
+        # when the command fills the sandbox's memory with files in a tmpfs
+        # (charged to the cgroup, to no process). Its end SIGKILLed the command.
+        raw = signal.SIGKILL
     if raw is None:
-        stats = limit_report.stats if limit_report is not None else None
         if stats is not None and stats.oom_kills:
             raise SetupError("the memory limit is too small for jailpy's own set-up "
                              "processes: they were killed before the command started",
@@ -627,6 +633,9 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
                         os._exit(EXIT_JAILPY_FAILURE)
                 _target_main(plan, restrictions, report_w, terminal, handover)
             caps.apply()
+        # The set-up is over: an OOM kill of pid 1 from now on is the command's doing
+        # (result_of).
+        channel.send(report_w, command=True)
         if plan.init_visible:  # no capability left to abuse through ptrace
             # Nothing the command can reach through ptrace or /proc/1/fd may speak
             # for jailpy: the status goes out as this process's exit status, which

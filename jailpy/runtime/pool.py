@@ -436,11 +436,8 @@ class PreparedSandbox:
         else:  # no word from pid 1: the namespace child's status says what happened
             _, wait_status, usage = launcher.wait_for(self.pid)
             self.pid = 0
-        limit_report = enforcer.report()
-        if status is None and _oom_killed_pid1(messages, limit_report):
-            messages.append({"status": signal.SIGKILL})
         result = launcher.result_of(messages, wait_status, usage, start, self.plan,
-                                    limit_report)
+                                    enforcer.report())
         changes: dict = dict(stdout=run.output[1], stderr=run.output[2],
                              stdout_truncated=run.truncated[1],
                              stderr_truncated=run.truncated[2])
@@ -467,17 +464,6 @@ class PreparedSandbox:
         for session in reversed(self.sessions):
             session.close()
         self.sessions = []
-
-
-def _oom_killed_pid1(messages: list[dict], report: "limits.LimitReport") -> bool:
-    """Whether pid 1 ended without a word because the OOM killer chose it once the
-    request was running: it is the largest process of a sandbox whose memory a
-    request filled with files in a tmpfs (charged to the cgroup, to no
-    process). Its end SIGKILLed everything in its pid namespace, the command
-    too: that is the request's result ("memory"), not a failed set-up, which
-    was over when pid 1 said it was ready."""
-    return (any("ready" in m for m in messages) and report.stats is not None
-            and bool(report.stats.oom_kills))
 
 
 class _Usage:

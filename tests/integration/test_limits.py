@@ -203,6 +203,13 @@ def test_memory_hog_is_killed_by_the_memory_limit(jailpy, cgroup_parent):
     via_shell = jailpy.sandbox(f"python3 -c \"{HOG}\"; exit $?", "--memory-max", "64M",
                                "--json-status", "-")
     assert via_shell.returncode == 137 and _status(via_shell)["ended_by"] == "memory"
+    # Files in a tmpfs are charged to the cgroup and to no process, so the OOM
+    # killer chooses pid 1, jailpy's largest process: still the command's doing.
+    filled = jailpy.sandbox("cat /dev/zero > /tmp/fill", "--memory-max", "64M",
+                            "--json-status", "-")
+    assert filled.returncode == 137, filled.stderr
+    assert _status(filled)["ended_by"] == "memory", filled.stderr
+    assert "set-up" not in filled.stderr
 
 
 def test_cgroup_limit_that_cannot_be_applied_fails_closed(jailpy):
