@@ -440,7 +440,7 @@ class Server:
                 raise ApiError("sandbox_failed", str(err)) from err
         return web.json_response(result_body(result, encoding))
 
-    async def _pool_stats(self) -> dict[str, int]:
+    async def _pool_stats(self) -> dict[str, Any]:
         """Pool.stats() asks the fork server and waits: off the event loop."""
         return await asyncio.to_thread(self.pool.stats)
 
@@ -448,7 +448,9 @@ class Server:
         from aiohttp import web
 
         status = "stopping" if self.stopping else "ok"
-        return web.json_response({"status": status, "pool": await self._pool_stats(),
+        # Counts only (no token is needed here): not the pool's last preparation error.
+        pool = {k: v for k, v in (await self._pool_stats()).items() if isinstance(v, int)}
+        return web.json_response({"status": status, "pool": pool,
                                   "running": self.admission.running,
                                   "queued": self.admission.queued},
                                  status=503 if self.stopping else 200)

@@ -800,6 +800,7 @@ class Server:
         self.served = 0
         self.failed = 0
         self.prepare_failures = 0
+        self.last_prepare_error: str | None = None
         #: Threads that each serve one running request at a time: started when a
         #: request finds none idle, then kept (a thread start costs the main
         #: thread a wait for the new thread to run, on every request otherwise).
@@ -852,7 +853,9 @@ class Server:
         while True:
             with self.changed:
                 while not self.stopping and (wait := self._refill_wait()) != 0:
-                    self.changed.wait(wait)
+                    # A second at most: a state change that failed to notify costs
+                    # a second's delay, never the refilling itself.
+                    self.changed.wait(1.0 if wait is None else wait)
                 if self.stopping:
                     return
             try:
@@ -860,8 +863,8 @@ class Server:
                 self.prepare_failures = 0
             except _Unavailable:
                 return
-            except JailpyError:
-                self.prepare_failures += 1
+            except Exception as exc:  # noqa: BLE001  the thread must outlive any of them
+                self._note_failure(exc)
 
     def _note_change(self) -> None:
         """A request started or ended: the refill thread looks again."""
@@ -872,14 +875,21 @@ class Server:
         try:
             self.ready.append(self.prepare())
             self.prepare_failures = 0
-        except JailpyError:
-            self.prepare_failures += 1
+        except JailpyError as exc:
+            self._note_failure(exc)
+
+    def _note_failure(self, exc: Exception) -> None:
+        """A preparation failed: back off (_refill_wait), and keep why for stats()."""
+        self.prepare_failures += 1
+        self.last_prepare_error = channel.describe(exc)["message"]
 
     def dispatch(self, request: dict) -> None:
         if "stats" in request:
             self.send({"id": request["id"], "stats": {
                 "size": self.size, "ready": len(self.ready), "running": len(self.running),
-                "served": self.served, "failed": self.failed}})
+                "served": self.served, "failed": self.failed,
+                "prepare_failures": self.prepare_failures,
+                "last_prepare_error": self.last_prepare_error}})
             return
         try:
             sandbox = self.ready.popleft() if self.ready else self.prepare()

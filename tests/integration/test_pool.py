@@ -446,6 +446,15 @@ def _nspid(pid: int) -> list[str]:
         return []
 
 
+def _wchan(pid: int) -> str:
+    """Where in the kernel the process sleeps ("" once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def _wait_for(condition, seconds: float = 20) -> bool:
     deadline = time.monotonic() + seconds
     while not condition() and time.monotonic() < deadline:
@@ -476,13 +485,19 @@ def test_a_pooled_sandbox_is_pid_1_cloned_for_the_server(jailpy, user_tmp, test_
     assert first["stdout"].split()[0] == "2" and first["cgroup"] == "v1" and first["peak"]
 
     def sandboxes() -> list[int]:
-        """pid 1s of prepared sandboxes, each waiting with no child yet (the one
-        that served the first request may still be ending)."""
-        return [p for p in children(server) if len(_nspid(p)) == 2 and _alive(p)
-                and children(p) == []]
+        """pid 1s of prepared sandboxes: no child yet, asleep reading the request
+        pipe (the one that served the first request may still be ending, also
+        without a child, but it reads no more requests)."""
+        return [p for p in children(server) if len(_nspid(p)) == 2 and children(p) == []
+                and "pipe_read" in _wchan(p)]
 
-    assert _wait_for(lambda: len(sandboxes()) == 2), [_nspid(p) for p in children(server)]
-    pid1s = sandboxes()
+    pid1s: list[int] = []
+
+    def two_prepared() -> bool:
+        pid1s[:] = sandboxes()
+        return len(pid1s) == 2
+
+    assert _wait_for(two_prepared), [(_nspid(p), _wchan(p)) for p in children(server)]
     zygotes = [p for p in children(server) if len(_nspid(p)) == 1]
     assert len(zygotes) == 1 and _cmdline(zygotes[0]) == _cmdline(server)
     assert children(zygotes[0]) == []  # its clones are the server's children
