@@ -633,9 +633,10 @@ def _pid1_main(plan: Plan, restrictions: "Restrictions", report_w: int, lifeline
                         os._exit(EXIT_JAILPY_FAILURE)
                 _target_main(plan, restrictions, report_w, terminal, handover)
             caps.apply()
-        # The set-up is over: an OOM kill of pid 1 from now on is the command's doing
-        # (result_of).
-        channel.send(report_w, command=True)
+        if handover is None:
+            # The set-up is over: an OOM kill of pid 1 from now on is the command's
+            # doing (result_of). A pool's sandbox said "ready" already.
+            channel.send(report_w, command=True)
         if plan.init_visible:  # no capability left to abuse through ptrace
             # Nothing the command can reach through ptrace or /proc/1/fd may speak
             # for jailpy: the status goes out as this process's exit status, which

@@ -908,7 +908,8 @@ class Server:
             start_one = self.idle_workers == 0
             self.idle_workers -= 0 if start_one else 1
         self.jobs.put((sandbox, request))
-        self._note_change()
+        if self._refill_wait() == 0:  # else this request's end wakes the refill thread
+            self._note_change()
         if start_one:
             worker = threading.Thread(target=self._work, name="jailpy-pool-worker", daemon=True)
             self.workers.append(worker)
