@@ -319,9 +319,10 @@ def child_main(plan: Plan, restrictions: "Restrictions", supervisor: int, report
                handover: "Callable[..., Plan] | None" = None) -> None:
     """The namespace child; never returns.
 
-    `handover` (a warm pool, runtime/pool.py) runs in the target once every
-    restriction is in place, just before execve: it waits for the request and
-    returns the plan to run it with."""
+    `handover` (a warm pool, runtime/pool.py) runs once every restriction is in
+    place, just before the command starts: in pid 1 when the restrictions are
+    `spawnable` (target.can_spawn), else in the forked target. It waits for the
+    request and returns the plan to run it with."""
     code = EXIT_JAILPY_FAILURE
     try:
         _start_child(plan)

@@ -384,7 +384,8 @@ class PreparedSandbox:
 
     def hand_over(self, request: dict) -> None:
         """The request's limits set, its timeout armed, argv/env/cwd/files written
-        to the waiting target, which then execs. Called by the server's main
+        to the waiting handover (pid 1's, or its forked target's), which then
+        starts the command. Called by the server's main
         thread for a small request (one thread hand-off less before the command
         starts), else by serve()."""
         self.start = time.monotonic()
@@ -410,7 +411,7 @@ class PreparedSandbox:
         try:
             _write_all(self.fds["request"], _frame(marshal.dumps(handed)))
         except OSError:
-            pass  # the target is gone: the report says why
+            pass  # the sandbox is gone: the report says why
         finally:
             os.close(self.fds.pop("request"))
 
