@@ -136,15 +136,20 @@ class Desk:
         scale = int(depth[1]) / 255
         return tuple(round(int(match[i]) / scale) for i in (1, 2, 3))
 
-    def type_into(self, window: str, *keys: str) -> None:
+    def type_into(self, window: str, *keys: str, window_may_go: bool = False) -> bool:
         """Focus a window (no window manager: XSetInputFocus) and send it keys;
-        a key starting with '+' is typed as text."""
+        a key starting with '+' is typed as text. With `window_may_go` (an app
+        that may be closing the window, as a restarting browser does), a window
+        that can no longer take the focus is an answer (False), not a failure."""
         steps = [["windowfocus", "--sync", window]]
         # One xdotool call each: `type` would take every word after it as text.
         steps += [["type", key[1:]] if key.startswith("+") else ["key", key] for key in keys]
         for step in steps:
             result = self.run(["xdotool", *step], 30)
+            if window_may_go and result.returncode != 0 and step[0] == "windowfocus":
+                return False
             assert result.returncode == 0, result.stderr
+        return True
 
     def stop(self) -> None:
         for app in reversed(self.started):
